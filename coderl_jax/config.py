@@ -1,0 +1,144 @@
+"""Typed, frozen configuration, built once from an ml_collections config file.
+
+Library code receives these dataclasses, never a ConfigDict. `load_config(path, overrides)` reads
+`configs/X.py` (a module with `get_config()`), applies `--config.a.b=v` overrides and returns
+the ConfigDict; `model_config(cfg.model)` and friends turn sections into dataclasses.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from coderl_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A T5 v1.0 / CodeT5 encoder-decoder (SPEC §7)."""
+
+    vocab_size: int = 32100
+    d_model: int = 512
+    d_ff: int = 2048
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    d_kv: int = 64
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    dropout_rate: float = 0.1
+    layer_norm_epsilon: float = 1e-6
+    tie_word_embeddings: bool = True
+    pad_token_id: int = 0
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    decoder_start_token_id: int = 0
+    dtype: str = "float32"  # compute dtype: float32 on CPU, bfloat16 on TPU
+    param_dtype: str = "float32"
+    remat: bool = False  # rematerialise each layer in the backward pass
+    scan_layers: bool = False  # lax.scan over the layer stack (fast compiles at depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig:
+    """CodeRL's error head on top of the decoder (SPEC §7)."""
+
+    num_classes: int = 4  # 4: compile error, runtime error, failed, passed; 2: binary
+    hidden: int = 128
+
+
+# Model shapes (SPEC §7). `tiny` is for tests and the demo.
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=64, d_ff=256, num_encoder_layers=2, num_decoder_layers=2, num_heads=4,
+                 d_kv=16),
+    "small": dict(d_model=512, d_ff=2048, num_encoder_layers=6, num_decoder_layers=6,
+                  num_heads=8, d_kv=64),
+    "base": dict(d_model=768, d_ff=3072, num_encoder_layers=12, num_decoder_layers=12,
+                 num_heads=12, d_kv=64),
+    "large": dict(d_model=1024, d_ff=4096, num_encoder_layers=24, num_decoder_layers=24,
+                  num_heads=16, d_kv=64),
+}
+
+
+def model_preset(size: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig for a named size (tiny/small/base/large), with overrides."""
+    if size not in MODEL_SIZES:
+        raise UserError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+    return ModelConfig(**{**MODEL_SIZES[size], **overrides})
+
+
+def from_config_dict(cls, section: ml_collections.ConfigDict | dict | None):
+    """Build dataclass `cls` from a config section; unknown keys are an error."""
+    if section is None:
+        return cls()
+    values = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else dict(section)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**values)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
+    """Import `path` (a python file with get_config()) and apply `a.b=v` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"_coderl_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a broken config file is user input
+        raise UserError(f"cannot load config {path}: {type(e).__name__}: {e}") from e
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config {path} has no get_config()")
+    cfg = module.get_config()
+    for item in overrides or []:
+        apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
+    """Apply one `a.b.c=value` override; the value is parsed as a Python literal when it can be."""
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise UserError(f"override {item!r} is not of the form key=value")
+    key = key.removeprefix("--").removeprefix("config.")
+    *parents, leaf = key.split(".")
+    node = cfg
+    for p in parents:
+        if p not in node:
+            raise UserError(f"unknown config key {key!r}")
+        node = node[p]
+    if leaf not in node:
+        raise UserError(f"unknown config key {key!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    old = node[leaf]
+    if isinstance(old, bool) and isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise UserError(f"config key {key!r} needs true/false, got {raw!r}")
+        value = value.lower() == "true"
+    elif isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif isinstance(old, tuple) and isinstance(value, list):
+        value = tuple(value)
+    try:
+        with cfg.unlocked() if hasattr(cfg, "unlocked") else _null():
+            node[leaf] = value
+    except (TypeError, ValueError) as e:
+        raise UserError(f"config key {key!r}: {e}") from e
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
