@@ -1,0 +1,211 @@
+"""Autoregressive decoding: greedy, temperature, top-k and top-p (nucleus) sampling.
+
+One `lax.while_loop` over a small `DecodeState`; the model enters only through a callback
+`tokens_to_logits(token_ids [b], cache) -> (logits [b, vocab], cache)` (one cached decoder step),
+so the loop is testable with a stub and reusable by the sampler, RL and critical sampling.
+
+Conventions:
+- Output ids never include the decoder start token. A row is finished once it has emitted `eos_id`
+  (the EOS itself is kept); afterwards it emits `pad_id` with log-prob 0. The loop exits early when
+  every row is finished (or after `max_new_tokens` steps).
+- Randomness is per row: row r at step t draws from `fold_in(row_keys[r], t)`, so a row's sample
+  depends only on its own key and the model, never on the batch it sits in or the device count.
+- Filtering follows HF `generate`: logits / temperature, then top-k, then top-p. Ties at a
+  top-k/top-p boundary are all kept (the filter is a threshold on the logit value).
+- `logprobs` are log p(token) under the *model* distribution (temperature 1, unfiltered): the
+  quantity CodeRL's RL losses use. `sample_logprobs` are log-probs under the distribution actually
+  sampled from (after temperature and filtering; 0 for greedy and forced tokens).
+- An optional per-row forced prefix is teacher-forced before sampling starts (critical sampling
+  regenerates continuations from a seed prefix): output position i of row r is `prefix[r, i]`
+  while `i < prefix_len[r]`. Forced tokens appear in the output and get model log-probs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NEG_INF = -1e10  # large negative instead of -inf, so log-softmax never produces NaN
+
+TokensToLogits = Callable[[jax.Array, Any], tuple[jax.Array, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is chosen. `temperature == 0` (or `greedy`) means argmax."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0  # 1.0: no nucleus filtering
+    top_k: int = 0  # 0: no top-k filtering
+    greedy: bool = False
+
+    def __post_init__(self):
+        if not (self.temperature >= 0.0 and np.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (0.0 < self.top_p <= 1.0):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or int(self.top_k) != self.top_k:
+            raise ValueError(f"top_k must be an integer >= 0, got {self.top_k}")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0.0
+
+
+@flax.struct.dataclass
+class DecodeState:
+    """Loop carry of `decode`."""
+
+    step: jax.Array  # [] int32: number of tokens emitted so far
+    cur_token: jax.Array  # [b] int32: the token fed to the decoder at this step
+    tokens: jax.Array  # [b, max_new] int32: emitted tokens (pad after EOS)
+    logprobs: jax.Array  # [b, max_new] float32: model log p of each emitted token
+    sample_logprobs: jax.Array  # [b, max_new] float32: log p under the sampling distribution
+    done: jax.Array  # [b] bool: the row has emitted EOS
+    cache: Any  # the model's decoding cache (opaque pytree)
+
+
+class DecodeResult(NamedTuple):
+    tokens: jax.Array  # [b, max_new] int32
+    logprobs: jax.Array  # [b, max_new] float32, model distribution (temperature 1, unfiltered)
+    sample_logprobs: jax.Array  # [b, max_new] float32, sampling distribution
+    lengths: jax.Array  # [b] int32: tokens emitted, EOS included
+    steps: jax.Array  # [] int32: decoder steps actually run (early exit makes it < max_new)
+
+
+def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
+    """Keep logits >= the k-th largest of each row, others -> NEG_INF. [b, V] -> [b, V]."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = jax.lax.top_k(logits, k)[0][..., -1:]  # [b, 1]
+    return jnp.where(logits < kth, NEG_INF, logits)
+
+
+def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
+    """Keep the nucleus: the highest-probability tokens until their mass reaches `p`.
+
+    Token j (in descending order) is kept when the mass strictly above it is < p, i.e. the smallest
+    prefix whose cumulative probability is >= p; the most likely token is always kept.
+    [b, V] -> [b, V]
+    """
+    if p >= 1.0:
+        return logits
+    sorted_desc = -jnp.sort(-logits, axis=-1)  # [b, V], descending
+    probs = jax.nn.softmax(sorted_desc, axis=-1)  # [b, V]
+    mass_above = jnp.cumsum(probs, axis=-1) - probs  # [b, V], exclusive cumulative mass
+    num_kept = jnp.maximum(jnp.sum(mass_above < p, axis=-1, keepdims=True), 1)  # [b, 1]
+    threshold = jnp.take_along_axis(sorted_desc, num_kept - 1, axis=-1)  # [b, 1]
+    return jnp.where(logits < threshold, NEG_INF, logits)
+
+
+def sampling_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
+    """The logits actually sampled from: temperature, then top-k, then top-p. [b, V] -> [b, V]."""
+    x = logits.astype(jnp.float32)
+    if cfg.temperature != 1.0:
+        x = x / cfg.temperature
+    x = top_k_filter(x, cfg.top_k)
+    x = top_p_filter(x, cfg.top_p)
+    return x
+
+
+def _row_keys_at(row_keys: jax.Array, step: jax.Array) -> jax.Array:
+    """[b, 2] uint32 keys -> [b, 2] keys for this step."""
+    return jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
+
+
+def choose_tokens(logits: jax.Array, cfg: SamplingConfig, row_keys: jax.Array,
+                  step: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Next token per row and its log-prob under the sampling distribution.
+
+    logits [b, V] float32, row_keys [b, 2] uint32 -> (tokens [b] int32, sample_logprob [b]).
+    """
+    if cfg.is_greedy:
+        tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [b]
+        return tokens, jnp.zeros(tokens.shape, jnp.float32)
+    x = sampling_logits(logits, cfg)  # [b, V]
+    keys = _row_keys_at(row_keys, step)  # [b, 2]
+    tokens = jax.vmap(jax.random.categorical)(keys, x).astype(jnp.int32)  # [b]
+    logp = jax.nn.log_softmax(x, axis=-1)  # [b, V]
+    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+
+
+def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max_new_tokens: int,
+           sampling: SamplingConfig, row_keys: jax.Array | None = None, start_id: int = 0,
+           eos_id: int | None = 2, pad_id: int = 0, prefix: jax.Array | None = None,
+           prefix_len: jax.Array | None = None) -> DecodeResult:
+    """Decode up to `max_new_tokens` tokens for `batch_size` rows (see the module docstring).
+
+    tokens_to_logits: (token_ids [b] int32, cache) -> (logits [b, V], cache).
+    row_keys: [b, 2] uint32 PRNG keys, one per row (unused for greedy).
+    eos_id: None never stops (always emits exactly max_new_tokens; benchmarks).
+    prefix: [b, P] int32 forced tokens, prefix_len: [b] int32 how many of them each row forces.
+    Jittable; `sampling`, sizes and ids are static.
+    """
+    b, n = batch_size, max_new_tokens
+    if row_keys is None:
+        if not sampling.is_greedy:
+            raise ValueError("sampling needs row_keys")
+        row_keys = jnp.zeros((b, 2), jnp.uint32)
+    if prefix is not None:
+        prefix = jnp.asarray(prefix, jnp.int32)  # [b, P]
+        if prefix_len is None:
+            prefix_len = jnp.full((b,), prefix.shape[1], jnp.int32)
+        prefix_len = jnp.minimum(jnp.asarray(prefix_len, jnp.int32), prefix.shape[1])  # [b]
+
+    state = DecodeState(
+        step=jnp.zeros((), jnp.int32),
+        cur_token=jnp.full((b,), start_id, jnp.int32),
+        tokens=jnp.full((b, n), pad_id, jnp.int32),
+        logprobs=jnp.zeros((b, n), jnp.float32),
+        sample_logprobs=jnp.zeros((b, n), jnp.float32),
+        done=jnp.zeros((b,), bool),
+        cache=cache,
+    )
+
+    def cond(s: DecodeState) -> jax.Array:
+        return (s.step < n) & ~jnp.all(s.done)
+
+    def body(s: DecodeState) -> DecodeState:
+        logits, cache = tokens_to_logits(s.cur_token, s.cache)  # [b, V]
+        logits = logits.astype(jnp.float32)
+        token, sample_logp = choose_tokens(logits, sampling, row_keys, s.step)  # [b], [b]
+        if prefix is not None:
+            forced = s.step < prefix_len  # [b]
+            col = jnp.minimum(s.step, prefix.shape[1] - 1)
+            token = jnp.where(forced, prefix[:, col], token)
+            sample_logp = jnp.where(forced, 0.0, sample_logp)
+        model_logp = jax.nn.log_softmax(logits, axis=-1)  # [b, V]
+        model_logp = jnp.take_along_axis(model_logp, token[:, None], axis=-1)[:, 0]  # [b]
+        # rows already finished emit pad with log-prob 0
+        token = jnp.where(s.done, pad_id, token)
+        model_logp = jnp.where(s.done, 0.0, model_logp)
+        sample_logp = jnp.where(s.done, 0.0, sample_logp)
+        done = s.done if eos_id is None else (s.done | (token == eos_id))
+        return DecodeState(
+            step=s.step + 1,
+            cur_token=token,
+            tokens=jax.lax.dynamic_update_slice(s.tokens, token[:, None], (0, s.step)),
+            logprobs=jax.lax.dynamic_update_slice(s.logprobs, model_logp[:, None], (0, s.step)),
+            sample_logprobs=jax.lax.dynamic_update_slice(
+                s.sample_logprobs, sample_logp[:, None], (0, s.step)),
+            done=done,
+            cache=cache,
+        )
+
+    final = jax.lax.while_loop(cond, body, state)
+    if eos_id is None:
+        lengths = jnp.full((b,), final.step, jnp.int32)
+    else:
+        is_eos = final.tokens == eos_id  # [b, n]
+        first_eos = jnp.argmax(is_eos, axis=-1).astype(jnp.int32)  # [b]
+        lengths = jnp.where(jnp.any(is_eos, axis=-1), first_eos + 1, final.step)
+    return DecodeResult(final.tokens, final.logprobs, final.sample_logprobs, lengths, final.step)
+
+
+def trim(tokens: np.ndarray, length: int) -> list[int]:
+    """Host helper: one row's emitted ids up to `length` (EOS included) as a list."""
+    return [int(t) for t in np.asarray(tokens)[:length]]
