@@ -65,6 +65,7 @@ class Problem:
     split: str = ""  # "train", "test", "validation", "heldout", ...
     entry_point: str | None = None  # HumanEval: the function `check` is called with
     prompt_text: str | None = None  # HumanEval: the prompt (signature + docstring)
+    challenge_tests: Tests | None = None  # MBPP `challenge_test_list` (harder extra asserts)
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -74,6 +75,7 @@ class Problem:
         d = dataclasses.asdict(self)
         d["tests"] = self.tests.to_dict()
         d["example_tests"] = self.example_tests.to_dict() if self.example_tests else None
+        d["challenge_tests"] = self.challenge_tests.to_dict() if self.challenge_tests else None
         d["solutions"] = list(self.solutions)
         return d
 
@@ -86,6 +88,8 @@ class Problem:
         d["tests"] = Tests.from_dict(d.get("tests"))
         ex = d.get("example_tests")
         d["example_tests"] = Tests.from_dict(ex) if ex else None
+        ch = d.get("challenge_tests")
+        d["challenge_tests"] = Tests.from_dict(ch) if ch else None
         d["solutions"] = tuple(d.get("solutions", ()))
         return cls(**d)
 
