@@ -1,0 +1,66 @@
+"""Resolve SPEC §2's SRC (where problems come from) to a list of `Problem` records.
+
+SRC is one of: an APPS split folder, one APPS problem folder, an MBPP `.jsonl` file, the word
+`humaneval`, the word `demo` (the bundled problem set), or a prepared TFDS dataset folder (one
+holding `dataset_info.json`, as `coderl data prepare` writes). `split` picks a part where the
+source has several (MBPP: train/test/validation/prompt; demo: train/heldout; TFDS: its splits).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from coderl_jax.data.records import Problem
+from coderl_jax.errors import UserError
+
+KEYWORDS = ("humaneval", "demo")
+
+
+def load_problems(src: str, split: str | None = None) -> list[Problem]:
+    """Problems of SRC (see module docstring); a UserError says what SRC may be."""
+    src = str(src)
+    if src == "humaneval":
+        from coderl_jax.data.humaneval import load_humaneval
+
+        if split not in (None, "test"):
+            raise UserError(f"HumanEval has only a 'test' split, not {split!r}")
+        return load_humaneval()
+    if src == "demo":
+        from coderl_jax.data.demo import load_demo  # written beside this module
+
+        return load_demo(split=split)
+    path = Path(src)
+    if path.is_file():
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            if "humaneval" in path.name.lower():
+                from coderl_jax.data.humaneval import load_humaneval
+
+                return load_humaneval(path)
+            from coderl_jax.data.mbpp import load_mbpp
+
+            return load_mbpp(path, split=split)
+        raise UserError(f"{path}: a problems file must be an MBPP .jsonl file")
+    if path.is_dir():
+        if (path / "dataset_info.json").is_file():
+            from coderl_jax.data.tfds.read import load_prepared
+
+            return load_prepared(path, split=split)
+        from coderl_jax.data.apps import is_problem_dir, load_apps
+
+        if split is None or is_problem_dir(path) or path.name == split:
+            return load_apps(path)
+        if (path / split).is_dir():
+            return load_apps(path / split)
+        raise UserError(f"{path}: no APPS split folder {split!r} inside")
+    raise UserError(f"problems not found: {src!r} is not a file, a folder, 'humaneval' or 'demo' "
+                    "(expected an APPS split or problem folder, an MBPP .jsonl file, "
+                    "'humaneval', 'demo' or a prepared TFDS dataset folder)")
+
+
+def problems_by_id(problems: list[Problem]) -> dict[str, Problem]:
+    """`{problem_id: problem}`; duplicate ids are an error (they would mix up results)."""
+    table: dict[str, Problem] = {}
+    for p in problems:
+        if p.problem_id in table:
+            raise UserError(f"duplicate problem id {p.problem_id!r}")
+        table[p.problem_id] = p
+    return table
