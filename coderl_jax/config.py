@@ -142,3 +142,110 @@ class _null:
 
     def __exit__(self, *a):
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (issue 6): mesh, optimizer, train loop, checkpoints, data.
+
+# Logical axis name -> mesh axis (or axes, or None = replicated), in priority order: a logical name
+# takes the first rule whose mesh axes are still free in that array, so activations
+# [batch, length, embed] put batch on (data, fsdp) and leave embed replicated while parameters
+# [embed, mlp] shard embed over fsdp (T5X's `standard_logical_axis_rules` plus MaxText's fsdp).
+DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "model"),
+    ("mlp", "model"),
+    ("heads", "model"),
+    ("joined_kv", "model"),
+    ("embed", "fsdp"),
+    ("embed", None),
+    ("kv", None),
+    ("length", None),
+    ("relpos_buckets", None),
+    ("layers", None),
+    ("classes", None),
+    ("critic_hidden", None),
+    ("vocab", None),
+    ("mlp", None),
+    ("heads", None),
+    ("joined_kv", None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh ('data', 'fsdp', 'model'): within a slice (ICI) and across slices (DCN).
+
+    At most one entry of each tuple may be -1: it is filled in from the device count.
+    """
+
+    ici_parallelism: tuple[int, int, int] = (-1, 1, 1)
+    dcn_parallelism: tuple[int, int, int] = (1, 1, 1)
+    logical_axis_rules: tuple[tuple[str, Any], ...] = DEFAULT_LOGICAL_AXIS_RULES
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with global-norm clipping and a warm-up + decay learning-rate schedule."""
+
+    learning_rate: float = 2e-5
+    schedule: str = "linear"  # constant | linear | cosine (decay after warm-up)
+    warmup_steps: int = 0
+    decay_steps: int = 0  # 0: decay over the whole run (TrainConfig.num_steps)
+    end_learning_rate_ratio: float = 0.0  # final lr = learning_rate * ratio
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # decoupled; applied to matrices only (not layer-norm scales)
+    grad_clip_norm: float = 1.0  # 0 disables clipping
+
+
+STAGES = ("warmup", "critic", "offline_rl", "online_rl")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run of a stage (SPEC §2 `coderl train`)."""
+
+    stage: str = "warmup"  # warmup | critic | offline_rl | online_rl
+    num_steps: int = 100
+    batch_size: int = 8  # global batch (rows), split over data x fsdp
+    num_microbatches: int = 1  # gradient accumulation: batch_size % num_microbatches == 0
+    seed: int = 0
+    dropout: bool = True  # False: deterministic forward in training
+    log_every: int = 10
+    init_checkpoint: str = ""  # initial params (e.g. converted CodeT5); "" = random init
+    # RL (offline_rl / online_rl): loss = rl_weight * RL + ce_weight * CE on ground truth
+    # ("sum": every step, CodeRL pairs each sampled program with a ground-truth one) or one of
+    # the two on alternate steps ("alternate": even steps RL, odd steps CE).
+    rl_mix: str = "sum"
+    rl_weight: float = 1.0
+    ce_weight: float = 1.0
+    # Critic: CodeRL max-pools the error head over every decoder position, padding included.
+    critic_pool_padding: bool = False
+    multihost: bool = False  # jax.distributed.initialize (or env CODERL_MULTIHOST=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax checkpoints of the train state and the data iterator, under <workdir>/checkpoints."""
+
+    every_steps: int = 100  # 0: only at the end
+    keep: int = 3  # the last K
+    keep_best: bool = False  # also keep the one with the best `best_metric`
+    best_metric: str = "loss"
+    best_mode: str = "min"  # min | max
+    async_save: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where a stage's batches come from (the data pipeline builds fixed-shape numpy batches)."""
+
+    problems: str = "demo"  # SPEC §2 SRC
+    split: str = ""  # "" = the source's default
+    programs: str = ""  # critic / offline RL: rows of generated programs with results (jsonl)
+    tokenizer: str = ""  # "" = $CODERL_TOKENIZER or ../shared/codet5_tokenizer
+    max_source_len: int = 600
+    max_target_len: int = 512
+    shuffle_seed: int = 0
