@@ -45,8 +45,8 @@ def _read_text(path: Path, *, required: bool, allow_empty: bool = True) -> str |
             raise BadProblem(f"{path}: file not found")
         return None
     try:
-        # newline="" keeps \r\n as written: questions and programs are data, not text to fix
-        with open(path, encoding="utf-8", newline="") as f:
+        # universal newlines (\r\n -> \n), as APPS's and CodeRL's readers open these files
+        with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise BadProblem(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
