@@ -1,0 +1,266 @@
+"""Sampling at scale: N programs per problem from a T5 actor, jitted and sharded over a mesh.
+
+Per call (`Sampler.sample`):
+- problems are taken in groups of G (G * N a multiple of the batch when it can be); each group's
+  prompts are encoded once (`T5.encode`, one jit per (G, source bucket));
+- the group's (problem, sample) rows are decoded in chunks of `batch_size` rows; a chunk gathers
+  the encoder states and mask of its rows' problems on device (`jnp.take` over the group: the
+  repeat across samples, no re-encoding), builds the KV cache (cross-attention K/V precomputed once)
+  and runs the `decoding.decode` while-loop, all in one jit per (G, source bucket, prefix bucket);
+- rows are split over the mesh's data axes (`data_sharding`), params placed with the training
+  rules; source lengths are bucketed (64, 128, 256, 512, max) to bound recompiles.
+- Randomness: row (problem key, sample index) draws from
+  `fold_in(fold_in(PRNGKey(seed), crc32(key)), sample_index)`, so the samples do not depend on the
+  batch size, the grouping, the order of problems, resumption or the device count.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import math
+import zlib
+from typing import Any, Iterable, Iterator, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from coderl_jax.config import ModelConfig
+from coderl_jax.inference import decoding
+from coderl_jax.inference.decoding import SamplingConfig
+
+SOURCE_BUCKETS = (64, 128, 256, 512)
+PREFIX_BUCKETS = (8, 32, 128, 512)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRequest:
+    """One prompt to sample for. `key` names it for the rng (a problem id); `prefix_ids` are
+    decoder tokens forced before sampling starts (critical sampling), returned in the output."""
+
+    key: str
+    prompt_ids: Sequence[int]
+    sample_indices: Sequence[int] = (0,)
+    prefix_ids: Sequence[int] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One generated program: `output_ids` end at and include EOS if it was produced."""
+
+    request_index: int
+    sample_index: int
+    output_ids: list[int]
+    logprobs: list[float]  # model log p of each output token (temperature 1, unfiltered)
+
+    @property
+    def logprob(self) -> float:
+        return float(np.sum(self.logprobs, dtype=np.float64))
+
+
+def bucket(n: int, buckets: Sequence[int], cap: int) -> int:
+    """The smallest bucket >= n (buckets above `cap` dropped, `cap` itself always a bucket)."""
+    for b in sorted({*(x for x in buckets if x < cap), cap}):
+        if n <= b:
+            return b
+    return cap
+
+
+def truncate_prompt(ids: Sequence[int], max_len: int, eos_id: int) -> list[int]:
+    """Keep the first `max_len` tokens, ending with EOS when it had to cut (as HF truncation)."""
+    ids = list(ids)
+    if len(ids) <= max_len:
+        return ids
+    return ids[: max_len - 1] + [eos_id]
+
+
+def row_key_hash(key: str) -> int:
+    """A stable 31-bit hash of a request key (problem id) for `fold_in`."""
+    return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
+
+
+def group_size(batch_size: int, num_samples: int) -> int:
+    """Problems encoded together: the fewest G <= batch_size with G * num_samples a multiple of
+    batch_size, so chunks of a group are always full."""
+    return batch_size // math.gcd(batch_size, num_samples)
+
+
+class Sampler:
+    """Jitted encoder + decode loop for one model, params and mesh (see the module docstring)."""
+
+    def __init__(self, config: ModelConfig, params: Any, *, mesh: jax.sharding.Mesh | None = None,
+                 rules: Sequence[tuple[str, Any]] | None = None, batch_size: int = 8,
+                 max_new_tokens: int = 512, max_source_len: int = 600,
+                 sampling: SamplingConfig = SamplingConfig(), stop_at_eos: bool = True,
+                 source_buckets: Sequence[int] = SOURCE_BUCKETS):
+        from coderl_jax.models import t5
+
+        self.config = config
+        self.t5 = t5
+        self.model = t5.T5(config)
+        self.mesh = mesh
+        self.sampling = sampling
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_source_len = int(max_source_len)
+        self.source_buckets = tuple(source_buckets)
+        self.eos_id = config.eos_token_id if stop_at_eos else None
+        if mesh is not None:
+            from coderl_jax import partitioning
+
+            self.rules = tuple(rules) if rules is not None else partitioning.DEFAULT_RULES
+            self.row_sharding = partitioning.data_sharding(mesh)
+            self.num_row_shards = int(np.prod([mesh.shape[a] for a in ("data", "fsdp")
+                                               if a in mesh.shape]))
+            self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            param_shardings = partitioning.logical_to_mesh_sharding(
+                t5.param_logical_axes(config), mesh, self.rules)
+            self.params = jax.device_put(params, param_shardings)
+        else:
+            self.rules = tuple(rules) if rules is not None else ()
+            self.row_sharding = self.replicated = None
+            self.num_row_shards = 1
+            self.params = params
+        # rows per decode call: a multiple of the row shards
+        self.batch_size = -(-int(batch_size) // self.num_row_shards) * self.num_row_shards
+        self._encode = jax.jit(self._encode_impl)
+        self._decode = jax.jit(self._decode_impl, static_argnames=("prefix_len_max",))
+        self.compiled_shapes: set[tuple] = set()
+
+    # ---- device functions -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _context(self):
+        """Mesh and logical-axis rules for tracing (model activations are logically constrained)."""
+        with contextlib.ExitStack() as stack:
+            if self.mesh is not None:
+                stack.enter_context(jax.set_mesh(self.mesh))
+            if self.rules:
+                stack.enter_context(nn.logical_axis_rules(self.rules))
+            yield
+
+    def _encode_impl(self, params, encoder_ids, encoder_mask):
+        # [G, S] -> [G, S, d_model]
+        return self.model.apply({"params": params}, encoder_ids, encoder_mask,
+                                method=self.t5.T5.encode)
+
+    def _decode_impl(self, params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed,
+                     prefix, prefix_len, *, prefix_len_max):
+        b = row_slot.shape[0]
+        # the repeat across samples: [G, S, d] -> [B, S, d], [G, S] -> [B, S]
+        enc = jnp.take(encoded, row_slot, axis=0)
+        mask = jnp.take(encoder_mask, row_slot, axis=0)
+        if self.row_sharding is not None:
+            enc = jax.lax.with_sharding_constraint(enc, self.row_sharding)
+            mask = jax.lax.with_sharding_constraint(mask, self.row_sharding)
+        base = jax.random.PRNGKey(seed)
+
+        def row_key(h, s):  # uint32 [], int32 [] -> [2] uint32
+            return jax.random.fold_in(jax.random.fold_in(base, h), s)
+
+        row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
+        cache = self.t5.init_cache(self.config, params, enc, mask, self.max_new_tokens)
+
+        def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
+            return self.t5.decode_step(self.config, params, cache, token_ids, mask)
+
+        res = decoding.decode(
+            tokens_to_logits, cache, batch_size=b, max_new_tokens=self.max_new_tokens,
+            sampling=self.sampling, row_keys=row_keys,
+            start_id=self.config.decoder_start_token_id, eos_id=self.eos_id,
+            pad_id=self.config.pad_token_id,
+            prefix=prefix if prefix_len_max else None,
+            prefix_len=prefix_len if prefix_len_max else None)
+        return res.tokens, res.logprobs, res.lengths
+
+    def _put_rows(self, x: np.ndarray):
+        return x if self.row_sharding is None else jax.device_put(x, self.row_sharding)
+
+    def _put_group(self, x: np.ndarray):
+        if self.mesh is None:
+            return x
+        if x.shape[0] % self.num_row_shards == 0:
+            return jax.device_put(x, self.row_sharding)
+        return jax.device_put(x, self.replicated)
+
+    def encode_group(self, prompts: Sequence[Sequence[int]], slots: int):
+        """Encode up to `slots` prompts (padded to a source bucket). -> (encoded, mask) on device."""
+        ids = [truncate_prompt(p, self.max_source_len, self.config.eos_token_id) for p in prompts]
+        s = bucket(max(len(p) for p in ids), self.source_buckets, self.max_source_len)
+        enc_ids = np.zeros((slots, s), np.int32)
+        enc_mask = np.zeros((slots, s), np.int32)
+        for i, p in enumerate(ids):
+            enc_ids[i, : len(p)] = p
+            enc_mask[i, : len(p)] = 1
+        enc_ids[len(ids):, 0] = self.config.eos_token_id  # empty slots: one real token
+        enc_mask[len(ids):, 0] = 1
+        enc_ids, enc_mask = self._put_group(enc_ids), self._put_group(enc_mask)
+        with self._context():
+            encoded = self._encode(self.params, enc_ids, enc_mask)
+        return encoded, enc_mask
+
+    def decode_rows(self, encoded, encoder_mask, row_slot: np.ndarray, row_hash: np.ndarray,
+                    row_sample: np.ndarray, seed: int, prefixes: Sequence[Sequence[int]] | None):
+        """One decode call over exactly `batch_size` rows -> host (tokens, logprobs, lengths)."""
+        b = self.batch_size
+        plen_max = max((len(p) for p in prefixes), default=0) if prefixes else 0
+        if plen_max > self.max_new_tokens:
+            raise ValueError(f"a forced prefix of {plen_max} tokens exceeds max_new_tokens "
+                             f"{self.max_new_tokens}")
+        pb = bucket(plen_max, PREFIX_BUCKETS, self.max_new_tokens) if plen_max else 0
+        prefix = np.zeros((b, max(pb, 1)), np.int32)
+        prefix_len = np.zeros((b,), np.int32)
+        if plen_max:
+            for r, p in enumerate(prefixes):
+                prefix[r, : len(p)] = p
+                prefix_len[r] = len(p)
+        self.compiled_shapes.add((encoded.shape, b, pb))
+        with self._context():
+            tokens, logprobs, lengths = self._decode(
+                self.params, encoded, encoder_mask, self._put_rows(row_slot.astype(np.int32)),
+                self._put_rows(row_hash.astype(np.uint32)),
+                self._put_rows(row_sample.astype(np.int32)), np.int32(seed),
+                self._put_rows(prefix), self._put_rows(prefix_len), prefix_len_max=pb)
+        return np.asarray(tokens), np.asarray(logprobs), np.asarray(lengths)
+
+    # ---- host loop ----------------------------------------------------------------------------
+
+    def sample(self, requests: Sequence[SampleRequest], seed: int = 0) -> Iterator[Sample]:
+        """Yield one `Sample` per (request, sample index), chunk by chunk as they finish."""
+        requests = [r for r in requests if len(r.sample_indices)]
+        if not requests:
+            return
+        n_max = max(len(r.sample_indices) for r in requests)
+        g = min(group_size(self.batch_size, n_max), len(requests), self.batch_size)
+        for start in range(0, len(requests), g):
+            group = requests[start: start + g]
+            encoded, enc_mask = self.encode_group([r.prompt_ids for r in group], slots=g)
+            rows = [(slot, s) for slot, r in enumerate(group) for s in r.sample_indices]
+            for c in range(0, len(rows), self.batch_size):
+                chunk = rows[c: c + self.batch_size]
+                padded = chunk + [chunk[0]] * (self.batch_size - len(chunk))
+                slot = np.array([sl for sl, _ in padded])
+                sidx = np.array([s for _, s in padded])
+                hashes = np.array([row_key_hash(group[sl].key) for sl in slot], np.uint32)
+                prefixes = [list(group[sl].prefix_ids) for sl in slot]
+                if not any(prefixes):
+                    prefixes = None
+                tokens, logprobs, lengths = self.decode_rows(
+                    encoded, enc_mask, slot, hashes, sidx, seed, prefixes)
+                for r, (sl, s) in enumerate(chunk):
+                    n = int(lengths[r])
+                    yield Sample(start + sl, int(s), tokens[r, :n].tolist(),
+                                 logprobs[r, :n].tolist())
+
+
+def sample_programs(config: ModelConfig, params: Any, prompts: Sequence[Sequence[int]],
+                    keys: Sequence[str], num_samples: int, *, seed: int = 0,
+                    **sampler_kwargs) -> list[list[Sample]]:
+    """Convenience: `num_samples` samples for each prompt, grouped per prompt in index order."""
+    sampler = Sampler(config, params, **sampler_kwargs)
+    reqs = [SampleRequest(k, p, tuple(range(num_samples))) for k, p in zip(keys, prompts)]
+    out: list[list[Sample]] = [[None] * num_samples for _ in prompts]  # type: ignore[list-item]
+    for s in sampler.sample(reqs, seed=seed):
+        out[s.request_index][s.sample_index] = s
+    return out

@@ -1,0 +1,201 @@
+"""The sharded sampler on a tiny random T5: against uncached decoding and HF, across meshes."""
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from coderl_jax.config import MeshConfig, model_preset
+from coderl_jax.inference import sampler as sampler_lib
+from coderl_jax.inference.decoding import SamplingConfig
+from coderl_jax.inference.sampler import Sampler, SampleRequest
+from coderl_jax.models import t5
+from coderl_jax.partitioning import make_mesh
+
+EOS = 2
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def config():
+    return model_preset("tiny", vocab_size=128, dropout_rate=0.0)
+
+
+@pytest.fixture(scope="module")
+def params(config):
+    return t5.init_params(config, jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def requests():
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(5):
+        n = int(rng.integers(4, 40))
+        ids = [1] + rng.integers(5, 128, size=n).tolist() + [EOS]
+        out.append(SampleRequest(f"problem{i}", ids, tuple(range(3))))
+    return out
+
+
+def _by_pair(samples):
+    return {(s.request_index, s.sample_index): (tuple(s.output_ids), s.logprobs) for s in samples}
+
+
+def _mesh(n_devices, shape=(-1, 1, 1)):
+    return make_mesh(MeshConfig(ici_parallelism=shape), devices=jax.devices()[:n_devices])
+
+
+def _full_decode_logits(config, params, prompt, out_ids):
+    """Uncached teacher-forced logits of `out_ids` after `prompt`: [len(out_ids), V].
+
+    Decoder inputs are padded to MAX_NEW (causal attention: padding after position t does not
+    change its logits), so one compile serves every length."""
+    dec = np.zeros((1, MAX_NEW), np.int32)
+    dec[0, : len(out_ids)] = out_ids
+    logits = _teacher_forced(config, params, jnp.asarray([prompt], jnp.int32), jnp.asarray(dec))
+    return np.asarray(logits[0, : len(out_ids)])
+
+
+@jax.jit(static_argnums=0)
+def _teacher_forced(config, params, enc_ids, targets):
+    model = t5.T5(config)
+    mask = jnp.ones_like(enc_ids)
+    encoded = model.apply({"params": params}, enc_ids, mask, method=t5.T5.encode)
+    dec_in = t5.shift_right(targets, config.decoder_start_token_id)
+    return model.apply({"params": params}, encoded, mask, dec_in, method=t5.T5.decode)
+
+
+def _reference_greedy(config, params, prompt, n):
+    ids = []
+    for _ in range(n):
+        logits = _full_decode_logits(config, params, prompt, ids + [0])
+        nxt = int(np.argmax(logits[len(ids)]))
+        ids.append(nxt)
+        if nxt == EOS:
+            break
+    return ids
+
+
+def test_greedy_equals_uncached_argmax_decoding(config, params, requests):
+    s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW,
+                sampling=SamplingConfig(greedy=True))
+    reqs = [SampleRequest(r.key, r.prompt_ids, (0,)) for r in requests[:3]]
+    got = {x.request_index: x for x in s.sample(reqs)}
+    for i, r in enumerate(reqs):
+        want = _reference_greedy(config, params, list(r.prompt_ids), MAX_NEW)
+        assert got[i].output_ids == want
+
+
+def test_logprobs_are_model_logprobs_of_the_sampled_tokens(config, params, requests):
+    s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW,
+                sampling=SamplingConfig(temperature=0.7, top_p=0.9))
+    for x in list(s.sample(requests[:2], seed=3))[:4]:
+        prompt = list(requests[x.request_index].prompt_ids)
+        logits = _full_decode_logits(config, params, prompt, x.output_ids)
+        logp = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
+        want = np.asarray(logp)[np.arange(len(x.output_ids)), x.output_ids]
+        np.testing.assert_allclose(x.logprobs, want, rtol=1e-4, atol=1e-5)
+        assert x.logprob == pytest.approx(float(np.sum(want)), abs=1e-3)
+
+
+def test_same_seed_same_samples_on_1_and_8_devices(config, params, requests):
+    cfg = SamplingConfig(temperature=1.0)
+    runs = {}
+    for name, mesh, b in [("1", _mesh(1), 8), ("8", _mesh(8), 8), ("8b16", _mesh(8), 16),
+                          ("2x4", _mesh(8, (2, 1, 4)), 4)]:
+        s = Sampler(config, params, mesh=mesh, batch_size=b, max_new_tokens=MAX_NEW, sampling=cfg)
+        runs[name] = _by_pair(s.sample(requests, seed=11))
+    ids = {k: {p: v[0] for p, v in r.items()} for k, r in runs.items()}
+    assert len(ids["1"]) == 15
+    assert ids["1"] == ids["8"] == ids["8b16"] == ids["2x4"]
+    for k in ("8", "8b16", "2x4"):
+        for pair, (_, lp) in runs[k].items():
+            np.testing.assert_allclose(lp, runs["1"][pair][1], rtol=1e-5, atol=1e-5)
+    # a different seed changes the samples; different sample indices differ from each other
+    s = Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, sampling=cfg)
+    other = {p: v[0] for p, v in _by_pair(s.sample(requests, seed=12)).items()}
+    assert other != ids["1"]
+    assert ids["1"][(0, 0)] != ids["1"][(0, 1)]
+
+
+def test_samples_do_not_depend_on_batching_order_or_subset(config, params, requests):
+    cfg = SamplingConfig(temperature=1.0, top_k=20)
+    s = Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, sampling=cfg)
+    full = {(requests[i].key, j): v[0] for (i, j), v in _by_pair(s.sample(requests, seed=5)).items()}
+    # reversed problems, only some sample indices (as --resume does), another batch size
+    sub = [SampleRequest(r.key, r.prompt_ids, (2,) if k % 2 else (0, 2))
+           for k, r in enumerate(reversed(requests))]
+    s2 = Sampler(config, params, batch_size=3, max_new_tokens=MAX_NEW, sampling=cfg)
+    for x in s2.sample(sub, seed=5):
+        assert tuple(x.output_ids) == full[(sub[x.request_index].key, x.sample_index)]
+
+
+def test_encoder_runs_once_per_problem_group(config, params, requests, monkeypatch):
+    s = Sampler(config, params, batch_size=4, max_new_tokens=4,
+                sampling=SamplingConfig(temperature=1.0))
+    calls = {"encode": 0, "decode": 0}
+    enc, dec = s.encode_group, s.decode_rows
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(s, "encode_group", count("encode", enc))
+    monkeypatch.setattr(s, "decode_rows", count("decode", dec))
+    reqs = [SampleRequest(r.key, r.prompt_ids, tuple(range(8))) for r in requests[:2]]
+    out = list(s.sample(reqs, seed=0))
+    assert len(out) == 16
+    assert calls == {"encode": 2, "decode": 4}  # 8 samples = 2 chunks of 4 rows per problem
+    # one sample each: all 5 problems share one group when the batch holds them
+    calls.update(encode=0, decode=0)
+    s.batch_size = 8
+    out = list(s.sample([SampleRequest(r.key, r.prompt_ids, (0,)) for r in requests], seed=0))
+    assert len(out) == 5 and calls == {"encode": 1, "decode": 1}
+
+
+def test_forced_prefix_continues_from_the_seed(config, params, requests):
+    s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW,
+                sampling=SamplingConfig(greedy=True))
+    r = requests[1]
+    prefix = [7, 9, 11]
+    got = list(s.sample([SampleRequest(r.key, r.prompt_ids, (0,), prefix_ids=prefix)]))[0]
+    assert got.output_ids[:3] == prefix
+    # the continuation is the uncached argmax after the forced tokens
+    ids = list(prefix)
+    while len(ids) < MAX_NEW and ids[-1] != EOS:
+        logits = _full_decode_logits(config, params, list(r.prompt_ids), ids + [0])
+        ids.append(int(np.argmax(logits[len(ids)])))
+    assert got.output_ids == ids
+
+
+def test_eos_ends_rows_and_outputs_stop_there(config, params, requests):
+    # bias the output layer towards EOS so some rows finish early
+    p = jax.tree.map(lambda x: x, params)
+    emb = np.asarray(p["token_embedder"]["embedding"]).copy()
+    emb[EOS] *= 3.0
+    p = {**p, "token_embedder": {**p["token_embedder"], "embedding": jnp.asarray(emb)}}
+    s = Sampler(config, p, batch_size=8, max_new_tokens=MAX_NEW,
+                sampling=SamplingConfig(temperature=1.0))
+    outs = list(s.sample(requests, seed=2))
+    lengths = [len(x.output_ids) for x in outs]
+    assert any(x.output_ids and x.output_ids[-1] == EOS for x in outs)
+    for x in outs:
+        assert EOS not in x.output_ids[:-1]
+        assert len(x.output_ids) == MAX_NEW or x.output_ids[-1] == EOS
+        assert len(x.logprobs) == len(x.output_ids)
+    assert min(lengths) < MAX_NEW
+
+
+def test_helpers():
+    assert sampler_lib.bucket(10, (64, 128, 256, 512), 600) == 64
+    assert sampler_lib.bucket(300, (64, 128, 256, 512), 600) == 512
+    assert sampler_lib.bucket(513, (64, 128, 256, 512), 600) == 600
+    assert sampler_lib.bucket(100, (64, 128, 256, 512), 100) == 100
+    assert sampler_lib.truncate_prompt([1, 5, 6, 7, 2], 4, 2) == [1, 5, 6, 2]
+    assert sampler_lib.truncate_prompt([1, 5, 2], 4, 2) == [1, 5, 2]
+    assert sampler_lib.row_key_hash("0001") == sampler_lib.row_key_hash("0001")
+    for b, n in [(8, 1), (8, 5), (8, 20), (64, 1000), (8, 16), (4, 3)]:
+        g = sampler_lib.group_size(b, n)
+        assert 1 <= g <= b and (g * n) % b == 0
