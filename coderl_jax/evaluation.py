@@ -137,7 +137,7 @@ def _difficulty_key(d: str) -> tuple:
 
 
 def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
-              ns: Sequence[int] = (), use_scores: bool = True) -> dict:
+              ns: Sequence[int] = (), use_scores: bool = True, progress: bool = False) -> dict:
     """Mean pass@k (and n@k for n <= k when `ns` is given) overall and per difficulty.
 
     Returns `{"pass@1": …, "1@5": …, "num_problems": …, "by_difficulty": {d: {same keys}},
@@ -167,6 +167,11 @@ def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
                                 f"{unscored[0]} has samples without one")
 
     per_problem: dict[str, dict] = {}
+    if progress:  # a bar on stderr when it is a terminal and there are many problems
+        from tqdm import tqdm
+
+        problems = tqdm(problems, desc="evaluate", unit="problem", leave=False,
+                        disable=None if len(problems) >= 500 else True)
     for p in problems:
         entry = {"difficulty": p.difficulty, "num_samples": p.num_samples,
                  "num_correct": p.num_correct}

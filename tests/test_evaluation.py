@@ -231,16 +231,26 @@ def test_evaluate_inline_example_result_and_logprob(tmp_path):
     ('{"problem_id": "A", "result": 1}\n{not json\n', [], "r.jsonl:2: invalid JSON"),
     ('{"problem_id": "A", "result": 1}\n{"problem_id": "A", "result": 0}\n', ["--k", "3"],
      "k=3 exceeds the 2 sample(s) of problem A"),
-    ('{"problem_id": "A", "result": 7}\n', [], "row 1: 'result' must be one of"),
-    ('{"result": 1}\n', [], "row 1: missing or invalid 'problem_id'"),
+    ('{"problem_id": "A", "result": 7}\n', [], "r.jsonl:1: 'result' must be one of"),
+    ('{"result": 1}\n', [], "r.jsonl:1: missing or invalid 'problem_id'"),
     ('{"problem_id": "A", "sample_index": 0, "result": 1}\n'
-     '{"problem_id": "A", "sample_index": 0, "result": 1}\n', [], "duplicate sample 0"),
+     '{"problem_id": "A", "sample_index": 0, "result": 1}\n', [], "r.jsonl:2: duplicate sample 0"),
     ('{"problem_id": "A", "result": 1}\n', ["--n", "1"], "--n needs example-test results"),
+    ("\n", [], "r.jsonl: no rows"),
+    ('{"problem_id": "A", "result": 1}\n', ["--example-results", "EX"],
+     "r.jsonl:1: sample 0 of problem A has no row in"),
+    ('{"problem_id": "A", "result": 1}\n', ["--rank-by", "critic", "--n", "1", "--k", "1",
+                                             "--example-results", "EX"],
+     "needs a score for every sample"),
 ])
 def test_evaluate_bad_input_is_one_line_error(tmp_path, content, args, message):
     f = tmp_path / "r.jsonl"
     if content is not None:
         f.write_text(content)
+    ex = tmp_path / "ex.jsonl"  # example results for sample 0 of problem A, or of B when absent
+    pid = "A" if "--rank-by" in args else "B"
+    ex.write_text(json.dumps({"problem_id": pid, "sample_index": 0, "result": 1}) + "\n")
+    args = [str(ex) if a == "EX" else a for a in args]
     r = run_cli("--results", f, *args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr

@@ -97,52 +97,62 @@ def _outcome(row: dict, where: str, key: str = "result") -> int:
 def load_samples(results_path: str, example_path: str | None = None, rank_by: str = "auto"):
     """Read result rows (and example results) into ProblemSamples; returns (problems, rank_by).
 
-    A problem's difficulty is its rows' `difficulty`, else "unknown".
+    Rows are streamed and only the fields evaluation needs are kept, so a file of millions of
+    programs fits in memory. A problem's difficulty is its rows' `difficulty`, else "unknown".
     """
     from coderl_jax.evaluation import ProblemSamples
-    from coderl_jax.files import read_jsonl
 
-    examples = None if example_path is None else _keyed_rows(example_path, read_jsonl)
-    merged = []  # (key, where, hidden result, example result or None, merged row)
-    for key, (where, row) in _keyed_rows(results_path, read_jsonl).items():
-        result = _outcome(row, where)
+    examples = None if example_path is None else _keyed_rows(example_path)
+    merged = []  # (key, slim row with example_result filled in)
+    for key, row in _keyed_rows(results_path).items():
         if examples is not None:
             if key not in examples:
-                raise UserError(f"{where}: sample {key[1]} of problem {key[0]} has no row in "
-                                f"{example_path}")
-            ex_where, ex = examples[key]
-            example_result = _outcome(ex, ex_where)
-            row = {**ex, **row}
-        elif "example_result" in row:
-            example_result = _outcome(row, where, "example_result")
-        else:
-            example_result = None
-        merged.append((key, where, result, example_result, row))
+                raise UserError(f"{row['where']}: sample {key[1]} of problem {key[0]} has no row "
+                                f"in {example_path}")
+            ex = examples[key]
+            row["example_result"] = ex["result"]
+            for score in ("critic", "logprob"):  # e.g. critic-score ran on the example rows
+                if row[score] is None:
+                    row[score] = ex[score]
+        merged.append((key, row))
 
     if rank_by == "auto":
         rank_by = next((r for r in ("critic", "logprob")
-                        if all(_score(m[-1], r) is not None for m in merged)), "none")
+                        if all(row[r] is not None for _, row in merged)), "none")
 
     problems: dict[str, ProblemSamples] = {}
-    for row_number, (key, where, result, example_result, row) in enumerate(merged, 1):
-        p = problems.setdefault(key[0], ProblemSamples(key[0], str(row.get("difficulty")
-                                                                   or "unknown")))
-        p.results.append(result)
-        p.example_results.append(example_result)
-        p.scores.append(None if rank_by == "none" else _score(row, rank_by))
+    for row_number, (key, row) in enumerate(merged, 1):
+        p = problems.setdefault(key[0], ProblemSamples(key[0], row["difficulty"]))
+        p.results.append(row["result"])
+        p.example_results.append(row["example_result"])
+        p.scores.append(None if rank_by == "none" else row[rank_by])
         p.order.append((key[1], row_number))
     return list(problems.values()), rank_by
 
 
-def _keyed_rows(path: str, read_jsonl) -> dict[tuple[str, int], tuple[str, dict]]:
-    """Rows of a JSON-lines file by (problem_id, sample_index), with a 'file: row N' label."""
-    keyed: dict[tuple[str, int], tuple[str, dict]] = {}
+def _iter_jsonl(path: str):
+    """(label 'file:line', row) for each JSON object of a JSON-lines file, streamed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object per line")
+            yield f"{path}:{lineno}", row
+
+
+def _keyed_rows(path: str) -> dict[tuple[str, int], dict]:
+    """Slim rows of a JSON-lines file by (problem_id, sample_index)."""
+    keyed: dict[tuple[str, int], dict] = {}
     counts: dict[str, int] = {}
-    rows = read_jsonl(path)
-    if not rows:
-        raise UserError(f"{path}: no rows")
-    for i, row in enumerate(rows, 1):
-        where = f"{path}: row {i}"
+    for where, row in _iter_jsonl(path):
         pid = row.get("problem_id")
         if pid is None or isinstance(pid, (bool, list, dict)) or pid == "":
             raise UserError(f"{where}: missing or invalid 'problem_id'")
@@ -153,7 +163,17 @@ def _keyed_rows(path: str, read_jsonl) -> dict[tuple[str, int], tuple[str, dict]
             raise UserError(f"{where}: 'sample_index' must be an integer (got {index!r})")
         if (pid, index) in keyed:
             raise UserError(f"{where}: duplicate sample {index} of problem {pid}")
-        keyed[(pid, index)] = (where, row)
+        keyed[(pid, index)] = {
+            "where": where,
+            "result": _outcome(row, where),
+            "example_result": (_outcome(row, where, "example_result")
+                               if "example_result" in row else None),
+            "difficulty": str(row.get("difficulty") or "unknown"),
+            "critic": _score(row, "critic"),
+            "logprob": _score(row, "logprob"),
+        }
+    if not keyed:
+        raise UserError(f"{path}: no rows")
     return keyed
 
 
@@ -171,8 +191,6 @@ def _difficulties(src: str, problem_ids) -> dict[str, str]:
 def run(args) -> int:
     from coderl_jax.evaluation import summarize
 
-    if not Path(args.results).is_file():
-        raise UserError(f"file not found: {args.results}")
     problems, rank_by = load_samples(args.results, args.example_results, args.rank_by)
     if args.problems is not None:
         known = _difficulties(args.problems, [p.problem_id for p in problems])
@@ -186,7 +204,7 @@ def run(args) -> int:
         raise UserError("--n needs example-test results: rows with 'example_result' or "
                         "--example-results EX.jsonl")
     ns = args.n or (DEFAULT_NS if has_filter else ())
-    summary = summarize(problems, ks, ns, use_scores=rank_by != "none")
+    summary = summarize(problems, ks, ns, use_scores=rank_by != "none", progress=True)
     summary["k"] = list(ks)
     summary["n"] = list(ns)
     summary["filter"] = ({"example_tests": True, "rank_by": rank_by, "n_at_k": "exact"}
