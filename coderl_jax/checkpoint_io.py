@@ -35,7 +35,7 @@ Loaded = tuple[PyTree, ModelConfig, "CriticConfig | None"]
 # checkpoint: fn(path: Path, shardings) -> (params, model_config, critic_config) or None when
 # `path` is not its kind. "module:function" strings are imported on first use, so the training
 # code can add its workdir reader here without this module importing it.
-LOADER_MODULES: list[str] = []
+LOADER_MODULES: list[str] = ["coderl_jax.train.checkpoints:load_workdir_model"]
 _LOADERS: list[Callable[[Path, Any], "Loaded | None"]] = []
 
 

@@ -97,6 +97,9 @@ def critic_objective(model: nn.Module, opts: StepOptions) -> Objective:
     programs (rows with no target tokens are padding and count for nothing)."""
 
     def rows(batch):
+        """1 for real rows, 0 for padding rows (`valid` when given, else any target token)."""
+        if "valid" in batch:
+            return batch["valid"].astype(jnp.float32)  # [b]
         return (batch["target_mask"].sum(axis=-1) > 0).astype(jnp.float32)  # [b]
 
     def denominators(batch):
@@ -118,6 +121,7 @@ def critic_objective(model: nn.Module, opts: StepOptions) -> Objective:
 
 
 GT_KEYS = ("gt_targets", "gt_target_mask")
+OPTIONAL_KEYS = ("valid", "gt_encoder_ids", "gt_encoder_mask")  # read when present
 
 
 def rl_objective(model: nn.Module, opts: StepOptions) -> Objective:
@@ -238,7 +242,7 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation,
     m = int(opts.num_microbatches)
 
     def step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
-        batch = {k: batch[k] for k in batch if k in objective.batch_keys or k.startswith("gt_")}
+        batch = {k: batch[k] for k in batch if k in objective.batch_keys or k in OPTIONAL_KEYS}
         d = objective.denominators(batch)
         grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
         if m == 1:
