@@ -20,7 +20,7 @@
 # See launch/gpu_slurm.sbatch for a batch script.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 CONFIG=""

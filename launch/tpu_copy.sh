@@ -11,7 +11,7 @@
 # unpacks it on every worker with `gcloud compute tpus tpu-vm ssh --worker=all`.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}

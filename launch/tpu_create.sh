@@ -19,7 +19,7 @@
 # until it is ACTIVE, then run launch/tpu_copy.sh and launch/tpu_setup.sh.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}

@@ -7,7 +7,7 @@
 # Queued: `gcloud compute tpus queued-resources delete NAME --force` deletes the nodes first.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}

@@ -18,7 +18,7 @@
 # with launch/tpu_stop.sh.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}
@@ -60,7 +60,7 @@ done
 TRAIN=(".venv/bin/coderl" train --config "$CONFIG" --workdir "$WORKDIR" ${OVERRIDES[@]+"${OVERRIDES[@]}"})
 TRAIN_LINE=$(join_quoted "${TRAIN[@]}")
 if ((FOREGROUND)); then
-  REMOTE="cd ~/$REMOTE_DIR && mkdir -p logs && CODERL_MULTIHOST=1 $TRAIN_LINE 2>&1 | tee logs/train.log"
+  REMOTE="set -o pipefail; cd ~/$REMOTE_DIR && mkdir -p logs && CODERL_MULTIHOST=1 $TRAIN_LINE 2>&1 | tee logs/train.log"
 else
   REMOTE="cd ~/$REMOTE_DIR && mkdir -p logs && (CODERL_MULTIHOST=1 setsid nohup $TRAIN_LINE > logs/train.log 2>&1 < /dev/null & echo \$! > logs/train.pid)"
 fi

