@@ -15,8 +15,9 @@
 #   -- OVERRIDES          --config.a.b=v overrides passed on to coderl train
 # Without the three explicit flags the values come from SLURM (run it under srun, one task per
 # node): the coordinator is the first host of SLURM_JOB_NODELIST, N is SLURM_NTASKS and I is
-# SLURM_PROCID. The process gets CODERL_MULTIHOST=1 and JAX_COORDINATOR_ADDRESS,
-# JAX_NUM_PROCESSES, JAX_PROCESS_ID, which coderl train hands to jax.distributed.initialize().
+# SLURM_PROCID. The process gets CODERL_MULTIHOST=1 and CODERL_COORDINATOR, CODERL_NUM_PROCESSES,
+# CODERL_PROCESS_ID, which coderl train hands to jax.distributed.initialize()
+# (coderl_jax/train/distributed.py).
 # See launch/gpu_slurm.sbatch for a batch script.
 
 set -euo pipefail
@@ -108,6 +109,6 @@ if ! [[ $PROCESS_ID =~ ^[0-9]+$ ]] || ((PROCESS_ID >= NUM_PROCESSES)); then
   die "--process-id '$PROCESS_ID' must be in 0..$((NUM_PROCESSES - 1))"
 fi
 
-run_exec env CODERL_MULTIHOST=1 "JAX_COORDINATOR_ADDRESS=$COORDINATOR" \
-  "JAX_NUM_PROCESSES=$NUM_PROCESSES" "JAX_PROCESS_ID=$PROCESS_ID" \
+run_exec env CODERL_MULTIHOST=1 "CODERL_COORDINATOR=$COORDINATOR" \
+  "CODERL_NUM_PROCESSES=$NUM_PROCESSES" "CODERL_PROCESS_ID=$PROCESS_ID" \
   "$CODERL" train --config "$CONFIG" --workdir "$WORKDIR" ${OVERRIDES[@]+"${OVERRIDES[@]}"}

@@ -243,14 +243,14 @@ def test_gpu_launch_two_nodes_from_slurm(fake_repo):
         assert cmd[0] == "env"
         env = dict(a.split("=", 1) for a in cmd[1:5])
         # The first host of gpu[003-004]; the port as JAX derives it: 61440 + 98765 % 4096.
-        assert env == {"CODERL_MULTIHOST": "1", "JAX_COORDINATOR_ADDRESS": "gpu003:61901",
-                       "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(procid)}
+        assert env == {"CODERL_MULTIHOST": "1", "CODERL_COORDINATOR": "gpu003:61901",
+                       "CODERL_NUM_PROCESSES": "2", "CODERL_PROCESS_ID": str(procid)}
         assert cmd[5].endswith("/.venv/bin/coderl")
         assert cmd[6:] == ["train", "--config", str(config), "--workdir", "/shared/run",
                            "--config.train.num_steps=5"]
     [cmd] = dry_run("gpu_launch.sh", "--config", config, "--workdir", "/w", "--port", "23456",
                     env=slurm_env(1, SLURM_JOB_NODELIST="node7,node8"))
-    assert "JAX_COORDINATOR_ADDRESS=node7:23456" in cmd and "JAX_PROCESS_ID=1" in cmd
+    assert "CODERL_COORDINATOR=node7:23456" in cmd and "CODERL_PROCESS_ID=1" in cmd
 
 
 def test_gpu_launch_explicit_layout(fake_repo):
@@ -258,8 +258,8 @@ def test_gpu_launch_explicit_layout(fake_repo):
     [cmd] = dry_run("gpu_launch.sh", "--config", config, "--workdir", "/w", "--coordinator",
                     "10.0.0.1:1234", "--num-processes", "2", "--process-id", "1",
                     "--coderl", "/opt/venv/bin/coderl")
-    assert cmd == ["env", "CODERL_MULTIHOST=1", "JAX_COORDINATOR_ADDRESS=10.0.0.1:1234",
-                   "JAX_NUM_PROCESSES=2", "JAX_PROCESS_ID=1", "/opt/venv/bin/coderl", "train",
+    assert cmd == ["env", "CODERL_MULTIHOST=1", "CODERL_COORDINATOR=10.0.0.1:1234",
+                   "CODERL_NUM_PROCESSES=2", "CODERL_PROCESS_ID=1", "/opt/venv/bin/coderl", "train",
                    "--config", str(config), "--workdir", "/w"]
 
 
@@ -299,15 +299,15 @@ def test_gpu_slurm_sbatch_dry_run(fake_repo):
 
 
 FAKE_CODERL = """#!{python}
-# Stands in for `coderl train`: joins the jax.distributed job the launcher describes.
+# Stands in for `coderl train`: joins the job through coderl train's own multi-host start-up,
+# which reads the environment the launcher sets.
 import json, os, sys
 import numpy as np
 import jax
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
-assert sys.argv[1] == "train" and os.environ["CODERL_MULTIHOST"] == "1"
+from coderl_jax.train import distributed
+assert sys.argv[1] == "train"
 workdir = sys.argv[sys.argv.index("--workdir") + 1]
-jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
-                           int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
+assert distributed.initialize()
 from jax.experimental import multihost_utils
 ids = multihost_utils.process_allgather(np.array([jax.process_index()]))
 out = dict(index=jax.process_index(), count=jax.process_count(), devices=jax.device_count(),
@@ -327,7 +327,8 @@ def test_gpu_launch_forms_a_real_two_process_jax_job(fake_repo, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = clean_env(XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = clean_env(XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+                    PYTHONPATH=str(REPO))
     procs = [subprocess.Popen(["bash", str(LAUNCH / "gpu_launch.sh"), "--config",
                                str(fake_repo / "configs" / "big.py"), "--workdir", str(tmp_path),
                                "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
@@ -337,7 +338,7 @@ def test_gpu_launch_forms_a_real_two_process_jax_job(fake_repo, tmp_path):
     outs = [p.communicate(timeout=180) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
-        assert "+ env CODERL_MULTIHOST=1 JAX_COORDINATOR_ADDRESS=127.0.0.1:" in err
+        assert "+ env CODERL_MULTIHOST=1 CODERL_COORDINATOR=127.0.0.1:" in err
     for i in range(2):
         got = json.loads((tmp_path / f"process{i}.json").read_text())
         assert got == {"index": i, "count": 2, "devices": 4, "gathered": [0, 1]}
