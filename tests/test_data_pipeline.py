@@ -8,9 +8,9 @@ import pytest
 
 from conftest import shared_path
 from coderl_jax.data.mbpp import load_mbpp
-from coderl_jax.data.pipeline import (PipelineConfig, critic_examples, make_batches,
-                                      make_dataset, make_iterator, rl_examples,
-                                      warmup_examples)
+from coderl_jax.data.pipeline import (PipelineConfig, coderl_reindent, critic_examples,
+                                      make_batches, make_dataset, make_iterator,
+                                      reindent_solution, rl_examples, warmup_examples)
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.data.records import Tests as ProblemTests
@@ -60,22 +60,65 @@ def test_warmup_batches_hold_prompt_and_solution(tok):
         src = batch["encoder_ids"][row][batch["encoder_mask"][row] == 1]
         tgt = batch["targets"][row][batch["target_mask"][row] == 1]
         assert src.tolist() == tok.encode(build_prompt(p))  # <s> prompt </s>
-        assert tgt.tolist() == tok.encode(p.solutions[k])  # <s> code </s>, as CodeRL
+        code = coderl_reindent(p.solutions[k])  # CodeRL reindents ground truth
+        assert tgt.tolist() == tok.encode(code)  # <s> code </s>, as CodeRL
         assert tgt[0] == tok.bos_id and tgt[-1] == tok.eos_id
-        assert tok.decode(tgt) == p.solutions[k]
+        assert tok.decode(tgt) == code
         # masks are a prefix of ones, padding is 0
         n = int(batch["target_mask"][row].sum())
         assert batch["target_mask"][row, :n].all() and not batch["targets"][row, n:].any()
     # the padding row: one EOS to attend to, no target
     assert batch["encoder_ids"][3].tolist()[:2] == [tok.eos_id, 0]
     assert batch["encoder_mask"][3].sum() == 1 and batch["target_mask"][3].sum() == 0
-    # without <s> on targets
+    assert tok.decode(batch["targets"][0]) == "x = 1\n\tprint(x)\n"
+    # without <s> on targets, without reindenting
     cfg2 = PipelineConfig(batch_size=4, max_source_len=64, max_target_len=32, shuffle=False,
-                          num_epochs=1, target_bos=False)
+                          num_epochs=1, target_bos=False, reindent_solutions=False)
     [b2] = _all(make_batches("warmup", tok, cfg2, problems=problems, process_index=0,
                              process_count=1))
     n = int(b2["target_mask"][1].sum())
     assert b2["targets"][1, :n].tolist() == tok.encode("print(1)")[1:]
+    n = int(b2["target_mask"][0].sum())
+    assert tok.decode(b2["targets"][0, :n]) == "x = 1\r\n\tprint(x)"
+
+
+@pytest.mark.parametrize("code,want", [
+    ('def f(x):\r\n    if x:\r\n        return 1\r\n    s = """a\n    b"""\r\n    return 2',
+     'def f(x):\n\tif x:\n\t\treturn 1\n\ts = """a\n\tb"""\n\treturn 2\n'),
+    ("x\n  a\n   b\n    c\n", "x\n\ta\n\t b\n\t\tc\n"),  # the unit is the first indent (2)
+    ("   \nx\n  y\n    \n", "   \nx\n\ty\n\t\t\n"),  # blank lines before it stay as they are
+    ("if a:\n\tb\n\t\tc", "if a:\n\tb\n\t\tc\n"),
+    # a tab first makes the unit that many tabs ("\t\t\t"), which no line here starts with
+    ("if a:\n\t  b\n\t  \t  c\n", "if a:\n\t  b\n\t  \t  c\n"),
+    ("print(1)", "print(1)\n"),
+    ("", ""),
+])
+def test_coderl_reindent(code, want):
+    assert coderl_reindent(code) == want
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # MBPP's invalid escapes
+def test_reindent_keeps_programs_compiling(mbpp):
+    """CodeRL's reindent turns a few MBPP tab/space mixes into TabErrors; those stay verbatim."""
+    broken = 0
+    for p in mbpp:
+        code = p.solutions[0]
+        try:
+            compile(code, "x", "exec")
+        except SyntaxError:
+            continue
+        try:
+            compile(coderl_reindent(code), "x", "exec")
+        except SyntaxError:
+            broken += 1
+            assert reindent_solution(code) == code
+            continue
+        assert reindent_solution(code) == coderl_reindent(code)
+    assert broken == 8
+    for p in mbpp[:60]:  # reindented solutions still pass their tests
+        namespace: dict = {}
+        exec(reindent_solution(p.solutions[0]) + "\n" + p.tests.setup_code + "\n" +
+             "\n".join(p.tests.asserts), namespace)
 
 
 def test_truncation(tok):

@@ -22,7 +22,10 @@ Tokenisation follows CodeRL (`datasets/apps_dataset.py`): the source is `tokeniz
 truncation do); CodeRL pads it with `</s>` and attends to the padding, we pad with 0 and mask it.
 A target program is `tokenizer.encode(code)` = `<s> code </s>` (CodeRL keeps the `<s>`: its
 CodeT5 learns to emit `<s>` first, then the program, then `</s>`; `target_bos=False` drops it),
-cut plainly to T as CodeRL does (a program longer than T loses its `</s>` rather than teaching the
+ground-truth programs first go through CodeRL's `reindent_code` (`coderl_reindent`: indents
+become tabs, line ends "\n"; kept verbatim where that would break a compiling program, or with
+`reindent_solutions=False`), cut plainly to T as
+CodeRL does (a program longer than T loses its `</s>` rather than teaching the
 model to stop mid-program), padded with 0. The train step's decoder input is
 `shift_right(targets, 0)`. RL and critic rows that carry the sampled `output_ids` use those ids
 unchanged (so per-token returns stay aligned); rows with only `code` are tokenised as above.
@@ -37,7 +40,9 @@ resume on the same batch.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
+import warnings
 from typing import Mapping, Sequence
 
 import grain
@@ -63,6 +68,7 @@ class PipelineConfig:
     num_epochs: int | None = None  # None: repeat forever
     drop_remainder: bool = False  # finite pipelines: drop the last partial batch, else pad it
     target_bos: bool = True  # keep the `<s>` CodeRL's targets start with
+    reindent_solutions: bool = True  # CodeRL's reindent_code on ground-truth programs
     num_classes: int = 4  # critic labels: 4 outcome classes or 2 (passed / not)
     prompt_style: str = "train"  # prompts.build_prompt style
     read_threads: int = 2  # grain threads building batches
@@ -78,14 +84,61 @@ class PipelineConfig:
 
 
 # --------------------------------------------------------------------------------- examples
-def warmup_examples(problems: Sequence[Problem], prompt_style: str = "train") -> list[dict]:
-    """One example per reference solution: prompt → solution (problems without any are skipped)."""
+def coderl_reindent(code: str) -> str:
+    """CodeRL's `reindent_code` (APPS's reindent.py with CodeRL's settings) on a program.
+
+    The leading whitespace of the first indented, non-blank line is the indent unit (tabs if it
+    starts with a tab: that many tabs, else that many spaces); on that line and every later one
+    each leading repetition of the unit becomes one tab; earlier lines stay as they are. Line ends
+    become "\n" and every line, the last included, ends with one. Applied, as in CodeRL, to the
+    ground-truth programs only, never to sampled ones.
+    """
+    unit = None
+    lines = []
+    for raw in io.StringIO(code):  # splits on "\n" only, like CodeRL's readline loop
+        line = raw.rstrip("\r\n")
+        if unit is None:
+            if not line or line[0] not in " \t" or line.isspace():
+                lines.append(line)
+                continue
+            width = len(line) - len(line.lstrip(" \t"))
+            unit = ("\t" if line[0] == "\t" else " ") * width
+        level = 0
+        while line.startswith(unit * (level + 1)):
+            level += 1
+        lines.append("\t" * level + line[len(unit) * level:])
+    return "".join(line + "\n" for line in lines)
+
+
+def _compiles(code: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escapes etc. in dataset code are not ours
+        try:
+            compile(code, "<solution>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return False
+    return True
+
+
+def reindent_solution(code: str) -> str:
+    """`coderl_reindent(code)`, unless that breaks a program that compiled before (it does for
+    about 1% of MBPP, whose tab/space mixes it turns into TabErrors): then `code` unchanged."""
+    new = coderl_reindent(code)
+    if new == code or _compiles(new) or not _compiles(code):
+        return new
+    return code
+
+
+def warmup_examples(problems: Sequence[Problem], prompt_style: str = "train",
+                    reindent: bool = True) -> list[dict]:
+    """One example per reference solution: prompt → solution (problems without any are skipped);
+    `reindent`: `reindent_solution` on each (done lazily, per batch)."""
     out = []
     for p in problems:
         prompt = build_prompt(p, prompt_style) if p.solutions else ""
         for k, code in enumerate(p.solutions):
             out.append({"index": len(out), "problem_id": p.problem_id, "solution_index": k,
-                        "prompt": prompt, "target": code})
+                        "prompt": prompt, "target": code, "reindent": reindent})
     return out
 
 
@@ -192,7 +245,8 @@ class Collate:
 
     def _targets(self, examples: Sequence[dict]) -> list[list[int]]:
         """Target ids per example: given ids as they are, code texts tokenised in one call."""
-        texts = [(i, e["target"]) for i, e in enumerate(examples) if "target" in e]
+        texts = [(i, reindent_solution(e["target"]) if e.get("reindent") else e["target"])
+                 for i, e in enumerate(examples) if "target" in e]
         encoded = self.tokenizer.batch_encode([t for _, t in texts]) if texts else []
         out: list[list[int]] = [e.get("target_ids", []) for e in examples]
         for (i, _), ids in zip(texts, encoded):
@@ -311,7 +365,7 @@ def make_batches(stage: str, tokenizer, config: PipelineConfig, *,
                  process_count: int | None = None) -> grain.MapDataset:
     """The batches of a stage from problems (and, for critic / RL, executed program rows)."""
     if stage == "warmup":
-        examples = warmup_examples(problems, config.prompt_style)
+        examples = warmup_examples(problems, config.prompt_style, config.reindent_solutions)
     elif stage == "sampling":
         examples = sampling_examples(problems, config.prompt_style)
     else:
