@@ -162,6 +162,10 @@ def test_apps_split_errors(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(UserError, match="none of 1 APPS problem folders"):
             load_apps(tmp_path / "allbad")
+    write_apps_problem(tmp_path / "release" / "train" / "0000", io=STDIN_IO)
+    with pytest.raises(UserError, match="APPS release folder; pass its train/ or test/"):
+        load_apps(tmp_path / "release")
+    assert len(load_problems(str(tmp_path / "release"), split="train")) == 1
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(UserError, match="must be a folder"):
         load_apps(tmp_path / "f.txt")

@@ -159,6 +159,10 @@ def load_apps(path: str | Path, *, strict: bool = False,
     if not subdirs:
         raise UserError(f"{path}: no APPS problem folders inside (expected 0000/, 0001/, ...)")
     if not any(is_problem_dir(d) for d in subdirs):
+        names = {d.name for d in subdirs}
+        if names & {"train", "test"} or (path / "APPS").is_dir():
+            raise UserError(f"{path} is an APPS release folder; pass its train/ or test/ folder "
+                            "(or choose a split)")
         if any((d / "example_input_output.json").is_file() for d in subdirs[:20]):
             raise UserError(f"{path} holds only example tests (example_input_output.json); pass "
                             "it as the example-tests folder beside an APPS split folder")
