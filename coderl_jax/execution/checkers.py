@@ -1,0 +1,446 @@
+"""The judge: runs one program's tests through a sandbox and decides outcomes (SPEC §4).
+
+Runs in the worker process, never in the sandbox; expected outputs and test code stay here.
+
+Formats (see `coderl_jax.data.records`):
+  * stdin  – APPS standard input: the sandbox runs the program on each input and returns stdout;
+             compared with CodeRL's rules (`apps_stdin_match`).
+  * call   – APPS call-based: the sandbox calls `fn_name` with the arguments and returns the value
+             (typed JSON); compared with CodeRL's rules (`apps_call_match`).
+  * assert – MBPP / HumanEval: the test code (`setup_code`, then each line of `asserts`) is executed
+             *here*, in a namespace where the program's globals are proxies: calling one runs it in
+             the sandbox and brings back a plain value. So `==`, `abs`, `math.isclose`... are the
+             judge's own, unpatched builtins, comparing genuine builtin values: a program cannot
+             pass by monkeypatching builtins or by returning an object whose `__eq__` is always
+             true (such an object stays in the sandbox; its proxy equals nothing). Program
+             objects that are not plain data (class instances, functions) stay in the sandbox as
+             handles; their proxies support calls, attributes, iteration, len, indexing, `in`.
+
+Outcomes: -2 the program does not load (syntax error, or any exception / timeout / exit while
+executing its module, as in CodeRL where module-level failures are compile errors), -1 runtime
+error (exception, timeout -> "timeoutexception", killed by a signal -> "sigsegv"..., exited with a
+non-zero status -> "systemexit"), 0 a test failed (including output too large or an exit with
+status 0 before answering), 1 all tests passed. A program's result is that of its first test that
+did not pass. A program lacking the function a call-based problem names gets -1
+("attributeerror").
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import signal
+import time
+
+from coderl_jax.execution import codec
+from coderl_jax.execution.sandbox import OutputLimit, SandboxDied, SandboxTimeout
+
+COMPILE_ERROR, RUNTIME_ERROR, FAILED, PASSED = -2, -1, 0, 1
+PASSED_TYPE, FAILED_TYPE, TIMEOUT_TYPE = "passed unit tests", "failed unit tests", "timeoutexception"
+
+# Modules a program global may stand for in the judge's namespace (imported here, not trusted
+# from the sandbox).
+JUDGE_MODULES = frozenset({
+    "array", "bisect", "calendar", "cmath", "collections", "copy", "datetime", "decimal",
+    "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numpy",
+    "operator", "random", "re", "statistics", "string", "struct", "sys", "textwrap", "time",
+    "typing", "unicodedata"})
+
+
+# ------------------------------------------------------------------------------------------------
+# APPS comparison rules (CodeRL utils/testing_util.py)
+# ------------------------------------------------------------------------------------------------
+def apps_stdin_match(text: str, expected) -> bool:
+    """Whether captured stdout passes an APPS standard-input test, by CodeRL's sequence of checks:
+    exact after stripping (whole text, or each line), line lists, non-empty stripped lines, floats
+    with numpy.allclose, and finally unordered sets of whitespace-split tokens per line (also with
+    numbers rounded to 3 decimals)."""
+    if isinstance(expected, list):
+        expected = "\n".join(str(x) for x in expected)
+    expected = str(expected)
+    output = text.splitlines()  # CodeRL captures stdout as a list of lines
+    gt = expected.strip()
+    if "\n".join(output).strip() == gt or "\n".join(o.strip() for o in output).strip() == gt:
+        return True
+    if output == [expected]:
+        return True
+    exp_lines = [x.strip() for x in expected.split("\n") if len(x)]
+    if output == exp_lines:
+        return True
+    output = [o for o in output if len(o)]
+    if output == exp_lines:
+        return True
+    try:
+        import numpy as np
+
+        out_f = [float(e) for e in output]
+        gt_f = [float(e) for e in exp_lines]
+        if len(out_f) == len(gt_f) and bool(np.allclose(out_f, gt_f)):
+            return True
+    except (ValueError, TypeError, OverflowError):
+        pass
+    exp_sets = [set(x.split()) for x in exp_lines]
+    out_sets = [set(toks) for toks in (o.split() for o in output) if len(toks)]
+    if {frozenset(s) for s in out_sets} == {frozenset(s) for s in exp_sets}:
+        return True
+    try:
+        rounded = ({frozenset(round(float(t), 3) for t in s) for s in out_sets}
+                   == {frozenset(round(float(t), 3) for t in s) for s in exp_sets})
+        return bool(rounded)
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+def apps_call_match(output, expected) -> bool:
+    """Whether a call-based return value passes (CodeRL): tuples count as lists, and a list
+    expected value also matches its first element (APPS stores some outputs wrapped)."""
+    if isinstance(output, tuple):
+        output = list(output)
+    ok = output == expected
+    if isinstance(expected, list) and expected:
+        ok = ok or (output == expected[0])
+    try:
+        if isinstance(output[0], tuple):
+            ok = ok or ([list(x) for x in output] == expected[0])
+    except Exception:  # noqa: BLE001 - CodeRL ignores any failure of this check
+        pass
+    return bool(ok)
+
+
+def apps_call_args(inputs, expected):
+    """CodeRL's fix-ups of JSON-decoded call tests: dicts get int keys where possible."""
+    try:
+        if isinstance(inputs[0], dict):
+            inputs = [{int(k): v for k, v in inputs[0].items()}]
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        if isinstance(expected, dict):
+            expected = [{int(k): v for k, v in expected.items()}]
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        if isinstance(expected[0], dict):
+            expected = [{int(k): v for k, v in expected[0].items()}]
+    except Exception:  # noqa: BLE001
+        pass
+    return inputs, expected
+
+
+# ------------------------------------------------------------------------------------------------
+# Proxies for program objects in the judge's namespace (assert format)
+# ------------------------------------------------------------------------------------------------
+class RemoteError(Exception):
+    """The program raised while the judge was using one of its objects."""
+
+    def __init__(self, info: dict):
+        super().__init__(info.get("msg", ""))
+        self.info = info
+
+
+class Remote:
+    """A program object that lives in the sandbox; equal only to itself."""
+
+    __slots__ = ("_conn", "_ref")
+
+    def __init__(self, conn, ref: int):
+        object.__setattr__(self, "_conn", conn)
+        object.__setattr__(self, "_ref", ref)
+
+    def _rpc(self, op: str, **kw):
+        return self._conn.rpc({"op": op, "ref": self._ref, **kw})
+
+    def __call__(self, *args, **kwargs):
+        return self._rpc("rcall", args=self._conn.enc(list(args)),
+                         kw=self._conn.enc(dict(kwargs)))
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._rpc("getattr", attr=name)
+
+    def __setattr__(self, name: str, value) -> None:
+        self._rpc("setattr", attr=name, value=self._conn.enc(value))
+
+    def __iter__(self):
+        return iter(self._rpc("iter"))
+
+    def __len__(self) -> int:
+        n = self._rpc("len")
+        if type(n) is not int:
+            raise TypeError("len() of a program object is not an int")
+        return n
+
+    def __bool__(self) -> bool:
+        return self._rpc("bool") is True
+
+    def __getitem__(self, key):
+        return self._rpc("getitem", key=self._conn.enc(key))
+
+    def __contains__(self, item) -> bool:
+        return self._rpc("contains", item=self._conn.enc(item)) is True
+
+    def __str__(self) -> str:
+        s = self._rpc("str")
+        return s if type(s) is str else "<program object>"
+
+    def __repr__(self) -> str:
+        s = self._rpc("repr")
+        return s if type(s) is str else "<program object>"
+
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+
+def referenced_names(test_code: str) -> list[str]:
+    """Names the test code may need from the program: every identifier it uses that is neither a
+    builtin nor bound at the test code's top level."""
+    tree = ast.parse(test_code)
+    bound = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    top_stored = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    top_stored.add(n.id)
+    return sorted(used - bound - top_stored - set(dir(builtins)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Driving one program
+# ------------------------------------------------------------------------------------------------
+class _Outcome(Exception):
+    """Ends a test with a code (raised from deep inside test execution)."""
+
+    def __init__(self, code: int, etype: str, msg: str = "", line: int | None = None):
+        super().__init__(msg)
+        self.code, self.etype, self.msg, self.line = code, etype, msg, line
+
+
+def _died(status: int) -> _Outcome:
+    if status == 0:
+        return _Outcome(FAILED, FAILED_TYPE, "the program exited before answering")
+    if status > 0:
+        return _Outcome(RUNTIME_ERROR, "systemexit", f"SystemExit: exit status {status}")
+    sig = -status
+    if sig == signal.SIGXCPU:
+        return _Outcome(RUNTIME_ERROR, TIMEOUT_TYPE, "CPU time limit exceeded")
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal{sig}"
+    return _Outcome(RUNTIME_ERROR, name.lower(), f"killed by {name}")
+
+
+class ProgramRun:
+    """One program against one problem's tests, through sandboxes from `spawn()`."""
+
+    def __init__(self, spec: dict, code: str, spawn, *, timeout: float, wall_timeout: float,
+                 stop_at_first_failure: bool = True):
+        self.spec, self.code, self.spawn = spec, code, spawn
+        self.timeout, self.wall_timeout = timeout, wall_timeout
+        self.stop = stop_at_first_failure
+        self.fmt = spec["format"]
+        self.tests = spec["tests"]
+        self.sandbox = None
+        self.ns: dict | None = None
+        self._cpu0 = 0.0
+        self._deadline = 0.0
+
+    # -- sandbox plumbing --------------------------------------------------------------------------
+    def _begin_budget(self) -> None:
+        self._cpu0 = self.sandbox.cpu()
+        self._deadline = time.monotonic() + self.wall_timeout
+
+    def rpc(self, req: dict):
+        """Send a request and return the decoded value of the reply (assert format)."""
+        reply = self._request(req)
+        if reply.get("exc"):
+            raise RemoteError(reply["exc"])
+        return codec.decode(reply.get("v"), lambda h: Remote(self, h))
+
+    def enc(self, value):
+        def handle(obj):
+            if type(obj) is Remote:
+                return obj._ref
+            raise TypeError(f"cannot pass a {type(obj).__name__} to the program")
+
+        return codec.encode(value, handle)
+
+    def _request(self, req: dict) -> dict:
+        self.sandbox.send(req)
+        reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline)
+        exc = reply.get("exc")
+        if exc is not None and not isinstance(exc, dict):
+            raise SandboxDied("invalid reply")
+        return reply
+
+    def _end_sandbox(self) -> int:
+        status = self.sandbox.kill() if self.sandbox else 0
+        self.sandbox, self.ns = None, None
+        return status
+
+    def _guard(self, fn):
+        """Run fn(); sandbox failures become outcomes (and end the sandbox)."""
+        try:
+            return fn()
+        except SandboxTimeout:
+            self._end_sandbox()
+            raise _Outcome(RUNTIME_ERROR, TIMEOUT_TYPE, "TimeoutException: time limit exceeded")
+        except OutputLimit:
+            self._end_sandbox()
+            raise _Outcome(RUNTIME_ERROR, "outputlimitexceeded", "output limit exceeded")
+        except SandboxDied:
+            raise _died(self._end_sandbox())
+
+    def _load(self) -> None:
+        """Start a sandbox and load the program; raises _Outcome(-2 / -1) on failure."""
+        self.sandbox = self.spawn()
+        kind = {"stdin": "stdin", "call": "call", "assert": "module"}[self.fmt]
+        req = {"kind": kind, "code": self.code, "fn_name": self.tests.get("fn_name")}
+        if kind == "module":
+            req["names"] = self.spec["names"]
+        try:
+            self._begin_budget()
+            reply = self._guard(lambda: self._request(req))
+        except _Outcome as o:  # a load that times out, crashes or exits is a compile error
+            etype = "systemexit" if o.code == FAILED else o.etype
+            raise _Outcome(COMPILE_ERROR, etype, o.msg, o.line) from None
+        if not reply.get("ok"):
+            exc = reply.get("exc") or {}
+            self._end_sandbox()
+            raise _Outcome(COMPILE_ERROR, str(exc.get("type", "error")), str(exc.get("msg", "")),
+                           _line(exc.get("line")))
+        if reply.get("missing"):
+            self._end_sandbox()
+            name = self.tests.get("fn_name") or "code"
+            raise _Outcome(RUNTIME_ERROR, "attributeerror",
+                           f"AttributeError: the program defines no function {name!r}")
+        if kind == "module":
+            self._build_namespace(reply.get("names") or {})
+
+    def _build_namespace(self, names: dict) -> None:
+        ns = {"__builtins__": builtins, "__name__": "__judge__"}
+        for name, info in names.items():
+            if not isinstance(info, dict):
+                continue
+            if "module" in info:
+                mod = str(info["module"])
+                if mod in JUDGE_MODULES:
+                    ns[name] = importlib.import_module(mod)
+            elif "v" in info:
+                ns[name] = codec.decode(info["v"], lambda h: Remote(self, h))
+        self.ns = ns
+        self._setup_done = False
+
+    # -- one test ----------------------------------------------------------------------------------
+    def _run_test(self, i: int) -> None:
+        """Raises _Outcome for anything but a pass."""
+        t = self.tests
+        if self.fmt == "stdin":
+            inp = t["inputs"][i]
+            if isinstance(inp, list):
+                inp = "\n".join(str(x) for x in inp)
+            reply = self._guard(lambda: self._request({"op": "stdin", "input": str(inp)}))
+            self._raise_exc(reply)
+            out = reply.get("out")
+            if type(out) is not str or reply.get("trunc"):
+                raise _Outcome(FAILED, FAILED_TYPE, f"output of test {i} too large")
+            if not apps_stdin_match(out, t["outputs"][i]):
+                raise _Outcome(FAILED, FAILED_TYPE, f"wrong answer on test {i}")
+        elif self.fmt == "call":
+            args, expected = apps_call_args(t["inputs"][i], t["outputs"][i])
+            if not isinstance(args, list):
+                args = [args]
+            reply = self._guard(lambda: self._request({"op": "call", "args": codec.encode(args)}))
+            self._raise_exc(reply)
+            value = codec.decode(reply.get("v"))
+            try:
+                ok = apps_call_match(value, expected)
+            except Exception as e:  # noqa: BLE001 - as in CodeRL, a failing comparison is an error
+                raise _Outcome(RUNTIME_ERROR, type(e).__name__.lower(), f"{type(e).__name__}: {e}")
+            if not ok:
+                raise _Outcome(FAILED, FAILED_TYPE, f"wrong answer on test {i}")
+        else:
+            self._guard(lambda: self._run_assert(i))
+
+    def _raise_exc(self, reply: dict) -> None:
+        exc = reply.get("exc")
+        if exc:
+            raise _Outcome(RUNTIME_ERROR, str(exc.get("type", "error"))[:100],
+                           str(exc.get("msg", ""))[:1000], _line(exc.get("line")))
+
+    def _run_assert(self, i: int) -> None:
+        try:
+            if not self._setup_done:
+                self._setup_done = True
+                if self.tests.get("setup_code"):
+                    exec(compile(self.tests["setup_code"], "<test setup>", "exec"), self.ns)
+            exec(compile(self.tests["asserts"][i], f"<test {i}>", "exec"), self.ns)
+        except (SandboxTimeout, SandboxDied, OutputLimit, _Outcome):
+            raise
+        except RemoteError as e:
+            raise _Outcome(RUNTIME_ERROR, str(e.info.get("type", "error"))[:100],
+                           str(e.info.get("msg", ""))[:1000], _line(e.info.get("line")))
+        except AssertionError:
+            raise _Outcome(FAILED, FAILED_TYPE, f"AssertionError on test {i}")
+        except RecursionError as e:
+            raise _Outcome(RUNTIME_ERROR, "recursionerror", f"RecursionError: {e}")
+        except Exception as e:  # noqa: BLE001 - the program's values broke the test code
+            raise _Outcome(RUNTIME_ERROR, type(e).__name__.lower(),
+                           f"{type(e).__name__}: {e}"[:1000])
+
+    # -- whole program -----------------------------------------------------------------------------
+    def run(self) -> dict:
+        t0 = time.monotonic()
+        n = len(self.tests["asserts"]) if self.fmt == "assert" else len(self.tests["inputs"])
+        results: list[int] = []
+        first: _Outcome | None = None
+        try:
+            for i in range(n):
+                try:
+                    if self.sandbox is None:
+                        self._load()
+                    self._begin_budget()
+                    self._run_test(i)
+                    results.append(PASSED)
+                except _Outcome as o:
+                    results.append(o.code)
+                    first = first or o
+                    if o.code == COMPILE_ERROR or self.stop:
+                        break
+        finally:
+            if self.sandbox is not None:
+                self._end_sandbox()
+        if first is None:
+            out = {"result": PASSED, "error_type": PASSED_TYPE, "error_message": "",
+                   "error_line": None}
+        else:
+            out = {"result": first.code, "error_type": first.etype,
+                   "error_message": first.msg, "error_line": first.line}
+        out["tests"] = results
+        out["seconds"] = round(time.monotonic() - t0, 6)
+        return {k: out[k] for k in ("result", "error_type", "tests", "seconds", "error_message",
+                                    "error_line")}
+
+
+def _line(v):
+    return v if type(v) is int else None
+
+
+def problem_spec(problem, example_tests: bool = False) -> dict:
+    """What the judge needs of a Problem (plain JSON): its format and tests."""
+    tests = problem.example_tests if example_tests else problem.tests
+    if tests is None:
+        raise ValueError(f"problem {problem.problem_id} has no example tests")
+    spec = {"format": problem.format, "tests": tests.to_dict()}
+    if problem.format == "assert":
+        spec["names"] = referenced_names(tests.setup_code + "\n" + "\n".join(tests.asserts))
+    return spec

@@ -1,0 +1,82 @@
+"""A pool worker process: `python -m coderl_jax.execution.worker CONFIG_JSON`.
+
+CPU only, JAX never imported. Pre-imports the modules programs use, forks its sandbox fork server
+(before it has seen any test, so sandboxes cannot find expected outputs in memory), then serves
+jobs from the pool over stdin/stdout as length-prefixed JSON frames:
+
+  in:  {"op": "problem", "key": K, "spec": {...}}      (sent once per problem and worker)
+       {"op": "job", "id": N, "key": K, "code": str, "stop": bool}
+  out: {"id": N, "result": {...}}  or  {"id": N, "error": str}
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+             "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_var] = "1"
+
+
+def _read_frame(stream) -> dict | None:
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (n,) = struct.unpack(">I", head)
+    data = stream.read(n)
+    if len(data) < n:
+        return None
+    return json.loads(data)
+
+
+def _write_frame(stream, obj) -> None:
+    data = json.dumps(obj).encode()
+    stream.write(struct.pack(">I", len(data)) + data)
+    stream.flush()
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(argv[0]) if argv else {}
+    from coderl_jax.execution import runtime, sandbox
+
+    sandbox._prctl(sandbox.PR_SET_PDEATHSIG, 9)
+    runtime.preload()
+    mode = config.get("isolation", "auto")
+    namespaces = sandbox.namespaces_available() if mode in ("auto", "namespaces") else False
+    if mode == "namespaces" and not namespaces:
+        print("coderl worker: namespaces requested but unavailable", file=sys.stderr)
+        return 3
+    hide = config.get("hide_paths") or sandbox.default_hide_paths()
+    zygote = sandbox.Zygote(namespaces, hide)
+    from coderl_jax.execution.checkers import ProgramRun
+
+    limits = sandbox.Limits(**config.get("limits", {}))
+    timeout = float(config.get("timeout", 4.0))
+    wall = float(config.get("wall_timeout", 0) or (5 * timeout + 1))
+    specs: dict[str, dict] = {}
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    _write_frame(stdout, {"ready": True, "namespaces": namespaces})
+    try:
+        while True:
+            msg = _read_frame(stdin)
+            if msg is None:
+                return 0
+            if msg["op"] == "problem":
+                specs[msg["key"]] = msg["spec"]
+                continue
+            try:
+                run = ProgramRun(specs[msg["key"]], msg["code"], lambda: zygote.spawn(limits),
+                                 timeout=timeout, wall_timeout=wall,
+                                 stop_at_first_failure=msg.get("stop", True))
+                _write_frame(stdout, {"id": msg["id"], "result": run.run()})
+            except (RuntimeError, OSError) as e:  # the fork server is gone: let the pool restart us
+                _write_frame(stdout, {"id": msg["id"], "error": f"{type(e).__name__}: {e}"})
+                return 4
+    finally:
+        zygote.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
