@@ -213,6 +213,27 @@ def referenced_names(test_code: str) -> list[str]:
     return sorted(used - bound - top_stored - set(dir(builtins)))
 
 
+def subject_names(asserts) -> set[str]:
+    """The function each assert line tests: `f` in `assert f(...) == x` / `assert f(...)`, and
+    `g` in `check(g)`. These may shadow builtins (MBPP task 126 defines `sum`); any other builtin
+    name in the test code stays the judge's own, whatever the program defines."""
+    out = set()
+    for line in asserts:
+        try:
+            tree = ast.parse(line)
+        except SyntaxError:
+            continue
+        for stmt in tree.body:
+            expr = stmt.test if isinstance(stmt, ast.Assert) else getattr(stmt, "value", None)
+            if isinstance(expr, ast.Compare):
+                expr = expr.left
+            if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+                out.add(expr.func.id)
+                if not isinstance(stmt, ast.Assert):  # check(candidate)
+                    out.update(a.id for a in expr.args if isinstance(a, ast.Name))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Driving one program
 # ------------------------------------------------------------------------------------------------
@@ -442,5 +463,6 @@ def problem_spec(problem, example_tests: bool = False) -> dict:
         raise ValueError(f"problem {problem.problem_id} has no example tests")
     spec = {"format": problem.format, "tests": tests.to_dict()}
     if problem.format == "assert":
-        spec["names"] = referenced_names(tests.setup_code + "\n" + "\n".join(tests.asserts))
+        names = referenced_names(tests.setup_code + "\n" + "\n".join(tests.asserts))
+        spec["names"] = sorted(set(names) | subject_names(tests.asserts))
     return spec

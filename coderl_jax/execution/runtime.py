@@ -125,6 +125,37 @@ class _InputFile(io.StringIO):
         return len(s)
 
 
+class _Current:
+    """Bound to `sys.stdin` / `sys.stdout` while a standard-input program loads: module-level
+    `from sys import stdin` or CodeRL's `stdin = sys.stdin` then read the current test's input
+    (in CodeRL they would hold the harness's own terminal and the program would fail)."""
+
+    def __init__(self, runtime: "Runtime", attr: str):
+        object.__setattr__(self, "_rt", runtime)
+        object.__setattr__(self, "_attr", attr)
+
+    def _target(self):
+        return getattr(self._rt, self._attr)
+
+    def __getattr__(self, name):
+        return getattr(self._target(), name)
+
+    def __setattr__(self, name, value):
+        setattr(self._target(), name, value)
+
+    def __iter__(self):
+        return iter(self._target())
+
+    def __next__(self):
+        return next(self._target())
+
+    def __enter__(self):
+        return self._target().__enter__()
+
+    def __exit__(self, *exc):
+        return self._target().__exit__(*exc)
+
+
 class Runtime:
     """Serves one program over a connected socket fd (length-prefixed JSON frames)."""
 
@@ -137,6 +168,8 @@ class Runtime:
         self.line_offset = 0
         self.objects: dict[int, object] = {}
         self._rbuf = b""
+        self.cur_in: io.StringIO = io.StringIO("")
+        self.cur_out: io.StringIO = _CappedOutput(0)
 
     # -- framing ---------------------------------------------------------------------------------
     def _read_exact(self, n: int) -> bytes:
@@ -218,6 +251,8 @@ class Runtime:
             source, name = code, "solution"
         sys.stdout = _CappedOutput(0)
         sys.stderr = _CappedOutput(0)
+        if kind == "stdin":
+            sys.stdin, sys.stdout = _Current(self, "cur_in"), _Current(self, "cur_out")
         module = types.ModuleType(name)
         sys.modules[name] = module
         self.module = module
@@ -260,6 +295,7 @@ class Runtime:
         fake_stdin.read = lambda *a: text
         out = _CappedOutput(self.output_cap)
         saved = sys.stdin, sys.stdout, builtins.open
+        self.cur_in, self.cur_out = fake_stdin, out
         sys.stdin, sys.stdout = fake_stdin, out
         builtins.open = lambda *a, **k: _InputFile(text)
         exc = None
@@ -271,6 +307,7 @@ class Runtime:
             exc = self.exc_info(e)
         finally:
             sys.stdin, sys.stdout, builtins.open = saved
+            self.cur_in, self.cur_out = io.StringIO(""), _CappedOutput(0)
         return {"out": out.getvalue(), "trunc": out.truncated, "exc": exc}
 
     def handle(self, req: dict) -> dict:
