@@ -118,6 +118,35 @@ def test_filter_order_is_temperature_then_top_k_then_top_p(fixed_logits):
         np.testing.assert_array_equal(g > decoding.NEG_INF / 2, keep)
 
 
+def test_order_key_preserves_float_order():
+    x = np.array([-np.inf, -3e38, -2.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 2.5, 3e38, np.inf],
+                 np.float32)
+    keys = np.asarray(decoding._order_key(jnp.asarray(x)))
+    assert np.all(np.diff(keys) >= 0) and np.all(np.diff(keys)[np.diff(x) > 0] > 0)
+
+
+@pytest.mark.parametrize("block", [4, 7, 256])
+def test_inverse_cdf_sampling_matches_numpy(block):
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(64, 30)).astype(np.float32) * 2
+    logits[::3, ::2] = decoding.NEG_INF  # filtered tokens
+    u = rng.uniform(size=64).astype(np.float32)
+    got = np.asarray(decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), block))
+    probs = np.exp(_log_softmax(logits.astype(np.float64)))
+    want = [int(np.searchsorted(np.cumsum(p), uu, side="right")) for p, uu in zip(probs, u)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_inverse_cdf_never_picks_a_filtered_token():
+    logits = np.full((6, 20), decoding.NEG_INF, np.float32)
+    logits[:, [3, 4, 11]] = [1.0, -2.0, 0.5]
+    u = np.array([0.0, 1e-9, 0.5, 0.9999999, np.nextafter(1, 0, dtype=np.float32), 0.3],
+                 np.float32)
+    got = np.asarray(decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), 4))
+    assert set(got.tolist()) <= {3, 4, 11}
+    assert got[0] == 3 and got[4] == 11
+
+
 def test_sampling_config_rejects_bad_values():
     for bad in (dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-2)):
         with pytest.raises(ValueError):

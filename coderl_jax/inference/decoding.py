@@ -77,29 +77,80 @@ class DecodeResult(NamedTuple):
     steps: jax.Array  # [] int32: decoder steps actually run (early exit makes it < max_new)
 
 
+def _order_key(x: jax.Array) -> jax.Array:
+    """float32 -> int32 with the same order (IEEE bits, negatives flipped). [b, V] -> [b, V]."""
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+    return jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+
+
+def _smallest_key(keys: jax.Array, ok: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """Per row, the smallest int32 v in [min(keys), max(keys)] with ok(v) true, for a predicate
+    that is false then true as v grows (true at the max). Exact bisection over the 32 key bits:
+    32 fused passes over [b, V] instead of a sort, which XLA's CPU backend makes slow.
+    keys [b, V] -> [b]."""
+    lo, hi = jnp.min(keys, axis=-1), jnp.max(keys, axis=-1)  # [b]
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2) without overflow
+        good = ok(mid)
+        return jnp.where(good, lo, mid + 1), jnp.where(good, mid, hi)
+
+    return jax.lax.fori_loop(0, 32, body, (lo, hi))[1]
+
+
 def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
     """Keep logits >= the k-th largest of each row, others -> NEG_INF. [b, V] -> [b, V]."""
     if k <= 0 or k >= logits.shape[-1]:
         return logits
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]  # [b, 1]
-    return jnp.where(logits < kth, NEG_INF, logits)
+    keys = _order_key(logits)  # [b, V]
+    # the k-th largest value is the smallest v with fewer than k values strictly above it
+    kth = _smallest_key(keys, lambda v: jnp.sum(keys > v[:, None], axis=-1) < k)  # [b]
+    return jnp.where(keys < kth[:, None], NEG_INF, logits)
 
 
 def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
     """Keep the nucleus: the highest-probability tokens until their mass reaches `p`.
 
-    Token j (in descending order) is kept when the mass strictly above it is < p, i.e. the smallest
-    prefix whose cumulative probability is >= p; the most likely token is always kept.
-    [b, V] -> [b, V]
+    Token j is kept when the probability mass of tokens with larger logits is < p, i.e. the
+    smallest top set whose cumulative probability is >= p (ties at the boundary all kept); the
+    most likely token is always kept. [b, V] -> [b, V]
     """
     if p >= 1.0:
         return logits
-    sorted_desc = -jnp.sort(-logits, axis=-1)  # [b, V], descending
-    probs = jax.nn.softmax(sorted_desc, axis=-1)  # [b, V]
-    mass_above = jnp.cumsum(probs, axis=-1) - probs  # [b, V], exclusive cumulative mass
-    num_kept = jnp.maximum(jnp.sum(mass_above < p, axis=-1, keepdims=True), 1)  # [b, 1]
-    threshold = jnp.take_along_axis(sorted_desc, num_kept - 1, axis=-1)  # [b, 1]
-    return jnp.where(logits < threshold, NEG_INF, logits)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [b, V]
+    keys = _order_key(logits)  # [b, V]
+
+    def mass_above_lt_p(v):  # [b] -> [b] bool
+        return jnp.sum(jnp.where(keys > v[:, None], probs, 0.0), axis=-1) < p
+
+    threshold = _smallest_key(keys, mass_above_lt_p)  # [b]
+    return jnp.where(keys < threshold[:, None], NEG_INF, logits)
+
+
+def sample_categorical(logits: jax.Array, u: jax.Array, block: int = 256) -> jax.Array:
+    """Inverse-CDF sampling from softmax(logits) with one uniform u in [0, 1) per row.
+
+    Two levels (a block of `block` tokens, then a token inside it) keep the cumulative sums short;
+    tokens of zero probability (filtered) are never chosen. logits [b, V], u [b] -> [b] int32.
+    """
+    b, v = logits.shape
+    nb = -(-v // block)
+    w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # [b, V], unnormalised
+    w = jnp.pad(w, ((0, 0), (0, nb * block - v))).reshape(b, nb, block)  # [b, nb, block]
+    block_mass = jnp.sum(w, axis=-1)  # [b, nb]
+    cum = jnp.cumsum(block_mass, axis=-1)  # [b, nb]
+    target = u * cum[:, -1]  # [b]
+    bi = jnp.minimum(jnp.sum(cum <= target[:, None], axis=-1), nb - 1)  # [b] first cum > target
+    before = jnp.take_along_axis(cum - block_mass, bi[:, None], axis=-1)[:, 0]  # [b]
+    inner = jnp.take_along_axis(w, bi[:, None, None], axis=1)[:, 0]  # [b, block]
+    inner_cum = jnp.cumsum(inner, axis=-1)  # [b, block]
+    rest = jnp.maximum(target - before, 0.0)  # [b]
+    j = jnp.sum(inner_cum <= rest[:, None], axis=-1)  # [b] first inner_cum > rest
+    # rounding can push j past the block's last token of positive weight: take that token
+    last = block - 1 - jnp.argmax((inner > 0)[:, ::-1], axis=-1)  # [b]
+    j = jnp.minimum(j, last)
+    return (bi * block + j).astype(jnp.int32)
 
 
 def sampling_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
@@ -112,9 +163,10 @@ def sampling_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     return x
 
 
-def _row_keys_at(row_keys: jax.Array, step: jax.Array) -> jax.Array:
-    """[b, 2] uint32 keys -> [b, 2] keys for this step."""
-    return jax.vmap(lambda k: jax.random.fold_in(k, step))(row_keys)
+def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log softmax(logits)[token] per row. [b, V], [b] -> [b]."""
+    lse = jax.nn.logsumexp(logits, axis=-1)  # [b]
+    return jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - lse
 
 
 def choose_tokens(logits: jax.Array, cfg: SamplingConfig, row_keys: jax.Array,
@@ -122,15 +174,15 @@ def choose_tokens(logits: jax.Array, cfg: SamplingConfig, row_keys: jax.Array,
     """Next token per row and its log-prob under the sampling distribution.
 
     logits [b, V] float32, row_keys [b, 2] uint32 -> (tokens [b] int32, sample_logprob [b]).
+    Row r uses one uniform from `fold_in(row_keys[r], step)`.
     """
     if cfg.is_greedy:
         tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [b]
         return tokens, jnp.zeros(tokens.shape, jnp.float32)
     x = sampling_logits(logits, cfg)  # [b, V]
-    keys = _row_keys_at(row_keys, step)  # [b, 2]
-    tokens = jax.vmap(jax.random.categorical)(keys, x).astype(jnp.int32)  # [b]
-    logp = jax.nn.log_softmax(x, axis=-1)  # [b, V]
-    return tokens, jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+    u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step), ()))(row_keys)  # [b]
+    tokens = sample_categorical(x, u)  # [b]
+    return tokens, _token_logprob(x, tokens)
 
 
 def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max_new_tokens: int,
@@ -178,8 +230,7 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
             col = jnp.minimum(s.step, prefix.shape[1] - 1)
             token = jnp.where(forced, prefix[:, col], token)
             sample_logp = jnp.where(forced, 0.0, sample_logp)
-        model_logp = jax.nn.log_softmax(logits, axis=-1)  # [b, V]
-        model_logp = jnp.take_along_axis(model_logp, token[:, None], axis=-1)[:, 0]  # [b]
+        model_logp = _token_logprob(logits, token)  # [b]
         # rows already finished emit pad with log-prob 0
         token = jnp.where(s.done, pad_id, token)
         model_logp = jnp.where(s.done, 0.0, model_logp)

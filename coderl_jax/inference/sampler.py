@@ -87,6 +87,70 @@ def group_size(batch_size: int, num_samples: int) -> int:
     return batch_size // math.gcd(batch_size, num_samples)
 
 
+def _rules(rules: tuple):
+    """Logical-axis rules for tracing (model activations are logically constrained)."""
+    return nn.logical_axis_rules(rules) if rules else contextlib.nullcontext()
+
+
+@functools.lru_cache(maxsize=None)
+def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple):
+    """Jitted encoder, shared by every Sampler of this model config, mesh and rules."""
+    from coderl_jax.models import t5
+
+    model = t5.T5(config)
+
+    def encode(params, encoder_ids, encoder_mask):  # [G, S] -> [G, S, d_model]
+        with _rules(rules):
+            return model.apply({"params": params}, encoder_ids, encoder_mask,
+                               method=t5.T5.encode)
+
+    return jax.jit(encode)
+
+
+@functools.lru_cache(maxsize=None)
+def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: int,
+               eos_id: int | None, row_sharding: jax.sharding.Sharding | None, rules: tuple):
+    """Jitted (gather rows, build the cache, decode loop), shared by Samplers of equal settings;
+    one compile per (group, source bucket, batch, prefix bucket) shape."""
+    from coderl_jax.models import t5
+
+    def decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
+               prefix_len, *, prefix_len_max):
+        with _rules(rules):
+            return _decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed,
+                           prefix, prefix_len, prefix_len_max)
+
+    def _decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
+                prefix_len, prefix_len_max):
+        b = row_slot.shape[0]
+        # the repeat across samples: [G, S, d] -> [B, S, d], [G, S] -> [B, S]
+        enc = jnp.take(encoded, row_slot, axis=0)
+        mask = jnp.take(encoder_mask, row_slot, axis=0)
+        if row_sharding is not None:
+            enc = jax.lax.with_sharding_constraint(enc, row_sharding)
+            mask = jax.lax.with_sharding_constraint(mask, row_sharding)
+        base = jax.random.PRNGKey(seed)
+
+        def row_key(h, s):  # uint32 [], int32 [] -> [2] uint32
+            return jax.random.fold_in(jax.random.fold_in(base, h), s)
+
+        row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
+        cache = t5.init_cache(config, params, enc, mask, max_new_tokens)
+
+        def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
+            return t5.decode_step(config, params, cache, token_ids, mask)
+
+        res = decoding.decode(
+            tokens_to_logits, cache, batch_size=b, max_new_tokens=max_new_tokens,
+            sampling=sampling, row_keys=row_keys, start_id=config.decoder_start_token_id,
+            eos_id=eos_id, pad_id=config.pad_token_id,
+            prefix=prefix if prefix_len_max else None,
+            prefix_len=prefix_len if prefix_len_max else None)
+        return res.tokens, res.logprobs, res.lengths
+
+    return jax.jit(decode, static_argnames=("prefix_len_max",))
+
+
 class Sampler:
     """Jitted encoder + decode loop for one model, params and mesh (see the module docstring)."""
 
@@ -98,10 +162,7 @@ class Sampler:
         from coderl_jax.models import t5
 
         self.config = config
-        self.t5 = t5
-        self.model = t5.T5(config)
         self.mesh = mesh
-        self.sampling = sampling
         self.max_new_tokens = int(max_new_tokens)
         self.max_source_len = int(max_source_len)
         self.source_buckets = tuple(source_buckets)
@@ -114,65 +175,33 @@ class Sampler:
             self.num_row_shards = int(np.prod([mesh.shape[a] for a in ("data", "fsdp")
                                                if a in mesh.shape]))
             self.replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-            param_shardings = partitioning.logical_to_mesh_sharding(
+            self.param_shardings = partitioning.logical_to_mesh_sharding(
                 t5.param_logical_axes(config), mesh, self.rules)
-            self.params = jax.device_put(params, param_shardings)
         else:
             self.rules = tuple(rules) if rules is not None else ()
             self.row_sharding = self.replicated = None
             self.num_row_shards = 1
-            self.params = params
+            self.param_shardings = None
+        self.set_params(params)
         # rows per decode call: a multiple of the row shards
         self.batch_size = -(-int(batch_size) // self.num_row_shards) * self.num_row_shards
-        self._encode = jax.jit(self._encode_impl)
-        self._decode = jax.jit(self._decode_impl, static_argnames=("prefix_len_max",))
-        self.compiled_shapes: set[tuple] = set()
+        if sampling.is_greedy:  # one canonical greedy config: one compile for all spellings
+            sampling = SamplingConfig(greedy=True)
+        self.sampling = sampling
+        self._encode = _encode_fn(config, mesh, self.rules)
+        self._decode = _decode_fn(config, sampling, self.max_new_tokens, self.eos_id,
+                                  self.row_sharding, self.rules)
 
     # ---- device functions -------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def _context(self):
-        """Mesh and logical-axis rules for tracing (model activations are logically constrained)."""
-        with contextlib.ExitStack() as stack:
-            if self.mesh is not None:
-                stack.enter_context(jax.set_mesh(self.mesh))
-            if self.rules:
-                stack.enter_context(nn.logical_axis_rules(self.rules))
-            yield
+        """The mesh in context while calling (and tracing) the jitted functions."""
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
 
-    def _encode_impl(self, params, encoder_ids, encoder_mask):
-        # [G, S] -> [G, S, d_model]
-        return self.model.apply({"params": params}, encoder_ids, encoder_mask,
-                                method=self.t5.T5.encode)
-
-    def _decode_impl(self, params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed,
-                     prefix, prefix_len, *, prefix_len_max):
-        b = row_slot.shape[0]
-        # the repeat across samples: [G, S, d] -> [B, S, d], [G, S] -> [B, S]
-        enc = jnp.take(encoded, row_slot, axis=0)
-        mask = jnp.take(encoder_mask, row_slot, axis=0)
-        if self.row_sharding is not None:
-            enc = jax.lax.with_sharding_constraint(enc, self.row_sharding)
-            mask = jax.lax.with_sharding_constraint(mask, self.row_sharding)
-        base = jax.random.PRNGKey(seed)
-
-        def row_key(h, s):  # uint32 [], int32 [] -> [2] uint32
-            return jax.random.fold_in(jax.random.fold_in(base, h), s)
-
-        row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
-        cache = self.t5.init_cache(self.config, params, enc, mask, self.max_new_tokens)
-
-        def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
-            return self.t5.decode_step(self.config, params, cache, token_ids, mask)
-
-        res = decoding.decode(
-            tokens_to_logits, cache, batch_size=b, max_new_tokens=self.max_new_tokens,
-            sampling=self.sampling, row_keys=row_keys,
-            start_id=self.config.decoder_start_token_id, eos_id=self.eos_id,
-            pad_id=self.config.pad_token_id,
-            prefix=prefix if prefix_len_max else None,
-            prefix_len=prefix_len if prefix_len_max else None)
-        return res.tokens, res.logprobs, res.lengths
+    def set_params(self, params: Any) -> None:
+        """Sample from new parameters (same config) without recompiling (RL loops)."""
+        self.params = params if self.param_shardings is None else \
+            jax.device_put(params, self.param_shardings)
 
     def _put_rows(self, x: np.ndarray):
         return x if self.row_sharding is None else jax.device_put(x, self.row_sharding)
@@ -215,7 +244,6 @@ class Sampler:
             for r, p in enumerate(prefixes):
                 prefix[r, : len(p)] = p
                 prefix_len[r] = len(p)
-        self.compiled_shapes.add((encoded.shape, b, pb))
         with self._context():
             tokens, logprobs, lengths = self._decode(
                 self.params, encoded, encoder_mask, self._put_rows(row_slot.astype(np.int32)),

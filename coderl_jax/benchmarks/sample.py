@@ -1,0 +1,143 @@
+"""`coderl benchmark sample`: generated tokens/s of the jitted sampler vs HF `generate`.
+
+Both run random-weight models of the same shape, the same batch of random prompts of `--src-len`
+tokens, and are forced to generate exactly `--new-tokens` tokens per row (EOS ignored; HF:
+`min_new_tokens = max_new_tokens`), sampling at temperature 1 without filtering. Our figure is
+end to end per call (encoder, cache set-up, decode loop, copy back to the host); compile time is
+measured separately as (first call) - (steady call).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from coderl_jax.errors import UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"],
+                   help="model shape (SPEC §7)")
+    p.add_argument("--batch", type=int, default=8, help="rows sampled together")
+    p.add_argument("--src-len", type=int, default=256, help="prompt tokens")
+    p.add_argument("--new-tokens", type=int, default=128, help="generated tokens per row")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls (median reported)")
+    p.add_argument("--no-reference", action="store_true", help="skip HF generate")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _check(args) -> None:
+    for flag, v in (("--batch", args.batch), ("--src-len", args.src_len),
+                    ("--new-tokens", args.new_tokens), ("--repeats", args.repeats)):
+        if v < 1:
+            raise UserError(f"{flag} must be >= 1, got {v}")
+    if args.src_len < 2:
+        raise UserError("--src-len must be >= 2")
+
+
+def _prompts(args, vocab: int) -> np.ndarray:
+    rng = np.random.default_rng(args.seed)
+    ids = rng.integers(5, min(vocab, 32000), size=(args.batch, args.src_len), dtype=np.int64)
+    ids[:, 0] = 1  # <s>
+    ids[:, -1] = 2  # </s>
+    return ids
+
+
+def _ours(args, config, prompts: np.ndarray) -> dict:
+    import jax
+
+    from coderl_jax.inference.decoding import SamplingConfig
+    from coderl_jax.inference.sampler import Sampler, SampleRequest
+    from coderl_jax.models import t5
+    from coderl_jax.partitioning import make_mesh
+
+    params = t5.init_params(config, jax.random.PRNGKey(args.seed))
+    sampler = Sampler(config, params, mesh=make_mesh(), batch_size=args.batch,
+                      max_new_tokens=args.new_tokens, max_source_len=args.src_len,
+                      sampling=SamplingConfig(temperature=1.0), stop_at_eos=False,
+                      source_buckets=(args.src_len,))
+    requests = [SampleRequest(f"bench{i}", row.tolist(), (0,)) for i, row in enumerate(prompts)]
+
+    def call(seed: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        samples = list(sampler.sample(requests, seed=seed))
+        dt = time.perf_counter() - t0
+        return dt, sum(len(s.output_ids) for s in samples)
+
+    first, n_tokens = call(0)
+    times = []
+    for r in range(args.repeats):
+        dt, n = call(r + 1)
+        if n != args.batch * args.new_tokens:
+            raise RuntimeError(f"sampler produced {n} tokens, expected {args.batch * args.new_tokens}")
+        times.append(dt)
+    steady = statistics.median(times)
+    return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,
+            "compile_s": max(first - steady, 0.0), "devices": len(jax.devices())}
+
+
+def _reference(args, config, prompts: np.ndarray) -> dict:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    hf_config = T5Config(
+        vocab_size=config.vocab_size, d_model=config.d_model, d_kv=config.d_kv,
+        d_ff=config.d_ff, num_layers=config.num_encoder_layers,
+        num_decoder_layers=config.num_decoder_layers, num_heads=config.num_heads,
+        relative_attention_num_buckets=config.relative_attention_num_buckets,
+        relative_attention_max_distance=config.relative_attention_max_distance,
+        dropout_rate=0.0, layer_norm_epsilon=config.layer_norm_epsilon,
+        feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=2,
+        decoder_start_token_id=0)
+    torch.manual_seed(args.seed)
+    model = T5ForConditionalGeneration(hf_config).eval()
+    ids = torch.tensor(prompts)
+    mask = torch.ones_like(ids)
+    kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+              max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
+
+    def call() -> tuple[float, int]:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+            dt = time.perf_counter() - t0
+        return dt, int(out.shape[0] * (out.shape[1] - 1))  # minus the decoder start token
+
+    call()  # warm-up (allocator, lazy init)
+    times, n_tokens = [], 0
+    for _ in range(args.repeats):
+        dt, n_tokens = call()
+        if n_tokens != args.batch * args.new_tokens:
+            raise RuntimeError(f"HF generated {n_tokens} tokens, expected "
+                               f"{args.batch * args.new_tokens}")
+        times.append(dt)
+    steady = statistics.median(times)
+    return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,
+            "torch_threads": torch.get_num_threads()}
+
+
+def run(args) -> dict:
+    _check(args)
+    from coderl_jax.config import model_preset
+
+    config = model_preset(args.size, dropout_rate=0.0)
+    prompts = _prompts(args, config.vocab_size)
+    ours = _ours(args, config, prompts)
+    result = {"benchmark": "sample", "size": args.size, "batch": args.batch,
+              "src_len": args.src_len, "new_tokens": args.new_tokens,
+              "tokens_per_s": ours["tokens_per_s"], "seconds_per_call": ours["seconds_per_call"],
+              "compile_s": ours["compile_s"], "devices": ours["devices"],
+              "cpu_count": os.cpu_count()}
+    if not args.no_reference:
+        try:
+            ref = _reference(args, config, prompts)
+        except ImportError as e:
+            result["reference_error"] = f"HF reference unavailable: {e}"
+        else:
+            result["reference_tokens_per_s"] = ref["tokens_per_s"]
+            result["reference_seconds_per_call"] = ref["seconds_per_call"]
+            result["reference_torch_threads"] = ref["torch_threads"]
+            result["ratio"] = ours["tokens_per_s"] / ref["tokens_per_s"]
+    return result

@@ -1,0 +1,214 @@
+"""`coderl generate`: sample (or greedily decode) programs for problems; one SPEC §3 row each.
+
+Rows are appended to `OUT.partial` and flushed as each chunk finishes, so an interrupted run keeps
+what it made; when every (problem, sample) pair is done the file is renamed to OUT (atomic).
+`--resume` continues from `OUT.partial` (and from OUT's rows, if a finished OUT exists): pairs
+already written are skipped, a truncated last line is dropped. Without `--resume` any earlier
+`OUT.partial` is discarded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from coderl_jax.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="sample or greedily decode programs for problems",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="actor checkpoint (orbax folder)")
+    p.add_argument("--tokenizer", default=None,
+                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or ../shared)")
+    p.add_argument("--problems", required=True,
+                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
+    p.add_argument("--split", default=None, help="split of SRC where it has several (demo, MBPP)")
+    p.add_argument("--out", required=True, help="output JSON lines file")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="programs per problem (default 1)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: off)")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding (one program per problem)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
+    p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
+    p.add_argument("--batch-size", type=int, default=8, help="(problem, sample) rows per device call")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
+    p.set_defaults(func=run)
+
+
+def _validate(args) -> None:
+    if args.num_samples is None:
+        args.num_samples = 1
+    elif args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.greedy and args.num_samples != 1:
+        raise UserError("--greedy gives one program per problem; drop --num-samples or use 1")
+    if not (args.temperature >= 0) or args.temperature != args.temperature \
+            or args.temperature == float("inf"):
+        raise UserError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if not (0.0 < args.top_p <= 1.0):
+        raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.top_k < 0:
+        raise UserError(f"--top-k must be >= 0, got {args.top_k}")
+    for flag, value in (("--max-new-tokens", args.max_new_tokens),
+                        ("--max-source-len", args.max_source_len),
+                        ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    if args.max_source_len < 2:
+        raise UserError("--max-source-len must be >= 2")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"checkpoint not found: {args.checkpoint}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a .jsonl file path")
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def read_done_rows(path: Path) -> list[str]:
+    """The complete JSON-object lines of a (partial) output file.
+
+    Rows are written as one `line + newline` each, so only the text after the last newline can be
+    cut off by an interruption: it is kept when it is a whole JSON object, else dropped. An
+    invalid line before it is a UserError (the file is not one of ours).
+    """
+    if not path.is_file():
+        return []
+    *lines, tail = path.read_bytes().split(b"\n")
+    good: list[str] = []
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        row = _parse(raw)
+        if row is None:
+            raise UserError(f"{path}:{lineno}: not a JSON object; cannot resume from this file")
+        good.append(raw.decode("utf-8"))
+    if tail.strip() and _parse(tail) is not None:
+        good.append(tail.decode("utf-8"))
+    return good
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(row, dict) or "problem_id" not in row or "sample_index" not in row:
+        return None
+    return row
+
+
+def _code_for(problem, completion: str) -> str:
+    """A complete program: HumanEval prompts are followed by the completion (SPEC §3)."""
+    if problem.source == "humaneval" and problem.prompt_text:
+        return problem.prompt_text + completion
+    return completion
+
+
+def load_actor(path: str, mesh=None):
+    """(ModelConfig, params) of an actor checkpoint, placed with the training rules on `mesh`."""
+    from coderl_jax import checkpoint_io, partitioning
+    from coderl_jax.models import t5
+
+    shardings = None
+    if mesh is not None and checkpoint_io.is_model_dir(path):
+        config, critic = checkpoint_io.read_model_config(path)
+        if critic is None:
+            shardings = partitioning.logical_to_mesh_sharding(t5.param_logical_axes(config), mesh)
+    params, config, critic = checkpoint_io.load_model(path, shardings)
+    if critic is not None:
+        raise UserError(f"{path} is a critic checkpoint; generate needs an actor (plain T5)")
+    return config, params
+
+
+def run(args) -> int:
+    _validate(args)
+    from tqdm import tqdm
+
+    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.sources import load_problems
+    from coderl_jax.inference.decoding import SamplingConfig
+    from coderl_jax.inference.sampler import Sampler, SampleRequest, truncate_prompt
+    from coderl_jax.partitioning import make_mesh
+    from coderl_jax.tokenizer import load_tokenizer
+
+    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                              greedy=args.greedy)
+    problems = load_problems(args.problems, args.split)
+    if args.limit:
+        problems = problems[: args.limit]
+    if not problems:
+        raise UserError(f"no problems in {args.problems}")
+    tokenizer = load_tokenizer(args.tokenizer)
+    mesh = make_mesh()
+    config, params = load_actor(args.checkpoint, mesh)
+
+    out = Path(args.out)
+    part = partial_path(out)
+    done_lines: list[str] = []
+    if args.resume:
+        if out.is_file():
+            done_lines += read_done_rows(out)
+        done_lines += read_done_rows(part)
+    done, kept = set(), []
+    for line in done_lines:  # OUT then OUT.partial: keep the first row of each pair
+        row = json.loads(line)
+        pair = (str(row["problem_id"]), int(row["sample_index"]))
+        if pair not in done:
+            done.add(pair)
+            kept.append(line)
+    done_lines = kept
+
+    requests, by_index = [], []
+    for p in problems:
+        todo = tuple(i for i in range(args.num_samples) if (p.problem_id, i) not in done)
+        if not todo:
+            continue
+        ids = truncate_prompt(tokenizer.encode(build_prompt(p)), args.max_source_len,
+                              tokenizer.eos_id)
+        requests.append(SampleRequest(p.problem_id, ids, todo))
+        by_index.append(p)
+    total = sum(len(r.sample_indices) for r in requests)
+
+    # start the partial file from exactly the kept rows (drops a truncated tail)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(part, "w", encoding="utf-8") as f:
+        for line in done_lines:
+            f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    if done_lines:
+        print(f"resuming: {len(done)} programs already in {part.name}, {total} to go",
+              file=sys.stderr)
+
+    if total:
+        sampler = Sampler(config, params, mesh=mesh, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
+                          sampling=sampling)
+        with open(part, "a", encoding="utf-8") as f, \
+                tqdm(total=total, desc="generate", unit="prog", file=sys.stderr,
+                     disable=None) as bar:
+            for s in sampler.sample(requests, seed=args.seed):
+                problem = by_index[s.request_index]
+                completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
+                row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
+                       "prompt_ids": list(requests[s.request_index].prompt_ids),
+                       "output_ids": s.output_ids, "code": _code_for(problem, completion),
+                       "logprob": s.logprob}
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                bar.update(1)
+            os.fsync(f.fileno())
+    os.replace(part, out)
+    print(f"wrote {len(done) + total} programs to {out}", file=sys.stderr)
+    return 0
