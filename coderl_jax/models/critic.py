@@ -17,9 +17,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
-from coderl_jax.models.t5 import T5
+from coderl_jax.models.t5 import T5, init_params
 
 Array = jax.Array
 PyTree = Any
@@ -46,12 +47,12 @@ class ErrorHead(nn.Module):
         c, k = self.config, self.critic
         dtype, param_dtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
         h = nn.Dense(k.hidden, dtype=dtype, param_dtype=param_dtype, name="hidden",
-                     kernel_init=_torch_linear_init(c.d_model, ("embed", "mlp")),
-                     bias_init=_torch_linear_init(c.d_model, ("mlp",)))(x)  # [b, t, hidden]
+                     kernel_init=_torch_linear_init(c.d_model, ("embed", "critic_hidden")),
+                     bias_init=_torch_linear_init(c.d_model, ("critic_hidden",)))(x)  # [b, t, hidden]
         h = nn.relu(h)
         out = nn.Dense(k.num_classes, dtype=dtype, param_dtype=param_dtype, name="out",
-                       kernel_init=_torch_linear_init(k.hidden, ("mlp", None)),
-                       bias_init=_torch_linear_init(k.hidden, (None,)))(h)  # [b, t, classes]
+                       kernel_init=_torch_linear_init(k.hidden, ("critic_hidden", "classes")),
+                       bias_init=_torch_linear_init(k.hidden, ("classes",)))(h)  # [b, t, classes]
         return out.astype(jnp.float32)
 
 
@@ -84,21 +85,22 @@ class T5Critic(nn.Module):
         return class_logits, token_logits
 
 
+def init_head_params(config: ModelConfig, critic_config: CriticConfig, rng: Array) -> PyTree:
+    """Fresh `error_head` parameters (torch.nn.Linear's default initialisation)."""
+    x = np.zeros((1, 1, config.d_model), jnp.dtype(config.dtype))
+    return nn.unbox(ErrorHead(config, critic_config).init({"params": rng}, x)["params"])
+
+
 def init_critic_params(config: ModelConfig, critic_config: CriticConfig, rng: Array) -> PyTree:
     """Fresh critic parameters {'t5': ..., 'error_head': ...}, unboxed."""
-    ids = jnp.ones((1, 1), jnp.int32)
-
-    @jax.jit
-    def init(rng):
-        variables = T5Critic(config, critic_config).init({"params": rng}, ids, ids, ids, ids)
-        return nn.unbox(variables["params"])
-
-    return init(rng)
+    t5_rng, head_rng = jax.random.split(rng)
+    return {"t5": init_params(config, t5_rng),
+            "error_head": init_head_params(config, critic_config, head_rng)}
 
 
 def critic_logical_axes(config: ModelConfig, critic_config: CriticConfig) -> PyTree:
     """PartitionSpecs of logical names, same structure as `init_critic_params`."""
-    ids = jnp.ones((1, 1), jnp.int32)
+    ids = np.ones((1, 1), np.int32)
     abstract = jax.eval_shape(lambda: T5Critic(config, critic_config).init(
         {"params": jax.random.key(0)}, ids, ids, ids, ids))
     return nn.get_partition_spec(abstract)["params"]
@@ -106,6 +108,5 @@ def critic_logical_axes(config: ModelConfig, critic_config: CriticConfig) -> PyT
 
 def critic_params_from_actor(actor_params: PyTree, config: ModelConfig,
                              critic_config: CriticConfig, rng: Array) -> PyTree:
-    """A critic initialised from an actor's T5 parameters and a fresh head (CodeRL's start)."""
-    fresh = init_critic_params(config, critic_config, rng)
-    return {"t5": actor_params, "error_head": fresh["error_head"]}
+    """A critic starting from an actor's T5 parameters and a fresh head (as CodeRL starts)."""
+    return {"t5": actor_params, "error_head": init_head_params(config, critic_config, rng)}

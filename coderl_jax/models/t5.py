@@ -23,6 +23,7 @@ subtree with a leading 'layers' axis):
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -411,20 +412,25 @@ class T5(nn.Module):
 # ----------------------------------------------------------------------------- pure helpers
 
 
-def _dummy_inputs() -> tuple[Array, Array, Array]:
-    ids = jnp.ones((1, 1), jnp.int32)
+def _dummy_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = np.ones((1, 1), np.int32)  # numpy: safe to close over inside any trace
     return ids, ids, ids
 
 
 def init_params(config: ModelConfig, rng: Array) -> PyTree:
     """Fresh parameters (HF T5's initialisation), unboxed, in `config.param_dtype`."""
+    return _init_fn(config)(rng)
+
+
+@functools.lru_cache(maxsize=16)
+def _init_fn(config: ModelConfig):
     enc, mask, dec = _dummy_inputs()
 
     @jax.jit
     def init(rng):
         return nn.unbox(T5(config).init({"params": rng}, enc, mask, dec)["params"])
 
-    return init(rng)
+    return init
 
 
 def param_logical_axes(config: ModelConfig) -> PyTree:
