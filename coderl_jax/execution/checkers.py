@@ -215,8 +215,17 @@ def referenced_names(test_code: str) -> list[str]:
 
 def subject_names(asserts) -> set[str]:
     """The function each assert line tests: `f` in `assert f(...) == x` / `assert f(...)`, and
-    `g` in `check(g)`. These may shadow builtins (MBPP task 126 defines `sum`); any other builtin
-    name in the test code stays the judge's own, whatever the program defines."""
+    `g` in `check(g)`. These may shadow builtins (MBPP task 126 defines `sum`), unless the call's
+    arguments themselves call the program (`abs(g(2) - 1.5) < 1e-6`: `abs` only wraps `g`). Any
+    other builtin name in the test code stays the judge's own, whatever the program defines."""
+    builtin_names = set(dir(builtins))
+
+    def calls_program(node) -> bool:
+        return any(isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name)
+                                                     and n.func.id in builtin_names)
+                   for a in [*node.args, *(k.value for k in node.keywords)]
+                   for n in ast.walk(a))
+
     out = set()
     for line in asserts:
         try:
@@ -228,7 +237,9 @@ def subject_names(asserts) -> set[str]:
             if isinstance(expr, ast.Compare):
                 expr = expr.left
             if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
-                out.add(expr.func.id)
+                name = expr.func.id
+                if name not in builtin_names or not calls_program(expr):
+                    out.add(name)
                 if not isinstance(stmt, ast.Assert):  # check(candidate)
                     out.update(a.id for a in expr.args if isinstance(a, ast.Name))
     return out
