@@ -352,12 +352,21 @@ def write_hf_dir(out: str | Path, params: PyTree, config: ModelConfig,
 # ----------------------------------------------------------------------------- commands
 
 
+def _noop(stage: str) -> None:
+    pass
+
+
 def from_hf(hf_dir: str | Path, out: str | Path, critic: bool = False, *,
-            scan_layers: bool = False) -> tuple[ModelConfig, CriticConfig | None]:
-    """Convert an HF T5/CodeT5 folder (a CodeRL critic with `critic=True`) to a model checkpoint."""
+            scan_layers: bool = False, progress: Callable[[str], None] = _noop
+            ) -> tuple[ModelConfig, CriticConfig | None]:
+    """Convert an HF T5/CodeT5 folder (a CodeRL critic with `critic=True`) to a model checkpoint.
+
+    `progress(stage)` is called as each of the three stages (read, convert, save) ends.
+    """
     from coderl_jax.checkpoint_io import save_model
 
     hf_config, state = read_hf_dir(hf_dir)
+    progress("read")
     config = model_config_from_hf(hf_config, scan_layers=scan_layers)
     critic_config = None
     if critic:
@@ -373,14 +382,23 @@ def from_hf(hf_dir: str | Path, out: str | Path, critic: bool = False, *,
             raise UserError(f"{Path(hf_dir)} holds a critic head ({head[0]}, ...): "
                             "pass --critic to convert it as a critic")
     params = hf_state_to_params(state, config, critic_config)
+    del state
+    progress("convert")
     save_model(out, params, config, critic_config)
+    progress("save")
     return config, critic_config
 
 
-def to_hf(checkpoint: str | Path, out: str | Path) -> tuple[ModelConfig, CriticConfig | None]:
-    """Export a model checkpoint to an HF folder `transformers` can load."""
+def to_hf(checkpoint: str | Path, out: str | Path, *, progress: Callable[[str], None] = _noop
+          ) -> tuple[ModelConfig, CriticConfig | None]:
+    """Export a model checkpoint to an HF folder `transformers` can load.
+
+    `progress(stage)` is called as each of the two stages (load, write) ends.
+    """
     from coderl_jax.checkpoint_io import load_model
 
     params, config, critic_config = load_model(checkpoint)
+    progress("load")
     write_hf_dir(out, params, config, critic_config)
+    progress("write")
     return config, critic_config

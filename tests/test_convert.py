@@ -212,3 +212,18 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["convert", "to-hf", "--help"])
     assert e.value.code == 0 and "--checkpoint" in capsys.readouterr().out
+
+
+def test_load_model_onto_a_mesh(converted):
+    from jax.sharding import AxisType
+
+    from coderl_jax import partitioning
+
+    out, config, want = converted
+    mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "model"), axis_types=(AxisType.Auto,) * 3)
+    shardings = partitioning.logical_to_mesh_sharding(t5.param_logical_axes(config), mesh)
+    params, _, _ = checkpoint_io.load_model(out, shardings=shardings)
+    emb = params["token_embedder"]["embedding"]
+    assert emb.sharding == shardings["token_embedder"]["embedding"]
+    assert not emb.sharding.is_fully_replicated
+    tree_equal(params, want)

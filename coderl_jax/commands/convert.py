@@ -37,11 +37,27 @@ def _describe(config, critic) -> str:
             f"{config.num_decoder_layers} layers, {config.num_heads} heads, vocab {config.vocab_size}")
 
 
+def _bar(total: int):
+    """A stage progress bar on stderr (off when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="convert", unit="stage", disable=None, file=sys.stderr,
+               leave=False)
+
+    def step(stage: str) -> None:
+        bar.set_postfix_str(f"{stage} done")
+        bar.update(1)
+
+    return bar, step
+
+
 def run_from_hf(args) -> int:
     from coderl_jax import convert
 
-    config, critic = convert.from_hf(args.hf_dir, args.out, critic=args.critic,
-                                     scan_layers=args.scan_layers)
+    bar, step = _bar(3)
+    with bar:
+        config, critic = convert.from_hf(args.hf_dir, args.out, critic=args.critic,
+                                         scan_layers=args.scan_layers, progress=step)
     print(f"wrote {args.out} ({_describe(config, critic)})")
     return 0
 
@@ -49,7 +65,9 @@ def run_from_hf(args) -> int:
 def run_to_hf(args) -> int:
     from coderl_jax import convert
 
-    config, critic = convert.to_hf(args.checkpoint, args.out)
+    bar, step = _bar(2)
+    with bar:
+        config, critic = convert.to_hf(args.checkpoint, args.out, progress=step)
     print(f"wrote {args.out} ({_describe(config, critic)})")
     if not config.tie_word_embeddings:
         print("note: this model has its own lm_head; transformers >= 5 ties lm_head to the "
