@@ -1,0 +1,344 @@
+"""`coderl critical-sampling`: CodeRL inference with refine/repair rounds; also mines repair data.
+
+    coderl critical-sampling --checkpoint ACTOR --critic CRITIC --tokenizer TOK --problems SRC \
+        --out OUT.jsonl [--num-samples N] [--rounds R] [--top-m M] [--repair-checkpoint C] \
+        [--temperature T] [--top-p P] [--max-new-tokens L] [--seed S] [--workers W] \
+        [--config configs/critical_sampling_X.py] [--resume]
+    coderl critical-sampling mine-repair --problems SRC --results RESULTS.jsonl --out DIR
+
+The first writes one row per program, every round (see coderl_jax/inference/critical_sampling.py
+for the algorithm and the row fields), with hidden-test results, example-test results and critic
+scores, so `coderl evaluate --results OUT.jsonl` gives pass@k and n@k directly; the exact
+settings and a pass@k/n@k summary go to OUT.settings.json (OUT without .jsonl). Rows are
+appended to OUT.partial round by round; `--resume` continues an interrupted run from it (the
+settings must match), and OUT appears (atomically) only when every problem is done. A `--config`
+file's values are the defaults; flags given on the command line win.
+
+`mine-repair` pairs failing programs of executed rows (`coderl run-tests` output) with the
+closest passing program of the same problem and writes them as an APPS split folder whose
+prompts are the repair prompts; train the repair model on it with
+`coderl train --config configs/critical_sampling_repair.py`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from coderl_jax.errors import UserError
+
+# flag -> CriticalSamplingConfig field (type from the dataclass)
+CONFIG_FLAGS = {
+    "num_samples": "--num-samples", "rounds": "--rounds", "top_m": "--top-m",
+    "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k",
+    "max_new_tokens": "--max-new-tokens", "max_source_len": "--max-source-len",
+    "repair_max_source_len": "--repair-max-source-len", "max_target_len": "--max-target-len",
+    "batch_size": "--batch-size", "critic_batch_size": "--critic-batch-size", "seed": "--seed",
+    "workers": "--workers", "timeout": "--timeout", "block_size": "--block-size",
+    "critic_pool_padding": None, "max_program_chars": None, "max_error_chars": None,
+}
+PATH_KEYS = ("checkpoint", "critic", "tokenizer", "problems", "split", "repair_checkpoint",
+             "samples")
+
+
+def register(sub) -> None:
+    from coderl_jax.inference.critical_sampling import CriticalSamplingConfig
+
+    d = CriticalSamplingConfig()
+    p = sub.add_parser("critical-sampling", help="CodeRL inference with refine/repair rounds",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None,
+                   help="configs/critical_sampling_*.py: defaults for every setting below")
+    p.add_argument("--checkpoint", default=None, help="actor checkpoint (orbax model folder)")
+    p.add_argument("--critic", default=None, help="critic checkpoint (binary or 4-class)")
+    p.add_argument("--tokenizer", default=None,
+                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or ../shared)")
+    p.add_argument("--problems", default=None,
+                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
+    p.add_argument("--split", default=None, help="split of SRC where it has several")
+    p.add_argument("--out", default=None, help="output JSON lines file")
+    p.add_argument("--repair-checkpoint", default=None,
+                   help="repair model (default: the actor repairs)")
+    p.add_argument("--samples", default=None, metavar="IN.jsonl",
+                   help="use these `coderl generate` rows as round 0 instead of sampling")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help=f"N: programs per problem per round (default {d.num_samples})")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"refine/repair rounds after the first sampling (default {d.rounds})")
+    p.add_argument("--top-m", type=int, default=None,
+                   help=f"M: failing programs repaired per problem (default {d.top_m})")
+    p.add_argument("--temperature", type=float, default=None,
+                   help=f"sampling temperature (default {d.temperature})")
+    p.add_argument("--top-p", type=float, default=None, help=f"nucleus mass (default {d.top_p})")
+    p.add_argument("--top-k", type=int, default=None, help="top-k filter (default 0: off)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help=f"longest program in tokens (default {d.max_new_tokens})")
+    p.add_argument("--max-source-len", type=int, default=None,
+                   help=f"longest prompt in tokens (default {d.max_source_len})")
+    p.add_argument("--repair-max-source-len", type=int, default=None,
+                   help=f"longest repair prompt in tokens (default {d.repair_max_source_len})")
+    p.add_argument("--max-target-len", type=int, default=None,
+                   help=f"program tokens the critic reads (default {d.max_target_len})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"rows per sampler call (default {d.batch_size})")
+    p.add_argument("--critic-batch-size", type=int, default=None,
+                   help=f"rows per critic call (default {d.critic_batch_size})")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"sandbox processes (default {d.workers})")
+    p.add_argument("--timeout", type=float, default=None,
+                   help=f"seconds per test (default {d.timeout})")
+    p.add_argument("--block-size", type=int, default=None,
+                   help=f"problems taken through all rounds at once (default {d.block_size})")
+    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
+    p.set_defaults(func=run)
+
+    sp = p.add_subparsers(dest="action", metavar="ACTION")
+    m = sp.add_parser("mine-repair", help="mine (failing program, error) -> fix pairs as an "
+                                          "APPS folder for training the repair model")
+    m.add_argument("--problems", required=True, help="SRC the rows' problems come from")
+    m.add_argument("--split", default=None, help="split of SRC where it has several")
+    m.add_argument("--results", required=True, metavar="RESULTS.jsonl",
+                   help="executed programs (`coderl run-tests` rows with result, error fields)")
+    m.add_argument("--out", required=True, metavar="DIR", help="output APPS split folder")
+    m.add_argument("--outcome", choices=("hidden", "example"), default="hidden",
+                   help="which outcome fields to read: result/error_* (hidden) or "
+                        "example_result/example_error_* (rows of critical-sampling)")
+    m.add_argument("--no-samples", action="store_true",
+                   help="fixes only from reference solutions, not from passing samples")
+    m.add_argument("--no-solutions", action="store_true",
+                   help="fixes only from passing samples, not from reference solutions")
+    m.add_argument("--max-pairs-per-problem", type=int, default=None,
+                   help="keep a seeded random subset of each problem's pairs")
+    m.add_argument("--seed", type=int, default=0, help="seed of that subset")
+    m.add_argument("--max-program-chars", type=int, default=d.max_program_chars)
+    m.add_argument("--max-error-chars", type=int, default=d.max_error_chars)
+    m.set_defaults(func=run_mine)
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+def resolve(args):
+    """(paths dict, CriticalSamplingConfig) from --config defaults and the flags given."""
+    from coderl_jax.inference.critical_sampling import CriticalSamplingConfig
+
+    values: dict = {}
+    paths: dict = {k: None for k in PATH_KEYS}
+    if args.config:
+        from coderl_jax.config import load_config
+
+        cfg = load_config(args.config).to_dict()
+        known = set(CONFIG_FLAGS) | set(PATH_KEYS)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise UserError(f"{args.config}: unknown key(s) {', '.join(unknown)}")
+        for k, v in cfg.items():
+            if k in PATH_KEYS:
+                paths[k] = v or None
+            else:
+                values[k] = v
+    for k in PATH_KEYS:
+        flag = getattr(args, k, None)
+        if flag is not None:
+            paths[k] = flag
+    for k, flag in CONFIG_FLAGS.items():
+        v = getattr(args, k, None) if flag else None
+        if v is not None:
+            values[k] = v
+    fields = {f.name: f.type for f in dataclasses.fields(CriticalSamplingConfig)}
+    for k, v in list(values.items()):
+        if fields[k] in ("int", int) and isinstance(v, float) and v.is_integer():
+            values[k] = int(v)
+    return paths, CriticalSamplingConfig(**values)
+
+
+def settings_path(out: Path) -> Path:
+    name = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    return out.with_name(name + ".settings.json")
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _validate(args, paths) -> None:
+    for key, flag in (("checkpoint", "--checkpoint"), ("critic", "--critic"),
+                      ("problems", "--problems")):
+        if not paths[key]:
+            raise UserError(f"{flag} is required (on the command line or in --config)")
+    if not args.out:
+        raise UserError("--out is required")
+    for key in ("checkpoint", "critic", "repair_checkpoint", "samples"):
+        if paths[key] and not Path(paths[key]).exists():
+            raise UserError(f"{key.replace('_', '-')} not found: {paths[key]}")
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a .jsonl file path")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+
+
+def _load_models(paths, mesh):
+    from coderl_jax import checkpoint_io
+    from coderl_jax.commands.generate import load_actor
+    from coderl_jax.inference.critical_sampling import Models
+
+    actor_cfg, actor_params = load_actor(paths["checkpoint"], mesh)
+    critic_params, critic_cfg, head = checkpoint_io.load_model(paths["critic"])
+    if head is None:
+        raise UserError(f"{paths['critic']} is an actor checkpoint; --critic needs a critic "
+                        "(trained with train.stage=critic)")
+    models = Models(actor_cfg, actor_params, critic_cfg, head, critic_params)
+    if paths["repair_checkpoint"]:
+        models.repair_config, models.repair_params = load_actor(paths["repair_checkpoint"], mesh)
+    for name, c in (("critic", critic_cfg), ("repair model", models.repair_config)):
+        if c is not None and c.vocab_size != actor_cfg.vocab_size:
+            raise UserError(f"the {name}'s vocabulary ({c.vocab_size}) differs from the actor's "
+                            f"({actor_cfg.vocab_size})")
+    return models
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2], timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def settings_record(args, paths, cfg, problems) -> dict:
+    """What the run was: every setting that decides its rows (compared on --resume)."""
+    import jax
+
+    return {"command": "critical-sampling", "paths": {k: paths[k] for k in PATH_KEYS},
+            "limit": args.limit, "num_problems": len(problems),
+            "config": dataclasses.asdict(cfg), "jax": jax.__version__}
+
+
+# ---- run ----------------------------------------------------------------------------------------
+
+def run(args) -> int:
+    paths, cfg = resolve(args)
+    _validate(args, paths)
+    from tqdm import tqdm
+
+    from coderl_jax.commands.generate import read_done_rows
+    from coderl_jax.data.sources import load_problems, problems_by_id
+    from coderl_jax.files import read_jsonl, write_json, write_jsonl
+    from coderl_jax.inference.critical_sampling import CriticalSampler, summarize_rows
+    from coderl_jax.partitioning import make_mesh
+    from coderl_jax.tokenizer import load_tokenizer
+
+    t0 = time.perf_counter()
+    problems = load_problems(paths["problems"], paths["split"])
+    if args.limit:
+        problems = problems[: args.limit]
+    if not problems:
+        raise UserError(f"no problems in {paths['problems']}")
+    by_id = problems_by_id(problems)
+    initial = None
+    if paths["samples"]:
+        initial = {}
+        for row in read_jsonl(paths["samples"]):
+            if str(row.get("problem_id")) in by_id:
+                initial.setdefault(str(row["problem_id"]), []).append(row)
+        absent = [p.problem_id for p in problems if p.problem_id not in initial]
+        if absent:
+            raise UserError(f"{paths['samples']} has no programs for problem {absent[0]} "
+                            f"({len(absent)} problems missing)")
+
+    out = Path(args.out)
+    part, part_settings = partial_path(out), settings_path(partial_path(out))
+    record = settings_record(args, paths, cfg, problems)
+    done = []
+    if args.resume and part.is_file():
+        if part_settings.is_file():
+            old = json.loads(part_settings.read_text(encoding="utf-8"))
+            if old != record:
+                diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+                raise UserError(f"{part} was made with other settings ({', '.join(diff)}); "
+                                "rerun without --resume to start over")
+        done = [json.loads(line) for line in read_done_rows(part)]
+    tokenizer = load_tokenizer(paths["tokenizer"])
+    mesh = make_mesh()
+    models = _load_models(paths, mesh)
+    sampler = CriticalSampler(models, tokenizer, cfg, mesh=mesh)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(part_settings, record)
+    kept = sampler._resume_state(problems, done)
+    with open(part, "w", encoding="utf-8") as f:  # exactly the complete rounds kept
+        for rows in kept.values():
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    if kept:
+        print(f"resuming: {sum(len(v) for v in kept.values())} programs of {len(kept)} problems "
+              f"already in {part.name}", file=sys.stderr)
+    total = len(problems) * cfg.total_per_problem
+    with open(part, "a", encoding="utf-8") as f, \
+            tqdm(total=total, desc="critical-sampling", unit="prog", file=sys.stderr,
+                 disable=None) as bar:
+        def on_rows(rows):
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+        rows = sampler.run(problems, initial_rows=initial,
+                           done_rows=[r for v in kept.values() for r in v], on_rows=on_rows,
+                           progress=bar.update)
+    summary = summarize_rows(rows)
+    origins: dict[str, int] = {}
+    for r in rows:
+        origins[r["origin"]] = origins.get(r["origin"], 0) + 1
+    write_jsonl(out, rows)
+    write_json(settings_path(out), dict(record, git_commit=_git_commit(), origins=origins,
+                                        num_programs=len(rows),
+                                        seconds=round(time.perf_counter() - t0, 3),
+                                        summary=summary))
+    part.unlink(missing_ok=True)
+    part_settings.unlink(missing_ok=True)
+    print(f"wrote {len(rows)} programs to {out} ({', '.join(f'{k} {v}' for k, v in origins.items())}"
+          f"); settings in {settings_path(out).name}", file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in summary if "@" in k}))
+    return 0
+
+
+def run_mine(args) -> int:
+    from coderl_jax.data.sources import load_problems, problems_by_id
+    from coderl_jax.files import read_jsonl
+    from coderl_jax.inference.repair import RepairFormat, mine_repair_pairs, write_repair_dataset
+
+    if args.no_samples and args.no_solutions:
+        raise UserError("--no-samples and --no-solutions leave nothing to pair with")
+    if args.max_pairs_per_problem is not None and args.max_pairs_per_problem < 1:
+        raise UserError("--max-pairs-per-problem must be >= 1")
+    for flag, v in (("--max-program-chars", args.max_program_chars),
+                    ("--max-error-chars", args.max_error_chars)):
+        if v < 1:
+            raise UserError(f"{flag} must be >= 1")
+    by_id = problems_by_id(load_problems(args.problems, args.split))
+    rows = read_jsonl(args.results)
+    pairs = mine_repair_pairs(by_id, rows, use_samples=not args.no_samples,
+                              use_solutions=not args.no_solutions,
+                              max_pairs_per_problem=args.max_pairs_per_problem, seed=args.seed,
+                              prefix="example_" if args.outcome == "example" else "")
+    if not pairs:
+        raise UserError(f"no repair pairs in {args.results}: no problem has both a failing and a "
+                        "passing program (or reference solution)")
+    info = write_repair_dataset(pairs, by_id, args.out,
+                                RepairFormat(args.max_program_chars, args.max_error_chars))
+    if not info["written"]:
+        raise UserError("every pair was skipped (their prompts cannot be written as APPS "
+                        "folders, e.g. HumanEval)")
+    print(json.dumps({"pairs": info["written"], "skipped": info["skipped"],
+                      "problems": len({p.problem_id for p in pairs}), "path": info["path"]}))
+    return 0
