@@ -269,18 +269,9 @@ def _kill_children(exclude: int) -> None:
                 pass
 
 
-def _exit_code(info) -> int:
-    """waitid result -> exit code (>= 0) or minus the signal number."""
-    if info.si_code == os.CLD_EXITED:
-        return info.si_status
-    return -info.si_status
-
-
 def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
-    """The fork server loop: spawn one sandbox per request, report its pid and how it ended.
-
-    A finished sandbox stays a zombie until the next request, so its pid cannot be reused while
-    the worker may still signal it or read its /proc entry."""
+    """The fork server loop: spawn one sandbox per request; send its pid with a pidfd (so the
+    worker can signal it without any risk of pid reuse), reap it, report how it ended."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if namespaces:
         _setup_namespaces(hide)
@@ -288,14 +279,8 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
     else:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     sock.sendall(b"R")
-    pending = None
     while True:
         req, fds = _recv_msg(sock)
-        if pending is not None:
-            os.waitpid(pending[0], 0)
-            if pending[1]:
-                shutil.rmtree(pending[1], ignore_errors=True)
-            pending = None
         if req is None:
             if not namespaces:
                 _kill_children(exclude=-1)
@@ -320,12 +305,15 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
             _setns(own_pidns, CLONE_NEWPID)
         for fd in fds:
             os.close(fd)
-        sock.sendall(struct.pack(">i", pid))
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        pidfd = os.pidfd_open(pid)  # before reaping: it cannot name another process
+        socket.send_fds(sock, [struct.pack(">i", pid)], [pidfd])
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
         if not namespaces:
-            _kill_children(exclude=pid)
-        pending = (pid, None if namespaces else cwd)
-        sock.sendall(struct.pack(">i", _exit_code(info)))
+            _kill_children(exclude=-1)
+            shutil.rmtree(cwd, ignore_errors=True)
+        code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
+        sock.sendall(struct.pack(">i", code))
 
 
 def namespaces_available() -> bool:
@@ -400,8 +388,10 @@ class Zygote:
         req = json.dumps({"uid": uid, "limits": dataclasses.asdict(limits)}).encode()
         socket.send_fds(self.sock, [req], [theirs.fileno()])
         theirs.close()
-        pid = self._read_int()
-        return Sandbox(self, pid, ours)
+        msg, fds, _, _ = socket.recv_fds(self.sock, 4, 1)
+        if len(msg) < 4 or not fds:
+            raise RuntimeError("sandbox fork server died")
+        return Sandbox(self, struct.unpack(">i", msg)[0], fds[0], ours)
 
     def close(self) -> None:
         try:
@@ -420,9 +410,9 @@ class Zygote:
 class Sandbox:
     """One running program: framed JSON request/response with CPU and wall budgets."""
 
-    def __init__(self, zygote: Zygote, pid: int, sock: socket.socket,
+    def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket,
                  max_reply: int = 96 << 20):
-        self.zygote, self.pid, self.sock = zygote, pid, sock
+        self.zygote, self.pid, self.pidfd, self.sock = zygote, pid, pidfd, sock
         self.max_reply = max_reply
         self.buf = b""
         self.status: int | None = None
@@ -486,10 +476,11 @@ class Sandbox:
         """Kill the sandbox (its whole PID namespace); returns its exit code or -signal."""
         if self.status is None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.sock.close()
             self.status = self.zygote._read_int()
+            os.close(self.pidfd)
         return self.status
 

@@ -1,0 +1,245 @@
+"""Hostile programs: each gets the right outcome, the host and the harness survive, nothing is left
+running or written, and the next program's result is unaffected.
+
+These run as root here and in CI, so the sandbox uses its full isolation (namespaces, a uid of
+its own); the test fails loudly rather than silently testing the weaker fallback.
+"""
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from coderl_jax.data.records import Problem, Tests as Cases
+from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.execution.sandbox import UID_BASE, project_root
+
+REPO = project_root()
+MARK = f"coderl_hostile_{os.getpid()}"
+
+STDIN = Problem("s", "double", "stdin", Cases(inputs=("2\n", "5\n"), outputs=("4\n", "10\n")))
+ASSERTS = Problem("m", "f", "assert", Cases(asserts=(
+    "assert f(2) == 4", "assert abs(g(2) - 1.5) < 1e-6", "assert math.isclose(g(4), 3.5)")))
+PROBLEMS = {"s": STDIN, "m": ASSERTS}
+GOOD = {"s": "n = int(input())\nprint(n * 2)",
+        "m": "import math\ndef f(x):\n    return x * 2\ndef g(x):\n    return x - 0.5"}
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running under a sandbox uid."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    for line in f:
+                        if line.startswith("Uid:"):
+                            if int(line.split()[1]) >= UID_BASE:
+                                out.append(int(entry))
+                            break
+            except OSError:
+                pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool():
+    if os.geteuid() != 0:
+        pytest.skip("the full sandbox needs root (as in CI); run as root to test isolation")
+    with ExecutionPool(workers=2, timeout=0.5, wall_timeout=2.0, cache_size=0) as p:
+        assert p.run_one(STDIN, GOOD["s"])["result"] == 1
+        assert p.namespaces, "running as root but the sandbox fell back to basic isolation"
+        yield p
+    assert sandbox_processes() == []
+
+
+@pytest.fixture(scope="module")
+def listener():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.setblocking(False)
+    yield srv
+    srv.close()
+
+
+def judge(pool, pid, code):
+    """Run a hostile program then a good one in the same batch; return the hostile result."""
+    hostile, good = pool.run(PROBLEMS, [{"problem_id": pid, "code": code},
+                                        {"problem_id": pid, "code": GOOD[pid]}])
+    assert good["result"] == 1, good  # the next program is unaffected
+    assert sandbox_processes() == []  # nothing left running
+    for w in pool._workers:  # the harness's workers survived
+        assert w.proc is not None and w.proc.poll() is None
+    return hostile
+
+
+LOOPS = {
+    "infinite loop": "while True:\n    pass",
+    "loop catching BaseException": ("while True:\n    try:\n        while True:\n            pass\n"
+                                    "    except BaseException:\n        pass"),
+    "sleep": "import time\ntime.sleep(1000)",
+    "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n"
+                  "    except BaseException:\n        pass"),
+    "thread bomb": ("import threading, time\nwhile True:\n    try:\n        threading.Thread("
+                    "target=time.sleep, args=(100,)).start()\n    except BaseException:\n"
+                    "        pass"),
+    "stdout flood": "while True:\n    print('x' * 1000)",
+    "stderr flood": "import sys\nwhile True:\n    sys.stderr.write('x' * 10000)",
+    "raw fd flood": "import os\nwhile True:\n    os.write(1, b'x' * 65536)\n    os.write(2, b'y' * 65536)",
+    "ignores signals": ("import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+                        "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
+def test_non_terminating_programs_time_out(pool, name):
+    r = judge(pool, "s", LOOPS[name])
+    assert (r["result"], r["error_type"]) == (-1, "timeoutexception"), r
+
+
+def test_memory_bombs(pool):
+    r = judge(pool, "s", "x = bytearray(64 * 1024 ** 3)")
+    assert (r["result"], r["error_type"]) == (-1, "memoryerror")
+    r = judge(pool, "s", "x = []\nwhile True:\n    x.append(bytearray(10 ** 8))")
+    assert r["result"] == -1 and r["error_type"] in ("memoryerror", "timeoutexception")
+
+
+def test_finite_output_flood_fails_without_exhausting_memory(pool):
+    r = judge(pool, "s", "for _ in range(20000):\n    print('x' * 1000)")
+    assert (r["result"], r["error_type"]) == (0, "failed unit tests")
+
+
+def test_exit_before_printing_fails(pool):
+    assert judge(pool, "s", "import sys\nsys.exit(0)\nprint(int(input()) * 2)")["result"] == 0
+    assert judge(pool, "s", "import os\nos._exit(0)")["result"] == 0
+    assert judge(pool, "m", "import os\ndef f(x):\n    os._exit(0)")["result"] == 0
+    r = judge(pool, "m", "import os\ndef f(x):\n    os._exit(3)")
+    assert (r["result"], r["error_type"]) == (-1, "systemexit")
+
+
+def test_writes_and_deletes_outside_the_sandbox_fail(pool, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    targets = [REPO / MARK, REPO / "tests" / MARK, Path("/tmp") / MARK, tmp_path / MARK,
+               Path("/var/tmp") / MARK, Path("/dev/shm") / MARK]
+    code = ("import os\n"
+            f"for p in {[str(t) for t in targets]!r}:\n"
+            "    try:\n"
+            "        os.makedirs(os.path.dirname(p), exist_ok=True)\n"
+            "        with os.fdopen(os.open(p, os.O_WRONLY | os.O_CREAT), 'w') as fh:\n"
+            "            fh.write('pwned')\n"
+            "    except OSError:\n"
+            "        pass\n"
+            f"for p in [{str(victim)!r}, {str(REPO / 'README.md')!r}, {str(REPO / 'tests')!r}]:\n"
+            "    try:\n"
+            "        os.remove(p)\n"
+            "    except OSError:\n"
+            "        import shutil\n"
+            "        shutil.rmtree(p, ignore_errors=True)\n"
+            + GOOD["m"])
+    r = judge(pool, "m", code)
+    assert r["result"] == 1  # the writes it could make went to its own private scratch space
+    for t in targets:
+        assert not t.exists(), t
+    assert victim.read_text() == "keep me"
+    assert (REPO / "README.md").is_file() and (REPO / "tests" / "conftest.py").is_file()
+    # plain open() on the project fails loudly inside the program
+    r = judge(pool, "m", f"open({str(REPO / MARK)!r}, 'w')")
+    assert r["result"] == -2 and r["error_type"] in ("permissionerror", "filenotfounderror")
+
+
+def test_test_data_and_project_are_not_readable(pool):
+    code = (f"import io\ntry:\n    data = io.open({str(REPO / 'tests' / 'conftest.py')!r}).read()\n"
+            "except OSError:\n    data = ''\nassert 'shared_path' not in data\n" + GOOD["m"])
+    assert judge(pool, "m", code)["result"] == 1
+
+
+def test_no_network(pool, listener):
+    port = listener.getsockname()[1]
+    for code in (f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)",
+                 "import socket\nsocket.create_connection(('8.8.8.8', 53), timeout=1)",
+                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 "s.sendto(b'x', ('1.1.1.1', 53))"):
+        r = judge(pool, "s", code)
+        assert r["result"] == -1 and r["error_type"] in ("oserror", "connectionrefusederror",
+                                                          "timeouterror"), r
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing ever connected
+
+
+def test_daemons_are_killed(pool):
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            "        while True:\n            time.sleep(0.05)\n    os._exit(0)\n"
+            "print(int(input()) * 2)")
+    assert judge(pool, "s", code)["result"] == 1  # and judge() checked nothing survived
+
+
+def test_cannot_signal_the_harness(pool):
+    workers = [w.proc.pid for w in pool._workers]
+    code = ("import os\nfor pid in " + repr([os.getpid(), *workers]) + " + [-1, 1]:\n"
+            "    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n"
+            "print(int(input()) * 2)")
+    assert judge(pool, "s", code)["result"] == 1
+    assert [w.proc.pid for w in pool._workers] == workers
+
+
+def test_cannot_regain_privileges(pool):
+    r = judge(pool, "s", "import os\nos.setuid(0)")
+    assert (r["result"], r["error_type"]) == (-1, "permissionerror")
+
+
+@pytest.mark.parametrize("code", [
+    # a return value whose __eq__ (and everything else) says yes
+    "class A:\n    __eq__ = __lt__ = lambda s, o: True\n    __sub__ = lambda s, o: s\n"
+    "    __abs__ = lambda s: s\ndef f(x):\n    return A()\ndef g(x):\n    return A()",
+    # an int subclass that claims equality with anything
+    "class I(int):\n    def __eq__(s, o):\n        return True\n    __hash__ = int.__hash__\n"
+    "def f(x):\n    return I(5)\ndef g(x):\n    return 0",
+    # monkeypatched builtins and library functions, and a shadowing global
+    "import builtins, math\nbuiltins.abs = lambda x: 0\nmath.isclose = lambda *a, **k: True\n"
+    "abs = lambda x: 0\nisclose = math.isclose\ndef f(x):\n    return x * 2\ndef g(x):\n"
+    "    return 99",
+    # AssertionError swallowed or replaced
+    "import builtins\nbuiltins.AssertionError = type('X', (BaseException,), {})\n"
+    "def f(x):\n    return 0\ndef g(x):\n    return 0",
+])
+def test_cannot_fake_a_pass(pool, code):
+    r = judge(pool, "m", code)
+    assert r["result"] == 0, r
+
+
+def test_forged_replies_do_not_pass(pool):
+    code = ("import os, json, struct\n"
+            "for msg in ({'ok': True, 'missing': False, 'names': {}}, {'v': 4}, {'v': 1.5}):\n"
+            "    d = json.dumps(msg).encode()\n"
+            "    os.write(3, struct.pack('>I', len(d)) + d)\n"
+            "def f(x):\n    return 0\ndef g(x):\n    return 0")
+    assert judge(pool, "m", code)["result"] != 1
+
+
+def test_recursion_and_crashes(pool):
+    r = judge(pool, "s", "def f(n):\n    return f(n + 1)\nf(0)")
+    assert (r["result"], r["error_type"]) == (-1, "recursionerror")
+    r = judge(pool, "s", "import sys\nsys.setrecursionlimit(10 ** 7)\na = []\n"
+                         "for _ in range(10 ** 6):\n    a = [a]\nprint(repr(a)[:3])")
+    assert r["result"] == -1 and r["error_type"] in ("sigsegv", "timeoutexception",
+                                                     "memoryerror", "recursionerror")
+    r = judge(pool, "s", "import ctypes\nctypes.string_at(0)")
+    assert (r["result"], r["error_type"]) == (-1, "sigsegv")
+    r = judge(pool, "m", "import ctypes\nctypes.string_at(0)")
+    assert (r["result"], r["error_type"]) == (-2, "sigsegv")
+    r = judge(pool, "m", "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGABRT)"
+                         "\n    return 4\ndef g(x):\n    return 0")
+    assert r["result"] in (-1, 0)
+
+
+def test_environment_is_scrubbed(pool):
+    os.environ["CODERL_SECRET_TEST"] = "s3cret"
+    try:
+        with ExecutionPool(workers=1, timeout=0.5) as p:
+            r = p.run_one(ASSERTS, "import os\nassert 'CODERL_SECRET_TEST' not in os.environ\n"
+                                   + GOOD["m"])
+        assert r["result"] == 1, r
+    finally:
+        del os.environ["CODERL_SECRET_TEST"]
