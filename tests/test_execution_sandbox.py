@@ -1,5 +1,6 @@
 """Outcome codes and APPS/CodeRL semantics through real sandboxes, and the pool's APIs."""
 import concurrent.futures
+import os
 import time
 
 import pytest
@@ -194,3 +195,21 @@ def test_workers_are_recycled_and_restarted():
 
 def test_run_program_convenience():
     assert run_program(MBPP, "def add(a, b):\n    return a + b", timeout=1.0)["result"] == 1
+
+
+def test_basic_isolation_fallback_still_kills_daemons(tmp_path):
+    """Without namespaces (non-root machines) the fork server is a subreaper and sweeps up
+    double-forked, setsid() daemons after each program."""
+    pidfile = tmp_path / "daemon.pid"
+    code = ("import io, os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            f"        io.open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+            "        while True:\n            time.sleep(0.05)\n    os._exit(0)\n"
+            "time.sleep(0.3)\n" + ADD_STDIN)
+    with ExecutionPool(workers=1, timeout=1.0, isolation="basic") as pool:
+        r = pool.run_one(STDIN, code)
+        assert pool.namespaces is False
+        assert r["result"] == 1, r
+        pid = int(pidfile.read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert pool.run_one(STDIN, "while True:\n    pass")["error_type"] == "timeoutexception"
