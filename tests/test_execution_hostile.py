@@ -25,8 +25,10 @@ GOOD = {"s": "n = int(input())\nprint(n * 2)",
         "m": "import math\ndef f(x):\n    return x * 2\ndef g(x):\n    return x - 0.5"}
 
 
-def sandbox_processes() -> list[int]:
-    """Processes running under a sandbox uid."""
+def sandbox_processes(pool) -> list[int]:
+    """Processes running under the uid of one of `pool`'s sandboxes (uids encode the worker's
+    pid; other pools, e.g. other tests running at the same time, have their own)."""
+    workers = {w.proc.pid for w in pool._workers if w.proc is not None}
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -34,7 +36,8 @@ def sandbox_processes() -> list[int]:
                 with open(f"/proc/{entry}/status") as f:
                     for line in f:
                         if line.startswith("Uid:"):
-                            if int(line.split()[1]) >= UID_BASE:
+                            uid = int(line.split()[1])
+                            if uid >= UID_BASE and (uid - UID_BASE) // 256 in workers:
                                 out.append(int(entry))
                             break
             except OSError:
@@ -50,7 +53,7 @@ def pool():
         assert p.run_one(STDIN, GOOD["s"])["result"] == 1
         assert p.namespaces, "running as root but the sandbox fell back to basic isolation"
         yield p
-    assert sandbox_processes() == []
+        assert sandbox_processes(p) == []
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def judge(pool, pid, code):
     hostile, good = pool.run(PROBLEMS, [{"problem_id": pid, "code": code},
                                         {"problem_id": pid, "code": GOOD[pid]}])
     assert good["result"] == 1, good  # the next program is unaffected
-    assert sandbox_processes() == []  # nothing left running
+    assert sandbox_processes(pool) == []  # nothing left running
     for w in pool._workers:  # the harness's workers survived
         assert w.proc is not None and w.proc.poll() is None
     return hostile
@@ -243,3 +246,16 @@ def test_environment_is_scrubbed(pool):
         assert r["result"] == 1, r
     finally:
         del os.environ["CODERL_SECRET_TEST"]
+
+
+def test_forged_load_reply_cannot_plant_builtins(pool):
+    """A program that answers the load request itself, claiming `__builtins__` and `abs`."""
+    forged = {"ok": True, "missing": False,
+              "names": {"__builtins__": {"v": {"H": 1}}, "f": {"v": {"bt": "abs"}},
+                        "g": {"v": {"H": 1}}}}
+    code = ("import os, json, struct, time\n"
+            f"d = json.dumps({forged!r}).encode()\n"
+            "os.write(3, struct.pack('>I', len(d)) + d)\n"
+            "while True:\n    time.sleep(1)")
+    r = judge(pool, "m", code)
+    assert r["result"] != 1, r

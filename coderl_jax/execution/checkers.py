@@ -356,12 +356,18 @@ class ProgramRun:
             raise _Outcome(RUNTIME_ERROR, "attributeerror",
                            f"AttributeError: the program defines no function {name!r}")
         if kind == "module":
-            self._build_namespace(reply.get("names") or {})
+            try:
+                self._build_namespace(reply.get("names") or {})
+            except (codec.CodecError, ValueError, TypeError, OverflowError, AttributeError) as e:
+                self._end_sandbox()
+                raise _Outcome(COMPILE_ERROR, "protocolerror", f"invalid reply: {e}"[:500])
 
     def _build_namespace(self, names: dict) -> None:
         ns = {"__builtins__": builtins, "__name__": "__judge__"}
+        wanted = set(self.spec["names"])
         for name, info in names.items():
-            if not isinstance(info, dict):
+            # only what was asked for: a forged reply must not plant `__builtins__` & co.
+            if name not in wanted or name.startswith("__") or not isinstance(info, dict):
                 continue
             if "module" in info:
                 mod = str(info["module"])
@@ -393,7 +399,10 @@ class ProgramRun:
                 args = [args]
             reply = self._guard(lambda: self._request({"op": "call", "args": codec.encode(args)}))
             self._raise_exc(reply)
-            value = codec.decode(reply.get("v"))
+            try:
+                value = codec.decode(reply.get("v"))
+            except (codec.CodecError, ValueError, TypeError, OverflowError) as e:
+                raise _Outcome(RUNTIME_ERROR, "protocolerror", f"invalid reply: {e}"[:500])
             try:
                 ok = apps_call_match(value, expected)
             except Exception as e:  # noqa: BLE001 - as in CodeRL, a failing comparison is an error

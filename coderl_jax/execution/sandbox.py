@@ -88,14 +88,33 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc",
+               "/sys", "/dev", "/run", "/var/lib", "/snap", "/nix", "/tmp", "/var/tmp", "/boot")
+
+
 def default_hide_paths() -> list[str]:
-    """Folders the sandbox must not read: the project's parent, HOME, /root, /home."""
+    """Folders the sandbox must not read: the source checkout's parent folder (where test data
+    usually lies beside it), HOME, /root, /home."""
+    paths = ["/root", "/home"]
     root = project_root()
-    paths = [str(root.parent if root.parent != Path("/") else root), "/root", "/home"]
+    if (root / "pyproject.toml").is_file():  # a source checkout, not an installed package
+        paths.append(str(root.parent if root.parent != Path("/") else root))
     home = os.environ.get("HOME")
     if home and home != "/":
         paths.append(home)
     return paths
+
+
+def _hideable(path: str) -> str | None:
+    """The folder to cover for `path` (a file's folder), or None for system folders."""
+    p = os.path.realpath(path)
+    if os.path.isfile(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p) or p == "/":
+        return None
+    if any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS):
+        return None
+    return p
 
 
 def keep_paths() -> list[str]:
@@ -145,10 +164,7 @@ def _setup_namespaces(hide: list[str]) -> None:
     keep = keep_paths()
     keep_fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
     hidden = []
-    for h in sorted({os.path.realpath(p) for p in hide}, key=len):
-        if not os.path.isdir(h) or h in ("/", "/proc", "/sys", "/dev", "/usr", "/lib", "/bin",
-                                         "/etc", "/lib64", "/sbin", "/tmp"):
-            continue
+    for h in sorted({x for x in map(_hideable, hide) if x}, key=len):
         if any(h == k or h.startswith(k + "/") for k in keep):
             continue  # a kept folder or inside one: leave it
         if any(h.startswith(x + "/") for x in hidden):
@@ -416,6 +432,8 @@ class Sandbox:
         self.max_reply = max_reply
         self.buf = b""
         self.status: int | None = None
+        self._exited = False
+        self._cpu = 0.0
 
     def send(self, obj) -> None:
         data = json.dumps(obj).encode()
@@ -425,7 +443,14 @@ class Sandbox:
             raise SandboxDied(str(e)) from e
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds used so far (the last value once the process has exited)."""
+        import select
+
+        if not self._exited and select.select([self.pidfd], [], [], 0)[0]:
+            self._exited = True  # reaped soon: its pid may name another process
+        if not self._exited:
+            self._cpu = cpu_seconds(self.pid)
+        return self._cpu
 
     def recv(self, cpu_start: float, cpu_limit: float, wall_deadline: float) -> dict:
         """The next reply; raises SandboxTimeout / SandboxDied / OutputLimit."""
