@@ -53,10 +53,13 @@ def build_demo(seed: int = 0) -> tuple[DemoItem, ...]:
     items = {s: [] for s in SPLITS}
     for family in fam.FAMILIES:
         for split, points in _split_points(family, seed).items():
+            offset = _format_offset(family, seed, split)
             for i, (params, t) in enumerate(points):
                 rng = random.Random(f"coderl-demo/{seed}/{family.name}/{split}/{i}")
-                fmt = family.formats[(i + _format_offset(family, seed, split)) % len(family.formats)]
-                items[split].append(_make_item(family, params, t, fmt, split, i, rng))
+                spec = family.spec(params)
+                formats = [f for f in family.formats if f in spec.formats]
+                fmt = formats[(i + offset) % len(formats)]
+                items[split].append(_make_item(family, spec, params, t, fmt, split, i, rng))
     return tuple(items["train"] + items["heldout"])
 
 
@@ -88,8 +91,7 @@ def _format_offset(family: fam.Family, seed: int, split: str) -> int:
 # ----------------------------------------------------------------------------- one problem
 
 
-def _make_item(family, params, t, fmt, split, index, rng) -> DemoItem:
-    spec = family.spec(params)
+def _make_item(family, spec, params, t, fmt, split, index, rng) -> DemoItem:
     if fmt == "stdin":
         spec = dataclasses.replace(spec, domain=spec.domain.nonempty())
     domain = spec.domain
@@ -107,7 +109,7 @@ def _make_item(family, params, t, fmt, split, index, rng) -> DemoItem:
         example_tests=example_tests, solutions=tuple(programs), difficulty=family.difficulty,
         source="demo", split=split)
     misses = tuple(program(spec, body, fmt, 0) for body in spec.near_misses
-                   if fmt == "call" or not body.empty_only)
+                   if fmt == "call" or not body.call_only)
     return DemoItem(problem, family.name, _value_key({**params, "t": t}), misses)
 
 

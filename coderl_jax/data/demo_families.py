@@ -26,11 +26,13 @@ class Body:
 
     kind: str  # "expr" | "block"
     code: str
-    empty_only: bool = False  # a near miss that is wrong only on empty input (call format only)
+    # a near miss wrong only where a stdin judge cannot see it (empty input, spacing, word order:
+    # CodeRL compares whitespace-split tokens): used in call-format problems only
+    call_only: bool = False
 
 
-def E(code: str, empty_only: bool = False) -> Body:
-    return Body("expr", code, empty_only)
+def E(code: str, call_only: bool = False) -> Body:
+    return Body("expr", code, call_only)
 
 
 def B(code: str) -> Body:
@@ -205,6 +207,7 @@ class Spec:
     out_desc: str = "one integer — the answer"  # stdin Output section (value / spaced)
     note: str = ""  # an extra sentence of the statement (an edge-case rule)
     typical: Callable[[random.Random], tuple] | None = None  # biased sampler of typical args
+    formats: tuple[str, ...] = ("stdin", "call")  # APPS formats this task can take
 
 
 @dataclasses.dataclass(frozen=True)
@@ -595,7 +598,7 @@ def _max_default(p):
                 B(f"ans = None\nfor x in a:\n    if {cond} and (ans is None or x {cmp} ans):\n"
                   f"        ans = x\nif ans is None:\n    ans = {d}")),
         near_misses=(E(f"{f}(x for x in a if {cond})"), E(f"{f}(a)")) + start_from_default,
-        edges=(([],), ([1, 3, 5, 7, 9],), ([-9, -12, -4, 6],), ([k + 1, k + 2, 2 * k + 4],),
+        edges=(([],), ([1, 3, 5, 7, 9],), ([-9, -12, -4, 6],), ([k + 1, k - 1],), ([k + 1, k + 5],),
                ([28, 30, 25, 2],)) + extra_edge)
 
 
@@ -644,7 +647,7 @@ _WORDS = {
                 "longest_word",
                 (E("max((len(w) for w in s.split()), default=0)"),
                  B("ans = 0\nfor w in s.split():\n    ans = max(ans, len(w))")),
-                (E("max(len(w) for w in s.split())", empty_only=True), E("len(s.split()[0])")),
+                (E("max(len(w) for w in s.split())", call_only=True), E("len(s.split()[0])")),
                 "value", "one integer — the answer"),
     "reverse": (["the words of s in reverse order, separated by single spaces",
                  "s with the order of its words reversed (words separated by single spaces)"],
@@ -663,7 +666,7 @@ _WORDS = {
                  " spaces"], "capitalize_words",
                 (E("' '.join(w[0].upper() + w[1:] for w in s.split())"),
                  B("ans = ' '.join(w.capitalize() for w in s.split())")),
-                (E("s.capitalize()"), E("s.title()")), "value", "the resulting string"),
+                (E("s.capitalize()"), E("s.title()", call_only=True)), "value", "the resulting string"),
 }
 
 
@@ -677,6 +680,8 @@ def _words(p):
 
     return Spec(domain=Text(LETTERS + " ", "lowercase English letters and spaces", 0, 40),
                 task=_pick(tasks, p["w"]), fn_name=fn, bodies=bodies, near_misses=misses,
+                # a stdin judge compares unordered words: any order would pass "reverse"
+                formats=("call",) if p["op"] == "reverse" else ("stdin", "call"),
                 output=output, out_desc=out_desc, typical=typical,
                 note="A word is a maximal run of letters; words may be separated by several spaces.",
                 edges=(("",), ("hello",), ("the  quick brown fox",), ("a bb ccc",),
