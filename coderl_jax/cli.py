@@ -21,6 +21,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "evaluate", "pass@k and n@k from execution results"),
     ("train", "train", "train a stage (warm-up, critic, offline or online RL) from a config"),
     ("critic-score", "critic_score", "critic outcome probabilities per program and token"),
+    ("critic-data", "critic_data", "sample N + greedy programs per problem and execute them "
+                                   "(critic / RL training data)"),
     ("critical-sampling", "critical_sampling", "CodeRL inference with refine/repair rounds"),
     ("data", "data", "build TFDS datasets"),
     ("benchmark", "benchmark", "throughput benchmarks"),

@@ -249,3 +249,42 @@ class DataConfig:
     max_source_len: int = 600
     max_target_len: int = 512
     shuffle_seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The CodeRL loop (issue 7): critic data, critic training, offline and online RL.
+
+RL_MODES = ("fixed", "paper_faithful")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """Settings of the critic, offline_rl and online_rl stages (the `rl` config section).
+
+    `mode="paper_faithful"` reproduces CodeRL's quirks: encoder inputs padded with EOS and no
+    attention mask, the critic max-pooled over padded decoder positions, and RL / CE on
+    alternate steps (it sets train.rl_mix="alternate" and train.critic_pool_padding=True);
+    `"fixed"` uses real masks and keeps train.rl_mix / critic_pool_padding as configured.
+    """
+
+    mode: str = "fixed"  # fixed | paper_faithful
+    baseline: str = "greedy"  # greedy (CodeRL) | mean_others (GRPO-style) | none
+    critic_checkpoint: str = ""  # frozen critic for token-level returns ("" = sequence returns)
+    greedy_programs: str = ""  # offline: executed greedy programs (jsonl or CodeRL layout)
+    # critic stage
+    critic_ground_truth: bool = True  # ground-truth programs count as passed (CodeRL)
+    eval_programs: str = ""  # held-out executed programs ("" = hold out eval_fraction)
+    eval_problems: str = ""  # problems of eval_programs ("" = data.problems)
+    eval_split: str = ""  # split of eval_problems ("" = the source's default)
+    eval_fraction: float = 0.1  # share of data.programs' problems held out when no eval_programs
+    eval_every: int = 0  # held-out evaluation every N steps (0: at the end only)
+    # online RL
+    num_samples: int = 4  # programs per problem and iteration (batch = problems x samples)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 0  # 0: data.max_target_len
+    overlap_depth: int = 1  # executions in flight while the device samples/learns (0: serial)
+    workers: int = 2  # sandbox processes
+    timeout: float = 4.0  # seconds per test
+    critic_refresh_every: int = 0  # retrain the critic on new outcomes every N steps (0: never)
+    critic_refresh_steps: int = 1  # critic updates per refresh

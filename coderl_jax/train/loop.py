@@ -4,8 +4,9 @@ source to the jitted step, log, checkpoint.
 A batch source is any iterator of host-local numpy batches (this process's rows, see
 `partitioning.host_row_range`/the data pipeline's per-host slices). Optional methods:
 `get_state()`/`set_state(s)` (saved with each checkpoint, so a resumed run reads the same
-batches) and `on_step(state)` (called after every update, e.g. so online RL samples with the new
-params). Stages differ only in their network (`StageModel`), objective and source.
+batches), `on_start(state)` (called once with the initial or restored state) and `on_step(state)`
+(called after every update, e.g. so online RL samples with the new params). Stages differ only
+in their network (`StageModel`), objective and source.
 """
 from __future__ import annotations
 
@@ -151,6 +152,8 @@ class Trainer:
         num_steps = int(self.train_cfg.num_steps if num_steps is None else num_steps)
         lead = jax.process_index() == 0
         state, start = self.initial_state(source)
+        if hasattr(source, "on_start"):  # e.g. online RL samples with the (restored) params
+            source.on_start(state)
         base_rng = jax.random.key(self.train_cfg.seed + 1)
         global_batch = self.train_cfg.batch_size
         log_every = max(int(self.train_cfg.log_every), 1)

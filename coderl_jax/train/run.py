@@ -9,8 +9,8 @@ from typing import Any
 import ml_collections
 
 from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, DataConfig, MeshConfig,
-                               ModelConfig, OptimizerConfig, TrainConfig, from_config_dict,
-                               model_preset)
+                               ModelConfig, OptimizerConfig, RLConfig, TrainConfig,
+                               from_config_dict, model_preset)
 from coderl_jax.errors import UserError
 
 FINAL_MODEL_DIR = "model"
@@ -30,6 +30,7 @@ class RunConfig:
     checkpoint: CheckpointConfig
     mesh: MeshConfig
     data: DataConfig
+    rl: RLConfig = RLConfig()  # critic / RL stages (the CodeRL loop)
 
 
 def _section(cfg: ml_collections.ConfigDict, name: str) -> dict:
@@ -48,7 +49,7 @@ def _tuples(d: dict, *keys: str) -> dict:
 
 def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
     """ConfigDict (configs/X.py + overrides) -> RunConfig; unknown keys are UserErrors."""
-    known = {"model", "critic", "train", "optimizer", "checkpoint", "mesh", "data"}
+    known = {"model", "critic", "train", "optimizer", "checkpoint", "mesh", "data", "rl"}
     unknown = sorted(set(cfg.keys()) - known)
     if unknown:
         raise UserError(f"unknown config section(s): {', '.join(unknown)}")
@@ -63,11 +64,16 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
                     optimizer=from_config_dict(OptimizerConfig, _section(cfg, "optimizer")),
                     checkpoint=from_config_dict(CheckpointConfig, _section(cfg, "checkpoint")),
                     mesh=from_config_dict(MeshConfig, mesh),
-                    data=from_config_dict(DataConfig, _section(cfg, "data")))
+                    data=from_config_dict(DataConfig, _section(cfg, "data")),
+                    rl=from_config_dict(RLConfig, _section(cfg, "rl")))
     if run.train.stage not in STAGES:
         raise UserError(f"unknown stage {run.train.stage!r}; choose one of {', '.join(STAGES)}")
     if run.train.num_steps < 1 or run.train.batch_size < 1 or run.train.num_microbatches < 1:
         raise UserError("train.num_steps, train.batch_size and train.num_microbatches must be >= 1")
+    if run.train.stage in ("critic", "offline_rl", "online_rl"):
+        from coderl_jax.rl.modes import apply_mode  # rl.mode -> the train fields it implies
+
+        run = apply_mode(run)
     return run
 
 
@@ -150,7 +156,7 @@ def base_config(size: str = "tiny", stage: str = "warmup") -> ml_collections.Con
     cfg.model = ml_collections.ConfigDict({"size": size})
     for name, cls in (("critic", CriticConfig), ("train", TrainConfig),
                       ("optimizer", OptimizerConfig), ("checkpoint", CheckpointConfig),
-                      ("mesh", MeshConfig), ("data", DataConfig)):
+                      ("mesh", MeshConfig), ("data", DataConfig), ("rl", RLConfig)):
         cfg[name] = ml_collections.ConfigDict(dataclasses.asdict(cls()))
     cfg.train.stage = stage
     return cfg

@@ -18,6 +18,14 @@ from coderl_jax.errors import UserError
 
 # "module:function" factories for the online RL stage: fn(context: dict) -> batch source.
 ONLINE_SOURCES: list[str] = ["coderl_jax.rl.online:make_batch_source"]
+# Stage -> "module:function" factories fn(context: dict) -> batch source, tried before the
+# built-in sources below (the first importable one wins). The CodeRL loop's critic and offline RL
+# sources (ground truth as passed, held-out critic accuracy, returns from critic scores,
+# rl.mode) wrap the same pipeline batches.
+STAGE_SOURCES: dict[str, list[str]] = {
+    "critic": ["coderl_jax.rl.critic_train:make_batch_source"],
+    "offline_rl": ["coderl_jax.rl.offline:make_batch_source"],
+}
 
 
 class ZipSource:
@@ -72,6 +80,10 @@ def make_source(stage: str, data: DataConfig, train: TrainConfig, tokenizer=None
     """This host's checkpointable batch iterator for `stage`."""
     from coderl_jax.data import pipeline
 
+    factory = _factory(STAGE_SOURCES.get(stage, []))
+    if factory is not None:
+        return factory(dict(context or {}, data=data, train=train, tokenizer=tokenizer,
+                            num_classes=num_classes))
     if stage == "online_rl":
         return _online_source(dict(context or {}, data=data, train=train, tokenizer=tokenizer))
     if tokenizer is None:
@@ -96,6 +108,22 @@ def make_source(stage: str, data: DataConfig, train: TrainConfig, tokenizer=None
         # the ground truth of other problems, as CodeRL pairs a random solution with each sample
         return ZipSource(rl, gt)  # gt_encoder_ids, gt_targets, ...
     raise UserError(f"unknown stage {stage!r}")
+
+
+def _factory(specs: list[str]) -> Callable | None:
+    """The first importable "module:function" of `specs`, else None."""
+    for spec in specs:
+        module, _, name = spec.partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        factory = getattr(mod, name, None)
+        if factory is not None:
+            return factory
+    return None
 
 
 def _online_source(context: dict) -> Any:
