@@ -79,6 +79,54 @@ def run_overlapped(state: Any, num_batches: int,
     return state, stats
 
 
+class ExecutionQueue:
+    """The pull-style form of `run_overlapped`, for a batch source the training loop drives.
+
+    The source `launch`es (sampled batch, Future of its execution) pairs and `pop`s the oldest
+    when the loop wants a batch; it keeps `depth` executions in flight beyond the one it is
+    about to consume (`wanted()` says how many to launch now), so with depth >= 1 the sandbox
+    runs batch k while the device learns from k-1 and samples k+1. `stats.wait_s` is the time
+    `pop` blocked on the sandbox; `stats.total_s` is set by the source (`finish`).
+    """
+
+    def __init__(self, depth: int = 1):
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        self.depth = int(depth)
+        self.pending: collections.deque[tuple[Any, Future]] = collections.deque()
+        self.stats = OverlapStats()
+        self._start: float | None = None
+
+    def wanted(self) -> int:
+        """Batches to launch before popping: fill up to depth + 1 in flight."""
+        return max(self.depth + 1 - len(self.pending), 0)
+
+    def launch(self, item: Any, future: Future, sample_s: float = 0.0) -> None:
+        if self._start is None:
+            self._start = time.perf_counter() - sample_s
+        self.stats.sample_s += sample_s
+        self.pending.append((item, future))
+
+    def pop(self) -> tuple[Any, Any]:
+        """(item, its execution results), blocking on the oldest execution."""
+        item, fut = self.pending.popleft()
+        t0 = time.perf_counter()
+        results = fut.result()
+        self.stats.wait_s += time.perf_counter() - t0
+        self.stats.batches += 1
+        return item, results
+
+    def finish(self) -> OverlapStats:
+        """Close the measured window (now) and return the stats."""
+        if self._start is not None:
+            self.stats.total_s = time.perf_counter() - self._start
+        return self.stats
+
+    def clear(self) -> None:
+        """Forget in-flight batches (a restored source resamples them)."""
+        self.pending.clear()
+
+
 def iterate_batches(items: list, batch_size: int, seed: int = 0) -> Iterator[list]:
     """Endless deterministic shuffled batches over `items` (each epoch reshuffled)."""
     import random

@@ -1,0 +1,72 @@
+"""`coderl critic-data`: N sampled + 1 greedy program per problem, executed; critic / RL data.
+
+    coderl critic-data --checkpoint WARMUP/model --problems demo --split train --out CD \
+        [--num-samples 20] [--temperature 1.0] [--top-p 0.95] [--workers 2] [--timeout 4]
+
+What CodeRL does with `generate.py` (sampling, then greedy) and its unit-test scripts, in one
+command. Writes CD/programs.jsonl, CD/greedy.jsonl, CodeRL's CD/<problem>/gen_solutions.json and
+baseline_solutions.json, a TFDS array_record dataset CD/array_record/ and CD/summary.json; any of
+these feeds `coderl train` (critic: --config.data.programs=CD) and `coderl critic-score`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from coderl_jax.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("critic-data", help="sample N + greedy programs per problem and execute "
+                                           "them (critic / RL training data)",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="the warmed-up actor (model folder/workdir)")
+    p.add_argument("--problems", required=True,
+                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
+    p.add_argument("--split", default=None, help="split of SRC where it has several (demo: train)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tokenizer", default=None, help="CodeT5 tokenizer folder")
+    p.add_argument("--num-samples", type=int, default=20, help="sampled programs per problem "
+                                                                "(CodeRL: 20)")
+    p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline programs")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (CodeRL: 0.95)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
+    p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
+    p.add_argument("--batch-size", type=int, default=8, help="rows per decode call")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--workers", type=int, default=2, help="sandbox processes")
+    p.add_argument("--timeout", type=float, default=4.0, help="seconds per test")
+    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    p.add_argument("--no-tfds", action="store_true", help="do not build the TFDS dataset")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    for flag, value in (("--num-samples", args.num_samples), ("--workers", args.workers),
+                        ("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
+                        ("--max-source-len", args.max_source_len)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    if not (args.temperature >= 0) or not (0 < args.top_p <= 1) or not (args.timeout > 0):
+        raise UserError("--temperature >= 0, --top-p in (0, 1] and --timeout > 0 needed")
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"checkpoint not found: {args.checkpoint}")
+    if Path(args.out).is_file():
+        raise UserError(f"--out {args.out} is a file; give a folder")
+    from coderl_jax.data.sources import load_problems
+    from coderl_jax.partitioning import make_mesh
+    from coderl_jax.rl.critic_data_gen import generate_critic_data
+    from coderl_jax.tokenizer import load_tokenizer
+
+    problems = load_problems(args.problems, args.split)
+    if args.limit:
+        problems = problems[: args.limit]
+    summary = generate_critic_data(
+        args.checkpoint, problems, args.out, tokenizer=load_tokenizer(args.tokenizer),
+        num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
+        batch_size=args.batch_size, seed=args.seed, workers=args.workers, timeout=args.timeout,
+        mesh=make_mesh(), greedy=not args.no_greedy, tfds=not args.no_tfds)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,261 @@
+"""Critic / RL training data: N sampled programs and one greedy program per problem, executed.
+
+CodeRL's recipe (`generate.py` with sampling, then its unit-test scripts): for each training
+problem sample N programs (paper: 20, temperature sampling with top-p 0.95) from the warmed-up
+actor plus one greedy program (the baseline of relative returns), run every program against the
+problem's unit tests, keep `result` / `error_type`. `generate_critic_data` writes, under OUT:
+
+    programs.jsonl                      one row per sample: SPEC §3 generate + run-tests fields
+    greedy.jsonl                        one row per problem: the greedy program
+    <problem_id>/gen_solutions.json     CodeRL's layout (`critic_data.write_layout`)
+    <problem_id>/baseline_solutions.json
+    array_record/                       a TFDS dataset (splits `samples`, `greedy`), no TensorFlow
+    summary.json                        counts per outcome, cache hits, seconds
+
+Every file is written atomically. Identical programs of one problem run once (the pool's cache).
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from coderl_jax.errors import UserError
+from coderl_jax.files import write_json, write_jsonl
+from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
+
+RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
+
+
+# ------------------------------------------------------------------------------- sampling
+
+
+def sample_rows(config, params, problems: Sequence, tokenizer, *, num_samples: int,
+                sampling, mesh=None, batch_size: int = 8, max_new_tokens: int = 512,
+                max_source_len: int = 600, seed: int = 0, progress: bool = False) -> list[dict]:
+    """`coderl generate` rows (SPEC §3) of `num_samples` programs per problem."""
+    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.inference.sampler import Sampler, SampleRequest, truncate_prompt
+
+    requests = []
+    for p in problems:
+        ids = truncate_prompt(tokenizer.encode(build_prompt(p)), max_source_len, tokenizer.eos_id)
+        requests.append(SampleRequest(p.problem_id, ids, tuple(range(num_samples))))
+    sampler = Sampler(config, params, mesh=mesh, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, max_source_len=max_source_len,
+                      sampling=sampling)
+    rows: list[dict] = []
+    bar = _bar(len(requests) * num_samples, "sample" if not sampling.is_greedy else "greedy",
+               progress)
+    for s in sampler.sample(requests, seed=seed):
+        req = requests[s.request_index]
+        rows.append({"problem_id": req.key, "sample_index": s.sample_index,
+                     "prompt_ids": list(req.prompt_ids), "output_ids": s.output_ids,
+                     "code": tokenizer.decode(s.output_ids, skip_special_tokens=True)})
+        bar.update(1)
+    bar.close()
+    order = {p.problem_id: i for i, p in enumerate(problems)}
+    rows.sort(key=lambda r: (order[r["problem_id"]], r["sample_index"]))
+    return rows
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="prog", file=sys.stderr, disable=not enabled,
+                dynamic_ncols=True)
+
+
+def execute_rows(pool, problems_by_id: dict, rows: list[dict], desc: str = "execute",
+                 progress: bool = False) -> list[dict]:
+    """Rows with the sandbox's `result`, `error_type`, `tests`, `seconds` added."""
+    bar = _bar(len(rows), desc, progress)
+    results = pool.run(problems_by_id, rows, progress=bar.update)
+    bar.close()
+    return [dict(row, **{k: res[k] for k in RESULT_FIELDS}) for row, res in zip(rows, results)]
+
+
+# ------------------------------------------------------------------------------- the dataset
+
+
+def generate_critic_data(actor: str | tuple, problems: Sequence, out: str | Path, *,
+                         tokenizer=None, num_samples: int = 20, temperature: float = 1.0,
+                         top_p: float = 0.95, max_new_tokens: int = 512,
+                         max_source_len: int = 600, batch_size: int = 8, seed: int = 0,
+                         workers: int = 2, timeout: float = 4.0, mesh=None,
+                         greedy: bool = True, tfds: bool = True,
+                         progress: bool = True) -> dict:
+    """Sample, execute and write the critic data of `problems` under `out` (module docstring).
+
+    `actor`: a checkpoint path, or `(model_config, params)`. Returns the summary dict.
+    """
+    from coderl_jax.data.sources import problems_by_id
+    from coderl_jax.execution.pool import ExecutionPool
+    from coderl_jax.inference.decoding import SamplingConfig
+    from coderl_jax.rl.critic_data import write_layout
+
+    if num_samples < 1:
+        raise UserError(f"num_samples must be >= 1, got {num_samples}")
+    if not problems:
+        raise UserError("no problems to make critic data for")
+    if tokenizer is None:
+        from coderl_jax.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer()
+    if isinstance(actor, (str, Path)):
+        from coderl_jax.commands.generate import load_actor
+
+        config, params = load_actor(str(actor), mesh)
+    else:
+        config, params = actor
+    t0 = time.perf_counter()
+    common = dict(mesh=mesh, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                  max_source_len=max_source_len, seed=seed, progress=progress)
+    samples = sample_rows(config, params, problems, tokenizer, num_samples=num_samples,
+                          sampling=SamplingConfig(temperature=temperature, top_p=top_p), **common)
+    greedy_rows = (sample_rows(config, params, problems, tokenizer, num_samples=1,
+                               sampling=SamplingConfig(greedy=True), **common) if greedy else [])
+    t_sample = time.perf_counter() - t0
+    table = problems_by_id(list(problems))
+    t1 = time.perf_counter()
+    with ExecutionPool(workers=workers, timeout=timeout) as pool:
+        samples = execute_rows(pool, table, samples, "execute", progress)
+        greedy_rows = execute_rows(pool, table, greedy_rows, "execute greedy", progress)
+        cache = pool.stats()
+    t_exec = time.perf_counter() - t1
+    out = Path(out)
+    write_jsonl(out / SAMPLES_FILE, samples)
+    if greedy_rows:
+        write_jsonl(out / GREEDY_FILE, greedy_rows)
+    write_layout(out, samples, greedy_rows)
+    if tfds:
+        write_tfds(out / TFDS_DIR, samples, greedy_rows)
+    summary = {"problems": len(problems), "samples": len(samples), "greedy": len(greedy_rows),
+               "outcomes": outcome_counts(samples), "greedy_outcomes": outcome_counts(greedy_rows),
+               "sample_pass_rate": _pass_rate(samples), "greedy_pass_rate": _pass_rate(greedy_rows),
+               "cache_hits": cache["cache_hits"], "cache_misses": cache["cache_misses"],
+               "cache_hit_rate": cache["cache_hits"] / max(cache["cache_hits"]
+                                                           + cache["cache_misses"], 1),
+               "sample_seconds": round(t_sample, 3), "execute_seconds": round(t_exec, 3)}
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def outcome_counts(rows: Sequence[dict]) -> dict[str, int]:
+    from coderl_jax.rl.rewards import CLASS_NAMES
+
+    counts = collections.Counter(int(r["result"]) for r in rows)
+    return {CLASS_NAMES[k + 2]: counts.get(k, 0) for k in (-2, -1, 0, 1)}
+
+
+def _pass_rate(rows: Sequence[dict]) -> float | None:
+    return float(np.mean([int(r["result"]) == 1 for r in rows])) if rows else None
+
+
+# ------------------------------------------------------------------------------- TFDS
+
+
+def _builder_cls():
+    import tensorflow_datasets as tfds
+
+    class CriticDataBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Executed programs (splits `samples`, `greedy`) as array_record, one row each."""
+
+        name = "coderl_critic_data"
+        VERSION = tfds.core.Version("1.0.0")
+        RELEASE_NOTES = {"1.0.0": "Executed sampled and greedy programs (coderl-jax)."}
+
+        def __init__(self, *, splits: dict[str, list[dict]] | None = None, **kwargs):
+            self._splits = splits or {}
+            super().__init__(**kwargs)
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "index": np.int64,  # row order (TFDS shuffles keys)
+                "problem_id": tfds.features.Text(),
+                "sample_index": np.int32,
+                "code": tfds.features.Text(),
+                "result": np.int32,
+                "error_type": tfds.features.Text(),
+                "output_ids": tfds.features.Sequence(np.int32),
+                "prompt_ids": tfds.features.Sequence(np.int32),
+            }), description="CodeRL critic data: programs with their unit-test outcomes.")
+
+        def _split_generators(self, dl_manager):
+            return {name: self._generate_examples(rows) for name, rows in self._splits.items()}
+
+        def _generate_examples(self, rows) -> Iterator[tuple[str, dict]]:
+            for i, r in enumerate(rows):
+                yield f"{i:08d}", {
+                    "index": i, "problem_id": str(r["problem_id"]),
+                    "sample_index": int(r["sample_index"]),
+                    "code": r["code"], "result": int(r["result"]),
+                    "error_type": str(r.get("error_type", "")),
+                    "output_ids": np.asarray(r.get("output_ids", []), np.int32),
+                    "prompt_ids": np.asarray(r.get("prompt_ids", []), np.int32)}
+
+    return CriticDataBuilder
+
+
+def write_tfds(folder: str | Path, samples: list[dict], greedy_rows: list[dict]) -> Path:
+    """Build the TFDS dataset (array_record) under `folder`; returns the prepared folder."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    splits = {"samples": samples}
+    if greedy_rows:
+        splits["greedy"] = greedy_rows
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        builder = _builder_cls()(splits=splits, data_dir=str(tmp), file_format="array_record")
+        builder.download_and_prepare()
+        prepared = Path(builder.data_dir).relative_to(tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder / prepared
+
+
+def _prepared_dir(folder: Path) -> Path:
+    if (folder / "dataset_info.json").is_file():
+        return folder
+    found = sorted(folder.glob("**/dataset_info.json"))
+    if not found:
+        raise UserError(f"{folder}: no prepared TFDS dataset inside")
+    return found[0].parent
+
+
+def read_tfds_rows(folder: str | Path, split: str = "samples") -> list[dict]:
+    """Rows of a critic-data TFDS dataset (a prepared folder or one above it), in row order."""
+    import tensorflow_datasets as tfds
+
+    prepared = _prepared_dir(Path(folder))
+    try:
+        sources = tfds.builder_from_directory(str(prepared)).as_data_source()
+    except Exception as e:  # TFDS raises its own types for damaged folders
+        raise UserError(f"cannot open the critic dataset {prepared}: {e}") from e
+    if split not in sources:
+        raise UserError(f"{prepared} has no split {split!r}")
+    src = sources[split]
+    records = sorted((src[i] for i in range(len(src))), key=lambda r: int(r["index"]))
+    rows = []
+    for r in records:
+        rows.append({"problem_id": _text(r["problem_id"]), "sample_index": int(r["sample_index"]),
+                     "code": _text(r["code"]), "result": int(r["result"]),
+                     "error_type": _text(r["error_type"]),
+                     "output_ids": [int(x) for x in r["output_ids"]],
+                     "prompt_ids": [int(x) for x in r["prompt_ids"]]})
+    return rows
+
+
+def _text(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, (bytes, bytearray)) else str(x)

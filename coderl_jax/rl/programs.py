@@ -1,0 +1,93 @@
+"""Executed program rows from any of the forms the CodeRL loop writes or reads.
+
+A PROGRAMS path (`data.programs`, `rl.greedy_programs`, `rl.eval_programs`) is one of:
+  - a JSON-lines file of rows (`coderl generate` + `coderl run-tests`, or `coderl critic-score`);
+  - a `coderl critic-data` folder (its `programs.jsonl` / `greedy.jsonl` are read);
+  - a CodeRL layout folder (`<problem_id>/gen_solutions.json`, `baseline_solutions.json`), e.g.
+    the one CodeRL's own scripts write into APPS problem folders;
+  - a prepared TFDS folder of critic data (`dataset_info.json`, array_record; see
+    `critic_data_gen.CriticDataBuilder`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from coderl_jax.errors import UserError
+
+SAMPLES_FILE = "programs.jsonl"
+GREEDY_FILE = "greedy.jsonl"
+TFDS_DIR = "array_record"
+
+
+def _tfds_rows(folder: Path, split: str) -> list[dict]:
+    from coderl_jax.rl.critic_data_gen import read_tfds_rows
+
+    return read_tfds_rows(folder, split)
+
+
+def load_program_rows(path: str | Path) -> list[dict]:
+    """The sampled program rows at `path` (see module docstring)."""
+    from coderl_jax.files import read_jsonl
+
+    path = Path(path)
+    if path.is_file():
+        return read_jsonl(path)
+    if not path.is_dir():
+        raise UserError(f"programs not found: {path} (a .jsonl file or a critic-data / CodeRL "
+                        "layout folder)")
+    if (path / SAMPLES_FILE).is_file():
+        return read_jsonl(path / SAMPLES_FILE)
+    if (path / "dataset_info.json").is_file():
+        return _tfds_rows(path, "samples")
+    from coderl_jax.rl.critic_data import read_layout
+
+    rows, _ = read_layout(path)
+    if not rows:
+        raise UserError(f"{path}: no programs (no {SAMPLES_FILE} and no "
+                        "<problem>/gen_solutions.json inside)")
+    return rows
+
+
+def load_greedy_results(path: str | Path) -> dict[str, int]:
+    """`{problem_id: result}` of the greedy (baseline) programs at `path`."""
+    from coderl_jax.files import read_jsonl
+    from coderl_jax.rl.rewards import normalize_result
+
+    path = Path(path)
+    if path.is_file():
+        rows = read_jsonl(path)
+    elif path.is_dir() and (path / GREEDY_FILE).is_file():
+        rows = read_jsonl(path / GREEDY_FILE)
+    elif path.is_dir() and (path / "dataset_info.json").is_file():
+        rows = _tfds_rows(path, "greedy")
+    elif path.is_dir():
+        from coderl_jax.rl.critic_data import read_layout
+
+        _, greedy = read_layout(path)
+        if not greedy:
+            raise UserError(f"{path}: no greedy programs (no {GREEDY_FILE} and no "
+                            "<problem>/baseline_solutions.json inside)")
+        return greedy
+    else:
+        raise UserError(f"greedy programs not found: {path}")
+    out = {}
+    for n, row in enumerate(rows):
+        try:
+            out[str(row["problem_id"])] = normalize_result(row["result"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: greedy row {n} lacks a valid problem_id/result ({e})") from e
+    return out
+
+
+def greedy_source_for(programs: str | Path) -> Path | None:
+    """Where the greedy results of a PROGRAMS path live when none is given: the same folder
+    (critic-data / CodeRL layout) or a `greedy.jsonl` beside a rows file; None if nowhere."""
+    p = Path(programs)
+    if p.is_dir():
+        if (p / GREEDY_FILE).is_file() or (p / "dataset_info.json").is_file():
+            return p
+        if any(c.is_dir() and (c / "baseline_solutions.json").is_file() for c in p.iterdir()):
+            return p
+        return None
+    beside = p.with_name(GREEDY_FILE)
+    return beside if beside.is_file() else None
