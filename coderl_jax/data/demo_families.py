@@ -9,6 +9,21 @@ either APPS format, running the first reference body to compute every expected o
 
 Bodies are written once for both formats, over the input names of the family's `Domain`
 (`n` / `a, b` / `s` / list `a`): an expression, or a block of statements that assigns `ans`.
+
+Families (the solution mostly differs by a constant, operator or word copied from the question):
+  introductory  int_arith (n + k, n - k, n * k), int_divmod (floor division / modulo with negative
+                n), two_int_op, str_transform (upper, reverse, s[:k], s[-k:] ...), char_count,
+                list_agg, threshold (n > k, n >= k ... -> YES/NO words), classify (parity, sign),
+                loop_sum (1..n sums, multiples of k, factorial)
+  interview     list_filter (count / sum of elements > k, divisible by k ...), max_default (max
+                of matching elements or a default), list_map, words, palindrome, digits (negative
+                n), two_step ((n + a) * b ...), char_classes, fizzbuzz (a, b, words), running
+  competition   gcd_lcm, primes, subarray (Kadane, best window of k), pairs, rle, second (second
+                largest distinct), bits, frequent (ties, no-answer default), sequence
+  held-out only between, str_compose, filter_map, spread_empty: compositions of train families.
+Edge cases (zero, negatives, ties, boundaries equal to k, nothing matching, empty input in the
+call format) are in every problem's hidden tests, so a near miss passes some tests and fails
+others: the headroom RL and critical sampling need.
 """
 from __future__ import annotations
 
