@@ -34,7 +34,7 @@ ADD_STDIN = "a, b = map(int, input().split())\nprint(a + b)"
 
 @pytest.fixture(scope="module")
 def pool():
-    with ExecutionPool(workers=2, timeout=1.0, wall_timeout=3.0) as p:
+    with ExecutionPool(workers=2, timeout=0.5, wall_timeout=2.0) as p:
         yield p
 
 

@@ -23,10 +23,12 @@ import hashlib
 import json
 import os
 import queue
+import select
 import struct
 import subprocess
 import sys
 import threading
+import time
 
 from coderl_jax.execution.checkers import problem_spec
 from coderl_jax.execution.sandbox import Limits, project_root
@@ -65,20 +67,29 @@ class _Worker:
             [str(project_root())] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coderl_jax.execution.worker", json.dumps(self.config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True,
+            bufsize=0)
         self.known, self.jobs = set(), 0
-        hello = self._read()
+        self._buf = b""
+        hello = self._read(time.monotonic() + 120)
         self.namespaces = bool(hello.get("namespaces"))
 
-    def _read(self) -> dict:
-        head = self.proc.stdout.read(4)
-        if len(head) < 4:
-            raise _WorkerDied("worker exited")
-        (n,) = struct.unpack(">I", head)
-        data = self.proc.stdout.read(n)
-        if len(data) < n:
-            raise _WorkerDied("worker exited")
-        return json.loads(data)
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        while len(self._buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise _WorkerDied("worker stopped answering")
+            chunk = os.read(fd, max(1 << 16, n - len(self._buf)))
+            if not chunk:
+                raise _WorkerDied("worker exited")
+            self._buf += chunk
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def _read(self, deadline: float) -> dict:
+        (n,) = struct.unpack(">I", self._read_exact(4, deadline))
+        return json.loads(self._read_exact(n, deadline))
 
     def _write(self, obj) -> None:
         data = json.dumps(obj).encode()
@@ -88,7 +99,7 @@ class _Worker:
         except (BrokenPipeError, OSError) as e:
             raise _WorkerDied(str(e)) from e
 
-    def run(self, key: str, spec: dict, code: str, stop: bool) -> dict:
+    def run(self, key: str, spec: dict, code: str, stop: bool, deadline: float) -> dict:
         if self.proc is None or self.proc.poll() is not None or self.jobs >= self.max_jobs:
             self.stop()
             self.start()
@@ -97,7 +108,7 @@ class _Worker:
             self.known.add(key)
         self.jobs += 1
         self._write({"op": "job", "id": self.jobs, "key": key, "code": code, "stop": stop})
-        reply = self._read()
+        reply = self._read(deadline)
         if "result" not in reply:
             raise _WorkerDied(str(reply.get("error", "worker error")))
         return reply["result"]
@@ -113,9 +124,14 @@ class _Worker:
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.kill()  # its fork server and sandbox follow (parent-death signals)
             proc.wait()
         proc.stdout.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+        self.stop()
 
 
 @dataclasses.dataclass
@@ -142,6 +158,7 @@ class ExecutionPool:
                        "limits": dataclasses.asdict(limits or Limits()), "isolation": isolation,
                        "hide_paths": hide}
         self.timeout = timeout
+        self._wall = wall_timeout or (5 * timeout + 1)
         self._workers = [_Worker(self.config, max_jobs_per_worker) for _ in range(workers)]
         self._tasks: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -266,14 +283,16 @@ class ExecutionPool:
                 return
             key, pkey, spec, code, stop = task
             result = None
+            n_tests = max(len(spec["tests"].get("asserts") or spec["tests"].get("inputs") or ()), 1)
+            budget = self._wall * (n_tests + 1) + 60  # far beyond any honest judging time
             for attempt in range(2):
                 try:
-                    result = worker.run(pkey, spec, code, stop)
+                    result = worker.run(pkey, spec, code, stop, time.monotonic() + budget)
                     break
                 except (_WorkerDied, OSError, ValueError) as e:
                     with self._lock:
                         self.restarts += 1
-                    worker.stop()
+                    worker.kill()
                     if attempt == 1:
                         result = _error_result(f"sandbox worker failed: {e}")
             result = {k: result.get(k) for k in _RESULT_KEYS}

@@ -201,7 +201,7 @@ def _recv_msg(sock: socket.socket) -> tuple[dict | None, list[int]]:
 
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str) -> None:
+                   cwd: str, base_vm: int) -> None:
     """Becomes the sandbox: limits, fds, privileges, then the runtime. Never returns."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -213,9 +213,8 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
             os.dup2(null, target)
         os.closerange(4, 1 << 16)
         os.chdir(cwd)
-        mem = limits.memory_mb << 20
-        base = _vm_size()
-        resource.setrlimit(resource.RLIMIT_AS, (base + mem, base + mem))
+        mem = base_vm + (limits.memory_mb << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_backstop_s, limits.cpu_backstop_s))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize_mb << 20,) * 2)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
@@ -294,6 +293,11 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     else:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
+    base_vm = _vm_size()
     sock.sendall(b"R")
     while True:
         req, fds = _recv_msg(sock)
@@ -304,9 +308,6 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         limits = Limits(**req["limits"])
         uid = req.get("uid") if namespaces else None
         if namespaces:
-            for d in WRITABLE_DIRS:
-                if os.path.isdir(d):
-                    _wipe(d)
             os.mkdir(BOX, 0o700)
             os.chown(BOX, uid, uid)
             cwd = BOX
@@ -316,7 +317,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _sandbox_child(fds[0], uid, limits, namespaces, cwd)
+            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm)
         if namespaces:
             _setns(own_pidns, CLONE_NEWPID)
         for fd in fds:
@@ -325,7 +326,11 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         socket.send_fds(sock, [struct.pack(">i", pid)], [pidfd])
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
-        if not namespaces:
+        if namespaces:  # the PID namespace is empty now; remove everything the program wrote
+            for d in WRITABLE_DIRS:
+                if os.path.isdir(d):
+                    _wipe(d)
+        else:
             _kill_children(exclude=-1)
             shutil.rmtree(cwd, ignore_errors=True)
         code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
@@ -384,6 +389,7 @@ class Zygote:
         child.close()
         self.pid = pid
         self.sock = parent
+        self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
         if self.sock.recv(1) != b"R":
             raise RuntimeError("sandbox fork server failed to start")
         self.uid_seq = 0
