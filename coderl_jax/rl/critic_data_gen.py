@@ -228,7 +228,7 @@ def write_tfds(folder: str | Path, samples: list[dict], greedy_rows: list[dict])
 def _prepared_dir(folder: Path) -> Path:
     if (folder / "dataset_info.json").is_file():
         return folder
-    found = sorted(folder.glob("**/dataset_info.json"))
+    found = sorted(folder.glob("*/*/dataset_info.json"))
     if not found:
         raise UserError(f"{folder}: no prepared TFDS dataset inside")
     return found[0].parent

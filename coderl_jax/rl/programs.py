@@ -19,6 +19,11 @@ GREEDY_FILE = "greedy.jsonl"
 TFDS_DIR = "array_record"
 
 
+def _is_tfds(folder: Path) -> bool:
+    """A prepared TFDS folder, or the data_dir above one (<name>/<version>/dataset_info.json)."""
+    return (folder / "dataset_info.json").is_file() or any(folder.glob("*/*/dataset_info.json"))
+
+
 def _tfds_rows(folder: Path, split: str) -> list[dict]:
     from coderl_jax.rl.critic_data_gen import read_tfds_rows
 
@@ -37,7 +42,7 @@ def load_program_rows(path: str | Path) -> list[dict]:
                         "layout folder)")
     if (path / SAMPLES_FILE).is_file():
         return read_jsonl(path / SAMPLES_FILE)
-    if (path / "dataset_info.json").is_file():
+    if _is_tfds(path):
         return _tfds_rows(path, "samples")
     from coderl_jax.rl.critic_data import read_layout
 
@@ -58,7 +63,7 @@ def load_greedy_results(path: str | Path) -> dict[str, int]:
         rows = read_jsonl(path)
     elif path.is_dir() and (path / GREEDY_FILE).is_file():
         rows = read_jsonl(path / GREEDY_FILE)
-    elif path.is_dir() and (path / "dataset_info.json").is_file():
+    elif path.is_dir() and _is_tfds(path):
         rows = _tfds_rows(path, "greedy")
     elif path.is_dir():
         from coderl_jax.rl.critic_data import read_layout
@@ -84,7 +89,7 @@ def greedy_source_for(programs: str | Path) -> Path | None:
     (critic-data / CodeRL layout) or a `greedy.jsonl` beside a rows file; None if nowhere."""
     p = Path(programs)
     if p.is_dir():
-        if (p / GREEDY_FILE).is_file() or (p / "dataset_info.json").is_file():
+        if (p / GREEDY_FILE).is_file() or _is_tfds(p):
             return p
         if any(c.is_dir() and (c / "baseline_solutions.json").is_file() for c in p.iterdir()):
             return p

@@ -1,0 +1,136 @@
+"""Token returns of crafted program rows vs a hand computation, through the offline RL source,
+under both rl.mode switches (and the batch each mode really feeds the model)."""
+import json
+
+import numpy as np
+import pytest
+
+from coderl_jax.errors import UserError
+from coderl_jax.rl.returns import token_returns_for_rows, with_token_returns
+
+P1, P2 = "demo-train-int_arith-00", "demo-train-int_arith-01"
+
+# three tokens each (the last is EOS); critic class probabilities per token, 4 classes
+PROBS_A = [[0.1, 0.1, 0.3, 0.5], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.0, 1.0]]
+PROBS_B = [[0.2, 0.3, 0.4, 0.1], [0.1, 0.6, 0.2, 0.1], [0.05, 0.05, 0.8, 0.1]]
+PROBS_C = [[0.7, 0.1, 0.1, 0.1], [0.9, 0.05, 0.05, 0.0], [0.4, 0.2, 0.2, 0.2]]
+PROBS_D = [[0.1, 0.5, 0.2, 0.2], [0.3, 0.3, 0.3, 0.1], [0.0, 1.0, 0.0, 0.0]]
+ROWS = [
+    {"problem_id": P1, "sample_index": 0, "output_ids": [1, 501, 2], "result": 1,
+     "token_probs": PROBS_A},
+    {"problem_id": P1, "sample_index": 1, "output_ids": [1, 502, 2], "result": 0,
+     "token_probs": PROBS_B},
+    {"problem_id": P1, "sample_index": 2, "output_ids": [1, 503, 2], "result": -2,
+     "token_probs": PROBS_C},
+    {"problem_id": P2, "sample_index": 0, "output_ids": [1, 504, 2], "result": -1,
+     "token_probs": PROBS_D},
+]
+GREEDY = {P1: -1, P2: True}  # CodeRL's JSON `true` = passed
+
+# by hand: rewards +1 / -0.3 / -1 / -0.6, greedy rewards -0.6 (P1) and +1 (P2);
+# the probability of each sample's true class (passed=3, failed=2, compile=0, runtime=1)
+HAND_GREEDY = [
+    [1.6 * 0.5, 1.6 * 0.25, 1.6 * 1.0],
+    [0.3 * 0.4, 0.3 * 0.2, 0.3 * 0.8],
+    [-0.4 * 0.7, -0.4 * 0.9, -0.4 * 0.4],
+    [-1.6 * 0.5, -1.6 * 0.3, -1.6 * 1.0],
+]
+# mean of the other samples of the same problem; a lone sample keeps its raw reward
+HAND_MEAN_OTHERS = [
+    [1.65 * 0.5, 1.65 * 0.25, 1.65 * 1.0],
+    [-0.3 * 0.4, -0.3 * 0.2, -0.3 * 0.8],
+    [-1.35 * 0.7, -1.35 * 0.9, -1.35 * 0.4],
+    [-0.6 * 0.5, -0.6 * 0.3, -0.6 * 1.0],
+]
+
+
+def test_token_returns_by_hand():
+    got = token_returns_for_rows(ROWS, "greedy", GREEDY)
+    for g, want in zip(got, HAND_GREEDY):
+        np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-7)
+    got = token_returns_for_rows(ROWS, "mean_others")
+    for g, want in zip(got, HAND_MEAN_OTHERS):
+        np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-7)
+    # without critic scores every token carries the sequence return
+    got = token_returns_for_rows(ROWS, "greedy", GREEDY, use_critic=False)
+    np.testing.assert_allclose(got[0], [1.6] * 3, rtol=1e-6)
+    with pytest.raises(UserError, match="greedy"):
+        token_returns_for_rows(ROWS, "greedy", None)
+    # a binary critic scores the "passed" class for passed programs, "not passed" otherwise
+    binary = [dict(ROWS[0], token_probs=[[0.2, 0.8]] * 3), dict(ROWS[1], token_probs=[[0.6, 0.4]] * 3)]
+    got = token_returns_for_rows(binary, "none")
+    np.testing.assert_allclose(got[0], [0.8] * 3, rtol=1e-6)
+    np.testing.assert_allclose(got[1], [-0.3 * 0.6] * 3, rtol=1e-6)
+    code_only = with_token_returns([{"problem_id": P1, "code": "print(1)", "result": 0}], "none")
+    assert code_only[0]["return"] == pytest.approx(-0.3) and "token_returns" not in code_only[0]
+
+
+def _offline_batch(tmp_path, tokenizer_dir, mode, baseline="greedy"):
+    from coderl_jax.train.run import base_config, run_config
+    from coderl_jax.train.sources import make_source
+    from coderl_jax.tokenizer import load_tokenizer
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    programs = tmp_path / "programs.jsonl"
+    programs.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (tmp_path / "greedy.jsonl").write_text("".join(
+        json.dumps({"problem_id": p, "sample_index": 0, "code": "", "result": r}) + "\n"
+        for p, r in GREEDY.items()))
+    cfg = base_config("tiny", "offline_rl")
+    cfg.train.batch_size = 4
+    cfg.data.problems = "demo"
+    cfg.data.split = "train"
+    cfg.data.programs = str(programs)
+    cfg.data.tokenizer = str(tokenizer_dir)
+    cfg.data.max_source_len = 256
+    cfg.data.max_target_len = 8
+    cfg.rl.mode = mode
+    cfg.rl.baseline = baseline
+    run = run_config(cfg)
+    source = make_source("offline_rl", run.data, run.train, load_tokenizer(str(tokenizer_dir)),
+                         context={"run": run})
+    return run, next(source)
+
+
+def test_offline_batch_returns_and_sources_per_mode(tmp_path, tokenizer_dir):
+    batches = {}
+    for mode in ("fixed", "paper_faithful"):
+        run, batch = _offline_batch(tmp_path / mode, tokenizer_dir, mode)
+        batches[mode] = batch
+        # the mode sets the train fields CodeRL's code implies
+        assert run.train.rl_mix == ("alternate" if mode == "paper_faithful" else "sum")
+        assert run.train.critic_pool_padding == (mode == "paper_faithful")
+        assert sorted(batch["index"].tolist()) == [0, 1, 2, 3]
+        for r, idx in enumerate(batch["index"]):
+            row = ROWS[idx]
+            np.testing.assert_array_equal(batch["targets"][r, :3], row["output_ids"])
+            np.testing.assert_array_equal(batch["target_mask"][r], [1, 1, 1, 0, 0, 0, 0, 0])
+            np.testing.assert_allclose(batch["token_returns"][r, :3], HAND_GREEDY[idx],
+                                       rtol=1e-6)
+            assert not batch["token_returns"][r, 3:].any()
+    fixed, faithful = batches["fixed"], batches["paper_faithful"]
+    np.testing.assert_array_equal(fixed["index"], faithful["index"])  # same seeded order
+    for prefix in ("", "gt_"):
+        ids, mask = fixed[prefix + "encoder_ids"], fixed[prefix + "encoder_mask"]
+        # fixed: sources padded with 0 under a 0 mask
+        assert not mask.all() and (ids[mask == 0] == 0).all() and (ids[mask == 1] > 0).all()
+        # paper_faithful: the same tokens, padded with EOS (2), and an all-ones mask
+        np.testing.assert_array_equal(faithful[prefix + "encoder_ids"], np.where(mask > 0, ids, 2))
+        assert faithful[prefix + "encoder_mask"].all()
+        assert (faithful[prefix + "encoder_ids"] == 2).sum() > (ids == 2).sum()
+
+
+def test_offline_mean_others_baseline(tmp_path, tokenizer_dir):
+    _, batch = _offline_batch(tmp_path, tokenizer_dir, "fixed", baseline="mean_others")
+    for r, idx in enumerate(batch["index"]):
+        np.testing.assert_allclose(batch["token_returns"][r, :3], HAND_MEAN_OTHERS[idx], rtol=1e-6)
+
+
+def test_bad_rl_settings_are_user_errors():
+    from coderl_jax.train.run import base_config, run_config
+
+    for key, value in (("mode", "faithful"), ("baseline", "median"), ("num_samples", 0)):
+        cfg = base_config("tiny", "online_rl")
+        cfg.rl[key] = value
+        with pytest.raises(UserError):
+            run_config(cfg)
