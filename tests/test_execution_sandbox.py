@@ -80,6 +80,10 @@ def test_result_dict_shape(pool):
     ("m", "def add(a, b):\n    return (a + b,)", 0, "failed unit tests", [0]),  # tuple != int
     ("m", "def add(a, b):\nreturn a + b", -2, "indentationerror", [-2]),
     ("m", "def add(a, b):\n    while True:\n        pass", -1, "timeoutexception", [-1]),
+    ("m", "import sys\nsys.exit(0)\ndef add(a, b):\n    return a + b", 0, "failed unit tests",
+     [0]),  # exits before it can answer: failed (SPEC §4)
+    ("m", "import sys\nsys.exit('bye')", -1, "systemexit", [-1]),
+    ("m", "import os\nos._exit(0)", 0, "failed unit tests", [0]),
     ("t", "class Node:\n    def __init__(self, v):\n        self.v, self.left, self.right = v, None,"
           " None\ndef height(n):\n    return 0 if n is None else 1 + max(height(n.left), "
           "height(n.right))", 1, "passed unit tests", [1, 1]),

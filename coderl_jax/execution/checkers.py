@@ -16,7 +16,7 @@ Formats (see `coderl_jax.data.records`):
              objects that are not plain data (class instances, functions) stay in the sandbox as
              handles; their proxies support calls, attributes, iteration, len, indexing, `in`.
 
-Outcomes: -2 the program does not load (syntax error, or any exception / timeout / exit while
+Outcomes: -2 the program does not load (syntax error, or any exception / timeout / crash while
 executing its module, as in CodeRL where module-level failures are compile errors), -1 runtime
 error (exception, timeout -> "timeoutexception", killed by a signal -> "sigsegv"..., exited with a
 non-zero status -> "systemexit"), 0 a test failed (including output too large or an exit with
@@ -342,9 +342,12 @@ class ProgramRun:
         try:
             self._begin_budget()
             reply = self._guard(lambda: self._request(req))
-        except _Outcome as o:  # a load that times out, crashes or exits is a compile error
-            etype = "systemexit" if o.code == FAILED else o.etype
-            raise _Outcome(COMPILE_ERROR, etype, o.msg, o.line) from None
+        except _Outcome as o:
+            if o.code == FAILED or o.etype == "systemexit":
+                raise  # exited at import: failed (status 0) or a runtime error, as in a test
+            # timing out or crashing while importing is a compile error, like CodeRL's -2 for
+            # anything raised while its harness loads the module
+            raise _Outcome(COMPILE_ERROR, o.etype, o.msg, o.line) from None
         if not reply.get("ok"):
             exc = reply.get("exc") or {}
             self._end_sandbox()

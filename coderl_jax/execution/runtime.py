@@ -263,7 +263,10 @@ class Runtime:
                 self.method = getattr(target, req["fn_name"], None)
             elif kind == "stdin":
                 self.method = module.__dict__.get("code")
-        except BaseException as e:  # noqa: BLE001 - any failure to load is a compile error
+        except SystemExit as e:  # exiting at import: the process ends as the program asked
+            code = e.code
+            os._exit(0 if code is None else code & 0xFF if isinstance(code, int) else 1)
+        except BaseException as e:  # noqa: BLE001 - any other failure to load: compile error
             return {"ok": False, "exc": self.exc_info(e)}
         reply: dict = {"ok": True, "missing": kind != "module" and not callable(self.method)}
         if kind == "module":
