@@ -273,3 +273,12 @@ def test_dataset_files_are_hidden(pool):
             "assert found == [], found\nimport numpy, fractions, json\n" + GOOD["m"])
     r = judge(pool, "m", code)
     assert r["result"] == 1, r  # hidden, while the interpreter and its libraries still work
+
+
+def test_huge_or_garbled_replies(pool):
+    r = judge(pool, "m", "def f(x):\n    return 'x' * (40 * 10 ** 6)\ndef g(x):\n    return 0")
+    assert (r["result"], r["error_type"]) == (-1, "outputlimitexceeded")
+    code = ("import os, threading, time\ndef spam():\n    while True:\n"
+            "        os.write(3, b'\\xff' * 100)\n        time.sleep(0.001)\n"
+            "threading.Thread(target=spam, daemon=True).start()\n" + GOOD["m"])
+    assert judge(pool, "m", code)["result"] in (-2, -1)

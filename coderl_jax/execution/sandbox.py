@@ -448,7 +448,7 @@ class Sandbox:
     """One running program: framed JSON request/response with CPU and wall budgets."""
 
     def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket,
-                 max_reply: int = 96 << 20):
+                 max_reply: int = 32 << 20):
         self.zygote, self.pid, self.pidfd, self.sock = zygote, pid, pidfd, sock
         self.max_reply = max_reply
         self.buf = b""
