@@ -282,3 +282,13 @@ def test_huge_or_garbled_replies(pool):
             "        os.write(3, b'\\xff' * 100)\n        time.sleep(0.001)\n"
             "threading.Thread(target=spam, daemon=True).start()\n" + GOOD["m"])
     assert judge(pool, "m", code)["result"] in (-2, -1)
+
+
+def test_fork_bomb_cpu_counts_for_the_whole_tree(pool):
+    """Children spinning while the parent sleeps: their CPU time ends the test, long before the
+    wall-clock limit."""
+    code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        while True:\n"
+            "            pass\ntime.sleep(100)")
+    hostile = pool.run(PROBLEMS, [{"problem_id": "s", "code": code}])[0]
+    assert (hostile["result"], hostile["error_type"]) == (-1, "timeoutexception")
+    assert hostile["seconds"] < 1.9  # the wall limit is 2 s; 4 spinning children use 0.5 s first

@@ -22,7 +22,8 @@ Guarantees and how they are obtained (mode "namespaces", used when running as ro
     RLIMIT_NPROC count exactly that program's processes. If the worker dies, PR_SET_PDEATHSIG
     chains (worker → zygote → sandbox) kill the rest.
   * Limits (setrlimit): address space, CPU seconds (a backstop; the worker enforces the per-test
-    CPU budget by reading /proc/P/stat), processes, file size, open files, no core files; the
+    CPU budget on the whole process tree, read from /proc), processes, file size, open files, no
+    core files, and oom_score_adj 1000 so the OOM killer picks sandboxes before anything else; the
     program's stdout is captured with a cap inside the runtime; fds 0/1/2 are /dev/null.
   * The scratch folders are wiped as soon as a program has ended (its PID namespace is empty).
 
@@ -164,6 +165,28 @@ def cpu_seconds(pid: int) -> float:
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int, max_procs: int = 1024) -> float:
+    """CPU time of a process and all its live descendants (a fork bomb's children count)."""
+    total, seen, todo = 0.0, set(), [pid]
+    while todo and len(seen) < max_procs:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += cpu_seconds(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except (OSError, ValueError):
+                pass
+    return total
+
+
 # ------------------------------------------------------------------------------------------------
 # Zygote side (runs in the fork server process)
 # ------------------------------------------------------------------------------------------------
@@ -236,6 +259,11 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         nproc = limits.nproc if uid is not None else _own_processes() + limits.nproc
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        try:  # if memory runs out anyway (many processes), the kernel kills sandboxes first
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
         if uid is not None:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
@@ -470,7 +498,7 @@ class Sandbox:
         if not self._exited and select.select([self.pidfd], [], [], 0)[0]:
             self._exited = True  # reaped soon: its pid may name another process
         if not self._exited:
-            self._cpu = cpu_seconds(self.pid)
+            self._cpu = tree_cpu_seconds(self.pid)
         return self._cpu
 
     def recv(self, cpu_start: float, cpu_limit: float, wall_deadline: float) -> dict:
