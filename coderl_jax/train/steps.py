@@ -235,42 +235,45 @@ def _check_batch(objective: Objective, batch: dict, num_microbatches: int,
                         f"data x fsdp mesh size {divisor}")
 
 
+def accumulate_gradients(objective: Objective, params: Any, batch: Batch, rng: jax.Array,
+                         step: jax.Array, num_microbatches: int = 1, mesh: Mesh | None = None,
+                         param_shardings: Any = None) -> tuple[Any, Metrics]:
+    """(gradient of the whole-batch loss, summed metrics), over `num_microbatches` sequential
+    microbatches (`lax.scan`) so only one microbatch's activations are live at a time."""
+    m = int(num_microbatches)
+    batch = {k: batch[k] for k in batch if k in objective.batch_keys or k in OPTIONAL_KEYS}
+    d = objective.denominators(batch)
+    grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
+    if m == 1:
+        (_, sums), grads = grad_fn(params, batch, jax.random.fold_in(rng, 0), d, step)
+        return grads, sums
+    mbs = _split_microbatches(batch, m, mesh)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    if param_shardings is not None:
+        zeros = jax.lax.with_sharding_constraint(zeros, param_shardings)
+    first = jax.tree.map(lambda x: x[0], mbs)
+    sums0 = jax.eval_shape(lambda: grad_fn(params, first, rng, d, step)[0][1])
+    sums0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums0)
+
+    def body(carry, xs):
+        g_acc, s_acc = carry
+        mb, i = xs
+        (_, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i), d, step)
+        return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, s_acc, s)), None
+
+    (grads, sums), _ = jax.lax.scan(body, (zeros, sums0), (mbs, jnp.arange(m)))
+    return grads, sums
+
+
 def train_step_fn(objective: Objective, tx: optax.GradientTransformation,
                   schedule: optax.Schedule, opts: StepOptions, mesh: Mesh | None = None,
                   param_shardings: Any = None):
     """The pure step `(state, batch, rng) -> (state, metrics)` (not yet jitted)."""
-    m = int(opts.num_microbatches)
 
     def step(state: TrainState, batch: Batch, rng: jax.Array) -> tuple[TrainState, Metrics]:
-        batch = {k: batch[k] for k in batch if k in objective.batch_keys or k in OPTIONAL_KEYS}
-        d = objective.denominators(batch)
-        grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
-        if m == 1:
-            (_, sums), grads = grad_fn(state.params, batch, jax.random.fold_in(rng, 0), d,
-                                       state.step)
-        else:
-            mbs = _split_microbatches(batch, m, mesh)
-
-            def zeros_like_params():
-                z = jax.tree.map(jnp.zeros_like, state.params)
-                if param_shardings is not None:
-                    z = jax.lax.with_sharding_constraint(z, param_shardings)
-                return z
-
-            def body(carry, xs):
-                g_acc, s_acc = carry
-                mb, i = xs
-                (_, s), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i), d, state.step)
-                g_acc = jax.tree.map(jnp.add, g_acc, g)
-                s_acc = jax.tree.map(jnp.add, s_acc, s)
-                return (g_acc, s_acc), None
-
-            sums0 = jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], mbs),
-                                                   rng, d, state.step)[0][1])
-            sums0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums0)
-            (grads, sums), _ = jax.lax.scan(body, (zeros_like_params(), sums0),
-                                            (mbs, jnp.arange(m)))
-        grad_norm = optax.global_norm(grads)
+        grads, sums = accumulate_gradients(objective, state.params, batch, rng, state.step,
+                                           opts.num_microbatches, mesh, param_shardings)
+        grad_norm = optax.tree.norm(grads)  # before clipping
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(sums)
