@@ -60,12 +60,21 @@ def make_mesh(mesh_config: MeshConfig | None = None, devices: Sequence[Any] | No
     mesh_config = mesh_config or MeshConfig()
     devices = list(jax.devices() if devices is None else devices)
     num_slices = len({getattr(d, "slice_index", 0) for d in devices})
-    if num_slices == 1 and -1 in tuple(mesh_config.dcn_parallelism):
+    if num_slices == 1:
         num_slices = len({d.process_index for d in devices})  # GPU/CPU hosts act as slices
     ici, dcn = mesh_shape(mesh_config, len(devices), num_slices)
     axis_types = (AxisType.Auto,) * len(MESH_AXES)
     if math.prod(dcn) == 1:
         return jax.make_mesh(ici, MESH_AXES, axis_types=axis_types, devices=devices)
+    if num_slices == 1:
+        # One slice/host standing in for several (tests, a single big host): consecutive blocks
+        # of devices play the DCN groups, each DCN factor the outer part of its axis.
+        grid = np.asarray(devices, dtype=object).reshape(tuple(dcn) + tuple(ici))
+        grid = grid.transpose(0, 3, 1, 4, 2, 5).reshape([d * i for d, i in zip(dcn, ici)])
+        return Mesh(grid, MESH_AXES, axis_types=axis_types)
+    if num_slices != math.prod(dcn):
+        raise UserError(f"dcn_parallelism {dcn} needs {math.prod(dcn)} slices/hosts, "
+                        f"have {num_slices}")
     from jax.experimental import mesh_utils
 
     # Hybrid mesh: each DCN group is one slice (TPU) or one process (GPU/CPU hosts).
