@@ -14,7 +14,8 @@ executions in flight beyond the batch being consumed, so the sandbox runs batch 
 device learns from batch k-1 and samples batch k+1; batches are sampled from params at most d
 updates old. `d = 0` is the serial loop (sample, wait for the sandbox, learn). The device idle
 fraction reported is the share of the stage's wall time the host sat blocked on the sandbox
-after the device had finished everything it was given (time it was certainly idle).
+after the device had finished everything it was given (time it was certainly idle), measured from
+the second iteration on (the first compiles the sampler and the train step).
 
 Optional critic refresh (`rl.critic_refresh_every`): every so many steps the critic takes
 `rl.critic_refresh_steps` updates on the outcomes seen since the last refresh plus ground truth;
@@ -198,6 +199,8 @@ class OnlineSource:
     def __next__(self) -> dict:
         if self.sampler is None:
             raise UserError("the online source was not started (its on_start hook never ran)")
+        if self.delivered == self.start_step + 1 and self.last_step > self.start_step + 1:
+            self.queue.restart_window()  # the first iteration compiled the sampler and the step
         # one batch per update: never sample past the run's last step
         for _ in range(self.queue.wanted()):
             if self.launched >= self.last_step:
@@ -330,15 +333,17 @@ class OnlineSource:
         self.closed = True
         stats = self.queue.finish().as_dict()
         stats.update(self.stats())
-        stats["iterations"] = stats.pop("batches")
+        stats["measured_iterations"] = stats.pop("batches")
+        stats["iterations"] = self.delivered - self.start_step
         self.pool.close()
         self._final = stats
         self._save_refreshed_critic()
         import jax
 
         if jax.process_index() == 0:
-            print(f"online RL: {stats['iterations']} iterations in {stats['total_s']:.1f} s, "
-                  f"overlap depth {stats['overlap_depth']}: device idle fraction "
+            print(f"online RL: {stats['iterations']} iterations; over the last "
+                  f"{stats['measured_iterations']} ({stats['total_s']:.1f} s), overlap depth "
+                  f"{stats['overlap_depth']}: device idle fraction "
                   f"{stats['idle_fraction']:.3f} (host blocked on the sandbox "
                   f"{stats['wait_s']:.1f} s; sampling {stats['sample_s']:.1f} s); "
                   f"execution cache hit rate {stats['cache_hit_rate']:.3f} "

@@ -116,6 +116,11 @@ class ExecutionQueue:
         self.stats.batches += 1
         return item, results
 
+    def restart_window(self) -> None:
+        """Measure from now on (e.g. after a first iteration that compiled everything)."""
+        self.stats = OverlapStats()
+        self._start = time.perf_counter()
+
     def finish(self) -> OverlapStats:
         """Close the measured window (now) and return the stats."""
         if self._start is not None:
