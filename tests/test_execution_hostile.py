@@ -292,3 +292,27 @@ def test_fork_bomb_cpu_counts_for_the_whole_tree(pool):
     hostile = pool.run(PROBLEMS, [{"problem_id": "s", "code": code}])[0]
     assert (hostile["result"], hostile["error_type"]) == (-1, "timeoutexception")
     assert hostile["seconds"] < 1.9  # the wall limit is 2 s; 4 spinning children use 0.5 s first
+
+
+def test_memory_of_a_process_tree_is_bounded():
+    """Forked children each allocating what one process may: the tree as a whole stays within
+    the memory cgroup's bound (memory_mb + 512 MiB), so the kernel kills some of them, and the
+    program itself reports whether that happened."""
+    from coderl_jax.execution.sandbox import Limits
+
+    if not os.path.isfile("/proc/self/cgroup") or not os.path.isdir("/sys/fs/cgroup/memory"):
+        pytest.skip("no cgroup-v1 memory controller on this host")
+    code = ("import os, time\nkids = []\nfor _ in range(5):\n    pid = os.fork()\n"
+            "    if pid == 0:\n        try:\n            x = b'x' * (400 * 1024 ** 2)\n"
+            "        except MemoryError:\n            os._exit(3)\n        time.sleep(100)\n"
+            "    kids.append(pid)\ntime.sleep(1.5)\nkilled = 0\nfor k in kids:\n"
+            "    p, st = os.waitpid(k, os.WNOHANG)\n"
+            "    killed += bool(p) and os.WIFSIGNALED(st) and os.WTERMSIG(st) == 9\n"
+            "print(int(input()) * 2 if killed else 'unbounded')")
+    with ExecutionPool(workers=1, timeout=3.0, wall_timeout=6.0,
+                       limits=Limits(memory_mb=512)) as p:
+        r = p.run_one(Problem("one", "double", "stdin", Cases(inputs=("2\n",), outputs=("4\n",))),
+                      code)
+        assert p.run_one(STDIN, GOOD["s"])["result"] == 1
+        assert sandbox_processes(p) == []
+    assert r["result"] == 1, r  # 1: at least one child was killed by the bound

@@ -23,7 +23,9 @@ Guarantees and how they are obtained (mode "namespaces", used when running as ro
     chains (worker → zygote → sandbox) kill the rest.
   * Limits (setrlimit): address space, CPU seconds (a backstop; the worker enforces the per-test
     CPU budget on the whole process tree, read from /proc), processes, file size, open files, no
-    core files, and oom_score_adj 1000 so the OOM killer picks sandboxes before anything else; the
+    core files, and oom_score_adj 1000 so the OOM killer picks sandboxes before anything else;
+    where the host has a cgroup-v1 memory controller (here), a memory cgroup per fork server also
+    bounds the memory of each program's whole process tree (memory_mb + 512 MiB); the
     program's stdout is captured with a cap inside the runtime; fds 0/1/2 are /dev/null.
   * The scratch folders are wiped as soon as a program has ended (its PID namespace is empty).
 
@@ -238,11 +240,59 @@ def _recv_msg(sock: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(msg), fds
 
 
+CGROUP_PREFIX = "coderl-sandbox-"
+
+
+def _memory_cgroup() -> str | None:
+    """A cgroup (v1 memory controller) for this fork server's sandboxes, or None where the
+    host does not offer one; stale groups of dead fork servers are removed on the way."""
+    try:
+        base = None
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, ctrls, path = line.rstrip("\n").split(":", 2)
+                if "memory" in ctrls.split(","):
+                    base = os.path.join("/sys/fs/cgroup/memory", path.lstrip("/"))
+        if base is None or not os.path.isfile(os.path.join(base, "memory.limit_in_bytes")):
+            return None
+        for name in os.listdir(base):
+            if name.startswith(CGROUP_PREFIX):
+                try:
+                    os.kill(int(name[len(CGROUP_PREFIX):]), 0)
+                except ProcessLookupError:
+                    try:
+                        os.rmdir(os.path.join(base, name))
+                    except OSError:
+                        pass
+                except (ValueError, PermissionError):
+                    pass
+        group = os.path.join(base, f"{CGROUP_PREFIX}{os.getpid()}")
+        os.makedirs(group, exist_ok=True)
+        return group
+    except OSError:
+        return None
+
+
+def _set_cgroup_limit(group: str, limit: int) -> None:
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        try:
+            with open(os.path.join(group, name), "w") as f:
+                f.write(str(limit))
+        except OSError:
+            pass
+
+
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str, base_vm: int) -> None:
+                   cwd: str, base_vm: int, cgroup: str | None) -> None:
     """Becomes the sandbox: limits, fds, privileges, then the runtime. Never returns."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if cgroup:  # memory of the whole process tree, not just of each process
+            try:
+                with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                    f.write("0")
+            except OSError:
+                pass
         if not namespaces:
             os.setsid()
         os.dup2(fd, 3, inheritable=False)
@@ -341,14 +391,24 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
     base_vm = _vm_size()
+    cgroup = _memory_cgroup() if namespaces else None
+    cgroup_limit = None
     sock.sendall(b"R")
     while True:
         req, fds = _recv_msg(sock)
         if req is None:
             if not namespaces:
                 _kill_children(exclude=-1)
+            if cgroup:
+                try:
+                    os.rmdir(cgroup)
+                except OSError:
+                    pass
             os._exit(0)
         limits = Limits(**req["limits"])
+        if cgroup and cgroup_limit != limits.memory_mb:
+            cgroup_limit = limits.memory_mb
+            _set_cgroup_limit(cgroup, (limits.memory_mb + 512) << 20)
         uid = req.get("uid") if namespaces else None
         if namespaces:
             os.mkdir(BOX, 0o700)
@@ -360,7 +420,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm)
+            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup)
         if namespaces:
             _setns(own_pidns, CLONE_NEWPID)
         for fd in fds:
@@ -459,17 +519,24 @@ class Zygote:
         return Sandbox(self, struct.unpack(">i", msg)[0], fds[0], ours)
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        finally:
+        """Let the fork server exit on its own (it removes its cgroup), else kill it."""
+        self.sock.close()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
             try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                os.waitpid(self.pid, 0)
+                if os.waitpid(self.pid, os.WNOHANG)[0]:
+                    return
             except ChildProcessError:
-                pass
+                return
+            time.sleep(0.005)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
 
 
 class Sandbox:
