@@ -228,3 +228,13 @@ def test_workers_never_import_jax(pool):
             maps = f.read()
         assert "numpy" in maps  # pre-imported for the programs (the check can see imports)
         assert "jaxlib" not in maps and "/jax/" not in maps
+
+
+def test_close_shuts_workers_down_cleanly():
+    pool = ExecutionPool(workers=1, timeout=1.0)
+    assert pool.run_one(STDIN, ADD_STDIN)["result"] == 1
+    proc = pool._workers[0].proc
+    pool.close()
+    assert proc.returncode == 0  # exited on its own (fork server and cgroup removed), not killed
+    with pytest.raises(RuntimeError):
+        pool.submit(PROBLEMS, [])

@@ -280,6 +280,9 @@ class ExecutionPool:
         while True:
             task = self._tasks.get()
             if task is None:
+                # stopped from this thread: the worker's parent-death signal follows the thread
+                # that started it, so it must not outlive it
+                worker.stop()
                 return
             key, pkey, spec, code, stop = task
             result = None
