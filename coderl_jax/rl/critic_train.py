@@ -4,7 +4,7 @@ As CodeRL's critic dataset (`datasets/apps_dataset.py`, tuning_mode='critic'): e
 program of `data.programs` with its outcome class, plus every ground-truth solution of those
 problems counted as passed (`get_gt_info() -> (1, None)`; solutions reindented as CodeRL does).
 A held-out part (`rl.eval_programs`, else `rl.eval_fraction` of the programs' problems, chosen by
-a seeded hash) is kept out of training; after the last step (and every `rl.eval_every` steps) the
+a seeded hash, with their ground truth as passed programs) is kept out of training; after the last step (and every `rl.eval_every` steps) the
 critic classifies it and the run reports accuracy overall and per class against the majority-class
 baseline (the training data's most common class), printed and logged to metrics.jsonl /
 TensorBoard (`heldout/...`) and `<workdir>/critic_eval.json`.
@@ -112,6 +112,8 @@ def split_rows(rows: list[dict], problems: Sequence, rl: RLConfig, seed: int
     if rl.critic_ground_truth:
         train_ids = {str(r["problem_id"]) for r in train_rows}
         train_rows = train_rows + ground_truth_rows(problems, train_ids)
+        if held:  # held-out problems keep their ground truth on the held-out side
+            eval_rows = eval_rows + ground_truth_rows(problems, held)
     return train_rows, eval_rows, eval_problems
 
 
