@@ -134,3 +134,20 @@ def test_bad_rl_settings_are_user_errors():
         cfg.rl[key] = value
         with pytest.raises(UserError):
             run_config(cfg)
+
+
+@pytest.mark.parametrize("name, stage", [
+    ("tiny_critic", "critic"), ("tiny_offline_rl", "offline_rl"), ("tiny_online_rl", "online_rl"),
+    ("codet5_large_critic", "critic"), ("codet5_large_rl", "offline_rl"),
+    ("codet5_large_online_rl", "online_rl")])
+def test_rl_configs_load(name, stage):
+    from pathlib import Path
+
+    from coderl_jax.config import load_config
+    from coderl_jax.train.run import run_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
+    run = run_config(load_config(path))
+    assert run.train.stage == stage and run.rl.mode == "fixed"
+    faithful = run_config(load_config(path, ["rl.mode=paper_faithful"]))
+    assert faithful.train.rl_mix == "alternate" and faithful.train.critic_pool_padding
