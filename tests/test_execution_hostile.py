@@ -302,14 +302,18 @@ def test_memory_of_a_process_tree_is_bounded():
 
     if not os.path.isfile("/proc/self/cgroup") or not os.path.isdir("/sys/fs/cgroup/memory"):
         pytest.skip("no cgroup-v1 memory controller on this host")
-    code = ("import os, time\nkids = []\nfor _ in range(5):\n    pid = os.fork()\n"
-            "    if pid == 0:\n        try:\n            x = b'x' * (400 * 1024 ** 2)\n"
-            "        except MemoryError:\n            os._exit(3)\n        time.sleep(100)\n"
-            "    kids.append(pid)\ntime.sleep(1.5)\nkilled = 0\nfor k in kids:\n"
-            "    p, st = os.waitpid(k, os.WNOHANG)\n"
-            "    killed += bool(p) and os.WIFSIGNALED(st) and os.WTERMSIG(st) == 9\n"
+    code = ("import os, time\nr, w = os.pipe()\nkids = []\nfor _ in range(5):\n"
+            "    pid = os.fork()\n    if pid == 0:\n        try:\n"
+            "            x = b'x' * (400 * 1024 ** 2)\n        except MemoryError:\n"
+            "            os._exit(3)\n        os.write(w, b'.')\n        time.sleep(100)\n"
+            "    kids.append(pid)\nos.set_blocking(r, False)\nkilled = done = 0\n"
+            "while killed == 0 and done < 5:\n    time.sleep(0.05)\n    try:\n"
+            "        done += len(os.read(r, 5))\n    except BlockingIOError:\n        pass\n"
+            "    for k in list(kids):\n        p, st = os.waitpid(k, os.WNOHANG)\n"
+            "        if p:\n            kids.remove(k)\n"
+            "            killed += os.WIFSIGNALED(st) and os.WTERMSIG(st) == 9\n"
             "print(int(input()) * 2 if killed else 'unbounded')")
-    with ExecutionPool(workers=1, timeout=3.0, wall_timeout=6.0,
+    with ExecutionPool(workers=1, timeout=5.0, wall_timeout=20.0,
                        limits=Limits(memory_mb=512)) as p:
         r = p.run_one(Problem("one", "double", "stdin", Cases(inputs=("2\n",), outputs=("4\n",))),
                       code)
