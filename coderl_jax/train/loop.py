@@ -115,9 +115,32 @@ class Trainer:
                                                    self.tx, self.rules)
         self.step_fn = steps_lib.make_train_step(self.objective, self.tx, self.schedule, opts,
                                                  mesh, self.shardings, self.rules)
-        self.checkpointer = Checkpointer(self.workdir, checkpoint or CheckpointConfig())
-        self.writer = MetricWriter(self.workdir, tensorboard=tensorboard)
+        self.checkpoint_cfg = checkpoint or CheckpointConfig()
+        self.tensorboard = tensorboard
+        self._checkpointer: Checkpointer | None = None
+        self._writer: MetricWriter | None = None
         self.keys = set(self.objective.batch_keys) | set(steps_lib.OPTIONAL_KEYS)
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.workdir, self.checkpoint_cfg)
+        return self._checkpointer
+
+    @property
+    def writer(self) -> MetricWriter:
+        if self._writer is None:
+            self._writer = MetricWriter(self.workdir, tensorboard=self.tensorboard)
+        return self._writer
+
+    def close(self) -> None:
+        """Finish pending checkpoint writes and close the logs (fit does this when it ends)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     # ---------------------------------------------------------------------------------- state
     def meta(self) -> dict:
@@ -200,8 +223,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            self.checkpointer.close()
-            self.writer.close()
+            self.close()
         seconds = time.perf_counter() - t_start
         return TrainResult(state=state, start_step=start, steps_run=step - start,
                            seconds=seconds,
