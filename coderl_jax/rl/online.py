@@ -345,7 +345,8 @@ class OnlineSource:
                   f"{stats['measured_iterations']} ({stats['total_s']:.1f} s), overlap depth "
                   f"{stats['overlap_depth']}: device idle fraction "
                   f"{stats['idle_fraction']:.3f} (host blocked on the sandbox "
-                  f"{stats['wait_s']:.1f} s; sampling {stats['sample_s']:.1f} s); "
+                  f"{stats['wait_s']:.1f} s; sampling {stats['sample_s']:.1f} s, execution "
+                  f"{stats['execute_s']:.1f} s); "
                   f"execution cache hit rate {stats['cache_hit_rate']:.3f} "
                   f"({stats['cache_hits']} of {stats['cache_hits'] + stats['cache_misses']})",
                   flush=True)

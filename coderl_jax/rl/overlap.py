@@ -26,6 +26,7 @@ class OverlapStats:
     wait_s: float = 0.0  # host blocked on the sandbox, device given nothing to do
     sample_s: float = 0.0
     learn_s: float = 0.0
+    execute_s: float = 0.0  # wall time from submitting each batch to its results (ExecutionQueue)
 
     @property
     def idle_fraction(self) -> float:
@@ -93,7 +94,7 @@ class ExecutionQueue:
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
         self.depth = int(depth)
-        self.pending: collections.deque[tuple[Any, Future]] = collections.deque()
+        self.pending: collections.deque[tuple] = collections.deque()
         self.stats = OverlapStats()
         self._start: float | None = None
 
@@ -105,14 +106,19 @@ class ExecutionQueue:
         if self._start is None:
             self._start = time.perf_counter() - sample_s
         self.stats.sample_s += sample_s
-        self.pending.append((item, future))
+        submitted = time.perf_counter()
+        done: list[float] = []
+        future.add_done_callback(lambda _: done.append(time.perf_counter()))
+        self.pending.append((item, future, submitted, done))
 
     def pop(self) -> tuple[Any, Any]:
         """(item, its execution results), blocking on the oldest execution."""
-        item, fut = self.pending.popleft()
+        item, fut, submitted, done = self.pending.popleft()
         t0 = time.perf_counter()
         results = fut.result()
-        self.stats.wait_s += time.perf_counter() - t0
+        now = time.perf_counter()
+        self.stats.wait_s += now - t0
+        self.stats.execute_s += (done[0] if done else now) - submitted
         self.stats.batches += 1
         return item, results
 
