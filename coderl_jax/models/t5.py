@@ -164,20 +164,42 @@ class MultiHeadAttention(nn.Module):
     def project_kv(self, x: Array) -> tuple[Array, Array]:
         return self._split_heads(self.key(x)), self._split_heads(self.value(x))
 
-    def attend(self, q: Array, k: Array, v: Array, bias: Array | None, mask: Array,
-               deterministic: bool) -> Array:
-        """q [b,q,h,kv], k/v [b,k,h,kv], bias [1|b,h,q,k] float32, mask bool [b|1,1,q|1,k]."""
+    def _scores(self, q: Array, k: Array, bias: Array | None, mask: Array | None) -> Array:
+        # q [b,q,h,kv], k [b,k,h,kv] -> float32 [b, h, q, k]
         dtype = jnp.dtype(self.config.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", q, k.astype(dtype)).astype(jnp.float32)
         if bias is not None:
             scores = scores + bias
-        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(dtype)  # [b, h, q, k]
-        weights = self.dropout(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v.astype(dtype))  # [b, q, heads, kv]
+        if mask is not None:
+            scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+        return scores
+
+    def _output(self, out: Array) -> Array:
+        # [b, q, heads, kv] -> [b, q, embed]
         out = _constrain(out, ("batch", "length", "heads", "kv"))
         out = out.reshape(*out.shape[:2], -1)  # [b, q, heads * kv]
         return _constrain(self.out(out), ("batch", "length", "embed"))
+
+    def attend(self, q: Array, k: Array, v: Array, bias: Array | None, mask: Array,
+               deterministic: bool) -> Array:
+        """q [b,q,h,kv], k/v [b,k,h,kv], bias [1|b,h,q,k] float32, mask bool [b|1,1,q|1,k]."""
+        dtype = jnp.dtype(self.config.dtype)
+        weights = jax.nn.softmax(self._scores(q, k, bias, mask), axis=-1).astype(dtype)
+        weights = self.dropout(weights, deterministic=deterministic)  # [b, h, q, k]
+        return self._output(jnp.einsum("bhqk,bkhd->bqhd", weights, v.astype(dtype)))
+
+    def attend_cached(self, q: Array, k_cache: Array, v_cache: Array, k_new: Array,
+                      v_new: Array, bias_cache: Array, bias_new: Array, mask: Array) -> Array:
+        """One query over cached keys [b,T,h,kv] (`mask` [1,1,1,T] marks the filled slots) plus
+        its own key [b,1,h,kv]; the cache is read, never copied."""
+        dtype = jnp.dtype(self.config.dtype)
+        scores = jnp.concatenate([self._scores(q, k_cache, bias_cache, mask),
+                                  self._scores(q, k_new, bias_new, None)], axis=-1)
+        weights = jax.nn.softmax(scores, axis=-1).astype(dtype)  # [b, h, 1, T + 1]
+        t = k_cache.shape[1]
+        out = (jnp.einsum("bhqk,bkhd->bqhd", weights[..., :t], v_cache.astype(dtype))
+               + jnp.einsum("bhqk,bkhd->bqhd", weights[..., t:], v_new.astype(dtype)))
+        return self._output(out)
 
 
 class Mlp(nn.Module):
@@ -231,7 +253,7 @@ class DecoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, y: Array, xs: PyTree, encoded: Array | None, bias: Array | None,
-                 self_mask: Array | None, cross_mask: Array, index: Array | None):
+                 self_mask: Array | None, cross_mask: Array):
         c, det = self.config, self.deterministic
         self_attention = MultiHeadAttention(c, name="self_attention")
         cross_attention = MultiHeadAttention(c, name="encoder_decoder_attention")
@@ -242,14 +264,15 @@ class DecoderLayer(nn.Module):
 
         h = LayerNorm(c, name="pre_self_attention_layer_norm")(y)
         k, v = self_attention.project_kv(h)
+        q = self_attention.project_q(h)
         new_kv = None
         if self.mode == STEP:
-            new_kv = {"k": k, "v": v}
-            cache_dtype = xs["self_k"].dtype
-            # [b, T, h, kv] with this token's k/v written at `index`
-            k = jax.lax.dynamic_update_slice(xs["self_k"], k.astype(cache_dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(xs["self_v"], v.astype(cache_dtype), (0, index, 0, 0))
-        h = self_attention.attend(self_attention.project_q(h), k, v, bias, self_mask, det)
+            new_kv = {"k": k, "v": v}  # written into the cache by `decode_step`
+            bias_cache, bias_new = bias
+            h = self_attention.attend_cached(q, xs["self_k"], xs["self_v"], k, v, bias_cache,
+                                             bias_new, self_mask)
+        else:
+            h = self_attention.attend(q, k, v, bias, self_mask, det)
         y = y + drop(h, deterministic=det)
 
         h = LayerNorm(c, name="pre_cross_attention_layer_norm")(y)
@@ -321,14 +344,14 @@ class Decoder(nn.Module):
         if mode == CROSS_KV:
             _, kv = _run_layers(DecoderLayer, c, c.num_decoder_layers, deterministic, mode,
                                 jnp.zeros((), jnp.dtype(c.dtype)), None, encoded, None, None,
-                                cross_mask, None)
+                                cross_mask)
             return None, kv
-        index = None
         if mode == STEP:
             index = cache["index"]
             max_len = cache["self_k"].shape[2]
-            bias = relpos(1, max_len, index)  # [1, h, 1, T]
-            self_mask = (jnp.arange(max_len) <= index)[None, None, None, :]  # [1, 1, 1, T]
+            # cached slots 0..index-1, then the token itself at relative position 0
+            bias = (relpos(1, max_len, index), relpos(1, 1))  # [1, h, 1, T], [1, h, 1, 1]
+            self_mask = (jnp.arange(max_len) < index)[None, None, None, :]  # [1, 1, 1, T]
             xs = {k: cache[k] for k in ("self_k", "self_v", "cross_k", "cross_v")}
         else:
             t = y.shape[1]
@@ -339,7 +362,7 @@ class Decoder(nn.Module):
             xs = None
         y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
         y, new_kv = _run_layers(DecoderLayer, c, c.num_decoder_layers, deterministic, mode, y, xs,
-                                encoded, bias, self_mask, cross_mask, index)
+                                encoded, bias, self_mask, cross_mask)
         y = LayerNorm(c, name="decoder_norm")(y)
         return nn.Dropout(c.dropout_rate)(y, deterministic=deterministic), new_kv
 
@@ -463,7 +486,10 @@ def init_cache(config: ModelConfig, params: PyTree, encoded: Array, encoder_mask
 
 def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: Array,
                 encoder_mask: Array) -> tuple[Array, PyTree]:
-    """Feed one token per row ([b] int32) at `cache['index']`: (logits [b, vocab] f32, new cache)."""
+    """Feed one token per row ([b] int32) at `cache['index']`: (logits [b, vocab] f32, new cache).
+
+    Steps past `max_decode_len` are the caller's to avoid (the last slot would be overwritten).
+    Jit with the cache donated so its buffers are updated in place."""
     logits, new_kv = T5(config).apply({"params": params}, cache, token_ids, encoder_mask,
                                       method=T5.step)
     index = cache["index"]
