@@ -237,3 +237,18 @@ def test_helpers():
     for b, n in [(8, 1), (8, 5), (8, 20), (64, 1000), (8, 16), (4, 3)]:
         g = sampler_lib.group_size(b, n)
         assert 1 <= g <= b and (g * n) % b == 0
+
+
+def test_sample_benchmark_reports_measured_rates():
+    import argparse
+
+    from coderl_jax.benchmarks import sample as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--size", "tiny", "--batch", "2", "--src-len", "8",
+                              "--new-tokens", "4", "--repeats", "1"])
+    out = bench.run(args)
+    assert out["tokens_per_s"] > 0 and out["compile_s"] >= 0
+    if "reference_tokens_per_s" in out:  # torch installed
+        assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])

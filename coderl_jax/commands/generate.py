@@ -160,6 +160,9 @@ def run(args) -> int:
         if out.is_file():
             done_lines += read_done_rows(out)
         done_lines += read_done_rows(part)
+    elif part.is_file():
+        print(f"coderl generate: discarding {part} of an earlier run (--resume continues it)",
+              file=sys.stderr)
     done, kept = set(), []
     for line in done_lines:  # OUT then OUT.partial: keep the first row of each pair
         row = json.loads(line)
@@ -195,20 +198,25 @@ def run(args) -> int:
         sampler = Sampler(config, params, mesh=mesh, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
                           sampling=sampling)
-        with open(part, "a", encoding="utf-8") as f, \
-                tqdm(total=total, desc="generate", unit="prog", file=sys.stderr,
-                     disable=None) as bar:
-            for s in sampler.sample(requests, seed=args.seed):
-                problem = by_index[s.request_index]
-                completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
-                row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
-                       "prompt_ids": list(requests[s.request_index].prompt_ids),
-                       "output_ids": s.output_ids, "code": _code_for(problem, completion),
-                       "logprob": s.logprob}
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                bar.update(1)
-            os.fsync(f.fileno())
+        try:
+            with open(part, "a", encoding="utf-8") as f, \
+                    tqdm(total=total, desc="generate", unit="prog", file=sys.stderr,
+                         disable=None) as bar:
+                for s in sampler.sample(requests, seed=args.seed):
+                    problem = by_index[s.request_index]
+                    completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
+                    row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
+                           "prompt_ids": list(requests[s.request_index].prompt_ids),
+                           "output_ids": s.output_ids, "code": _code_for(problem, completion),
+                           "logprob": s.logprob}
+                    f.write(json.dumps(row) + "\n")
+                    f.flush()
+                    bar.update(1)
+                os.fsync(f.fileno())
+        except KeyboardInterrupt:
+            print(f"coderl generate: kept {len(read_done_rows(part))} programs in {part}; "
+                  "rerun with --resume to continue", file=sys.stderr)
+            raise
     os.replace(part, out)
     print(f"wrote {len(done) + total} programs to {out}", file=sys.stderr)
     return 0

@@ -87,6 +87,15 @@ def group_size(batch_size: int, num_samples: int) -> int:
     return batch_size // math.gcd(batch_size, num_samples)
 
 
+def _to_host(x: jax.Array) -> np.ndarray:
+    """A global array on the host (gathered across processes on multi-host meshes)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def _rules(rules: tuple):
     """Logical-axis rules for tracing (model activations are logically constrained)."""
     return nn.logical_axis_rules(rules) if rules else contextlib.nullcontext()
@@ -250,7 +259,7 @@ class Sampler:
                 self._put_rows(row_hash.astype(np.uint32)),
                 self._put_rows(row_sample.astype(np.int32)), np.int32(seed),
                 self._put_rows(prefix), self._put_rows(prefix_len), prefix_len_max=pb)
-        return np.asarray(tokens), np.asarray(logprobs), np.asarray(lengths)
+        return _to_host(tokens), _to_host(logprobs), _to_host(lengths)
 
     # ---- host loop ----------------------------------------------------------------------------
 
