@@ -53,7 +53,7 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
     unknown = sorted(set(cfg.keys()) - known)
     if unknown:
         raise UserError(f"unknown config section(s): {', '.join(unknown)}")
-    model = _section(cfg, "model")
+    model = {k: v for k, v in _section(cfg, "model").items() if v is not None}
     size = model.pop("size", None)
     model_cfg = model_preset(size, **model) if size else from_config_dict(ModelConfig, model)
     mesh = _tuples(_section(cfg, "mesh"), "ici_parallelism", "dcn_parallelism",
@@ -153,7 +153,9 @@ def train_stage(run: RunConfig, workdir: str | Path, source: Any = None, progres
 def base_config(size: str = "tiny", stage: str = "warmup") -> ml_collections.ConfigDict:
     """A ConfigDict with every section at its dataclass defaults (configs/*.py start here)."""
     cfg = ml_collections.ConfigDict()
-    cfg.model = ml_collections.ConfigDict({"size": size})
+    # model: a preset size plus per-field overrides (None = the preset's value)
+    cfg.model = ml_collections.ConfigDict(
+        {"size": size, **{f.name: None for f in dataclasses.fields(ModelConfig)}})
     for name, cls in (("critic", CriticConfig), ("train", TrainConfig),
                       ("optimizer", OptimizerConfig), ("checkpoint", CheckpointConfig),
                       ("mesh", MeshConfig), ("data", DataConfig), ("rl", RLConfig)):

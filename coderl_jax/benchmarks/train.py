@@ -1,0 +1,160 @@
+"""`coderl benchmark train`: training tokens/s (forward + backward + AdamW) vs HF PyTorch T5.
+
+Both sides train a random-weight model of the same shape (SPEC §7) on the same random batch of
+`--batch` rows of `--src-len` source + `--tgt-len` target tokens (every token real), with dropout
+0.1, AdamW and global-norm clipping at 1.0. Tokens/s counts source + target tokens per second of
+`--steps` timed steps after one untimed warm-up step (compilation is reported separately). The
+reference is `transformers.T5ForConditionalGeneration` + `torch.optim.AdamW`, run in the same
+process after ours when torch is installed. Peak host memory is the process's max RSS after each
+side (ru_maxrss only grows, so the second figure covers both).
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import numpy as np
+
+from coderl_jax.errors import UserError
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"],
+                   help="model shape (SPEC §7)")
+    p.add_argument("--batch", type=int, default=8, help="rows per step")
+    p.add_argument("--src-len", type=int, default=256, help="source tokens per row")
+    p.add_argument("--tgt-len", type=int, default=256, help="target tokens per row")
+    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="our compute dtype (the reference always runs float32)")
+    p.add_argument("--remat", action="store_true", help="rematerialise layers (ours)")
+    p.add_argument("--no-reference", action="store_true", help="skip HF PyTorch")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def _batch(args, vocab: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(args.seed)
+    b, s, t = args.batch, args.src_len, args.tgt_len
+    return {"encoder_ids": rng.integers(3, vocab, (b, s)).astype(np.int32),
+            "encoder_mask": np.ones((b, s), np.int32),
+            "targets": rng.integers(3, vocab, (b, t)).astype(np.int32),
+            "target_mask": np.ones((b, t), np.int32)}
+
+
+def _ours(args, config, batch) -> dict:
+    import jax
+
+    from coderl_jax import partitioning
+    from coderl_jax.config import MeshConfig, OptimizerConfig
+    from coderl_jax.models import t5
+    from coderl_jax.train import state as st
+    from coderl_jax.train import steps
+
+    mesh = partitioning.make_mesh(MeshConfig())
+    if args.batch % partitioning.batch_size_divisor(mesh):
+        raise UserError(f"--batch {args.batch} must be a multiple of the {mesh.size} devices")
+    tx, schedule = st.make_optimizer(OptimizerConfig(learning_rate=1e-4, schedule="constant"),
+                                     args.steps + 1)
+    state, shardings = st.create_train_state(lambda r: t5.init_params(config, r),
+                                             t5.param_logical_axes(config), tx, mesh,
+                                             jax.random.key(args.seed))
+    opts = steps.StepOptions(dropout=True)
+    step = steps.make_train_step(steps.actor_objective(t5.T5(config), opts), tx, schedule, opts,
+                                 mesh, shardings)
+    placed = partitioning.shard_batch(batch, mesh)
+    rng = jax.random.key(args.seed + 1)
+    t0 = time.perf_counter()
+    state, metrics = step(state, placed, rng)
+    first_loss = float(metrics["loss"])  # waits for the first (compiling) step
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        state, metrics = step(state, placed, jax.random.fold_in(rng, i + 1))
+    last_loss = float(jax.block_until_ready(metrics["loss"]))
+    seconds = time.perf_counter() - t0
+    return {"seconds_per_step": seconds / args.steps, "compile_seconds": max(first - seconds /
+                                                                             args.steps, 0.0),
+            "first_loss": first_loss, "last_loss": last_loss, "devices": mesh.size,
+            "params": st.param_count(state.params)}
+
+
+def _reference(args, config, batch) -> dict:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(args.seed)
+    hf = T5Config(vocab_size=config.vocab_size, d_model=config.d_model, d_kv=config.d_kv,
+                  d_ff=config.d_ff, num_layers=config.num_encoder_layers,
+                  num_decoder_layers=config.num_decoder_layers, num_heads=config.num_heads,
+                  relative_attention_num_buckets=config.relative_attention_num_buckets,
+                  relative_attention_max_distance=config.relative_attention_max_distance,
+                  dropout_rate=config.dropout_rate, layer_norm_epsilon=config.layer_norm_epsilon,
+                  feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0,
+                  eos_token_id=2, decoder_start_token_id=0)
+    model = T5ForConditionalGeneration(hf)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    inputs = {"input_ids": torch.from_numpy(batch["encoder_ids"].astype(np.int64)),
+              "attention_mask": torch.from_numpy(batch["encoder_mask"].astype(np.int64)),
+              "labels": torch.from_numpy(batch["targets"].astype(np.int64)),
+              "decoder_attention_mask": torch.from_numpy(batch["target_mask"].astype(np.int64))}
+
+    def step() -> float:
+        loss = model(**inputs).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    first_loss = step()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        last_loss = step()
+    seconds = time.perf_counter() - t0
+    return {"seconds_per_step": seconds / args.steps, "first_loss": first_loss,
+            "last_loss": last_loss, "threads": torch.get_num_threads()}
+
+
+def run(args) -> dict:
+    from coderl_jax.config import model_preset
+
+    for flag, v in (("--batch", args.batch), ("--src-len", args.src_len),
+                    ("--tgt-len", args.tgt_len), ("--steps", args.steps)):
+        if v < 1:
+            raise UserError(f"{flag} must be >= 1, got {v}")
+    config = model_preset(args.size, dtype=args.dtype, remat=bool(args.remat))
+    batch = _batch(args, config.vocab_size)
+    tokens = args.batch * (args.src_len + args.tgt_len)
+    ours = _ours(args, config, batch)
+    result = {"size": args.size, "batch": args.batch, "src_len": args.src_len,
+              "tgt_len": args.tgt_len, "steps": args.steps, "dtype": args.dtype,
+              "params": ours["params"], "devices": ours["devices"],
+              "tokens_per_s": tokens / ours["seconds_per_step"],
+              "seconds_per_step": ours["seconds_per_step"],
+              "compile_seconds": ours["compile_seconds"],
+              "first_loss": ours["first_loss"], "last_loss": ours["last_loss"],
+              "peak_host_memory_mb": _peak_rss_mb()}
+    if args.no_reference:
+        return result
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        result["reference"] = "torch/transformers not installed"
+        return result
+    ref = _reference(args, config, batch)
+    result.update({"reference_tokens_per_s": tokens / ref["seconds_per_step"],
+                   "reference_seconds_per_step": ref["seconds_per_step"],
+                   "reference_first_loss": ref["first_loss"],
+                   "reference_last_loss": ref["last_loss"],
+                   "reference_threads": ref["threads"],
+                   "ratio": ref["seconds_per_step"] / ours["seconds_per_step"],
+                   "peak_host_memory_with_reference_mb": _peak_rss_mb()})
+    return result
