@@ -22,15 +22,15 @@ from coderl_jax.train import steps
 N_STEPS = 3
 
 
-def trajectory(ici, num_microbatches=1, dropout=False):
+def trajectory(ici, num_microbatches=1, dropout=False, config=TINY):
     """Per-step (loss, grad norm) and final state of N_STEPS actor steps on an `ici` mesh."""
     mesh = partitioning.make_mesh(MeshConfig(ici_parallelism=ici), mesh_devices(ici))
     tx, schedule = st.make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=1), 10)
-    state, shardings = st.create_train_state(functools.partial(t5.init_params, TINY),
-                                             t5.param_logical_axes(TINY), tx, mesh,
+    state, shardings = st.create_train_state(functools.partial(t5.init_params, config),
+                                             t5.param_logical_axes(config), tx, mesh,
                                              jax.random.key(0))
     opts = steps.StepOptions(num_microbatches=num_microbatches, dropout=dropout)
-    step = steps.make_train_step(steps.actor_objective(t5.T5(TINY), opts), tx, schedule, opts,
+    step = steps.make_train_step(steps.actor_objective(t5.T5(config), opts), tx, schedule, opts,
                                  mesh, shardings)
     out = []
     for i in range(N_STEPS):
@@ -75,6 +75,18 @@ def test_trajectory_on_2x2x2_with_microbatches_equals_1_device(reference):
 def test_dropout_trajectory_is_mesh_invariant():
     """With dropout on, 8 devices draw the same masks as 1 (partitionable threefry)."""
     _assert_same_run(trajectory((8, 1, 1), dropout=True), trajectory((1, 1, 1), dropout=True))
+
+
+@pytest.mark.slow
+def test_bfloat16_compute_with_remat_tracks_float32(reference):
+    """bfloat16 activations (float32 params, optimizer and loss) and rematerialised layers:
+    the same run within bfloat16 precision."""
+    import dataclasses
+
+    config = dataclasses.replace(TINY, dtype="bfloat16", remat=True)
+    traj, state = trajectory((2, 2, 2), config=config)
+    assert jax.tree.leaves(state.params)[0].dtype == jnp.float32
+    np.testing.assert_allclose(traj[:, 0], reference[0][:, 0], rtol=2e-2)
 
 
 # ----------------------------------------------------------------- gradients vs formulas
