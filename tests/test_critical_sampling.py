@@ -530,3 +530,29 @@ def test_compare_plain_vs_critical_same_budget(models, tokenizer, demo_items):
         assert s["num_samples"] == 2 * 6 and s["num_problems"] == 2
         assert set(s["k"]) == {1, 5, 6} and 0.0 <= s["pass@1"] <= 1.0 and "1@5" in s
     assert sum(out["origins"].values()) == 12 and out["origins"]["sample"] == 6
+
+
+@pytest.mark.slow
+def test_cli_compare(checkpoints, tmp_path, capsys):
+    from conftest import shared_path
+
+    out = tmp_path / "compare.json"
+    assert cli.main(["critical-sampling", "--compare", "--checkpoint", str(checkpoints / "actor"),
+                     "--critic", str(checkpoints / "critic"),
+                     "--tokenizer", str(shared_path("codet5_tokenizer")), "--problems", "demo",
+                     "--split", "heldout", "--limit", "2", "--out", str(out),
+                     "--num-samples", "2", "--rounds", "1", "--max-new-tokens", "8",
+                     "--max-target-len", "64", "--workers", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.loads(out.read_text())
+    assert record["budget"] == printed["budget"] == 4 and record["num_problems"] == 2
+    assert record["config"]["num_samples"] == 2 and record["command"].endswith("--compare")
+    plain = _read(tmp_path / "compare.plain.jsonl")
+    critical = _read(tmp_path / "compare.critical.jsonl")
+    assert len(plain) == len(critical) == 2 * 4
+    assert {r["origin"] for r in plain} == {"sample"}
+    # the printed numbers are those of the rows written
+    assert printed["plain"]["pass@1"] == pytest.approx(
+        cs.summarize_rows(plain, [1, 4])["pass@1"])
+    assert printed["critical"]["pass@4"] == pytest.approx(
+        cs.summarize_rows(critical, [1, 4])["pass@4"])

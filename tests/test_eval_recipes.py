@@ -250,3 +250,5 @@ def test_critical_sampling_and_repair_commands_run(env, capsys, monkeypatch):
     assert settings["paths"]["repair_checkpoint"] == str(w / "repair" / "model")
     mined = json.loads((w / "repair_data" / "repair_pairs.json").read_text())
     assert mined["pairs"] >= 1
+    compare = json.loads((w / "compare.json").read_text())
+    assert compare["budget"] == 4 and set(compare) >= {"plain", "critical", "origins"}

@@ -95,6 +95,10 @@ def register(sub) -> None:
                    help=f"problems taken through all rounds at once (default {d.block_size})")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
+    p.add_argument("--compare", action="store_true",
+                   help="instead: plain sampling vs critical sampling with the same budget "
+                        "(N*(rounds+1) per problem); OUT gets the JSON numbers, OUT.plain.jsonl "
+                        "and OUT.critical.jsonl the rows")
     p.set_defaults(func=run)
 
     sp = p.add_subparsers(dest="action", metavar="ACTION")
@@ -182,23 +186,9 @@ def _validate(args, paths) -> None:
 
 
 def _load_models(paths, mesh):
-    from coderl_jax import checkpoint_io
-    from coderl_jax.commands.generate import load_actor
-    from coderl_jax.inference.critical_sampling import Models
+    from coderl_jax.inference.critical_sampling import load_models
 
-    actor_cfg, actor_params = load_actor(paths["checkpoint"], mesh)
-    critic_params, critic_cfg, head = checkpoint_io.load_model(paths["critic"])
-    if head is None:
-        raise UserError(f"{paths['critic']} is an actor checkpoint; --critic needs a critic "
-                        "(trained with train.stage=critic)")
-    models = Models(actor_cfg, actor_params, critic_cfg, head, critic_params)
-    if paths["repair_checkpoint"]:
-        models.repair_config, models.repair_params = load_actor(paths["repair_checkpoint"], mesh)
-    for name, c in (("critic", critic_cfg), ("repair model", models.repair_config)):
-        if c is not None and c.vocab_size != actor_cfg.vocab_size:
-            raise UserError(f"the {name}'s vocabulary ({c.vocab_size}) differs from the actor's "
-                            f"({actor_cfg.vocab_size})")
-    return models
+    return load_models(paths["checkpoint"], paths["critic"], paths["repair_checkpoint"], mesh)
 
 
 def _git_commit() -> str | None:
@@ -235,6 +225,8 @@ def run(args) -> int:
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.tokenizer import load_tokenizer
 
+    if args.compare:
+        return run_compare(args, paths, cfg)
     t0 = time.perf_counter()
     problems = load_problems(paths["problems"], paths["split"])
     if args.limit:
@@ -309,6 +301,44 @@ def run(args) -> int:
     print(f"wrote {len(rows)} programs to {out} ({', '.join(f'{k} {v}' for k, v in origins.items())}"
           f"); settings in {settings_path(out).name}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in summary if "@" in k}))
+    return 0
+
+
+def run_compare(args, paths, cfg) -> int:
+    """`--compare`: plain vs critical sampling on the same problems and budget."""
+    from coderl_jax.data.sources import load_problems
+    from coderl_jax.files import write_json, write_jsonl
+    from coderl_jax.inference.critical_sampling import compare_plain_vs_critical
+    from coderl_jax.partitioning import make_mesh
+    from coderl_jax.tokenizer import load_tokenizer
+
+    if args.resume or paths["samples"]:
+        raise UserError("--compare samples both sets itself; drop --resume / --samples")
+    problems = load_problems(paths["problems"], paths["split"])
+    if args.limit:
+        problems = problems[: args.limit]
+    if not problems:
+        raise UserError(f"no problems in {paths['problems']}")
+    tokenizer = load_tokenizer(paths["tokenizer"])
+    mesh = make_mesh()
+    models = _load_models(paths, mesh)
+    print(f"comparing on {len(problems)} problems, {cfg.total_per_problem} programs each way",
+          file=sys.stderr)
+    result = compare_plain_vs_critical(models, tokenizer, problems, cfg, mesh=mesh,
+                                       return_rows=True)
+    rows = result.pop("rows")
+    out = Path(args.out)
+    stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
+    write_jsonl(out.with_name(stem + ".plain.jsonl"), rows["plain"])
+    write_jsonl(out.with_name(stem + ".critical.jsonl"), rows["critical"])
+    record = dict(settings_record(args, paths, cfg, problems), git_commit=_git_commit(),
+                  **result)
+    record["command"] = "critical-sampling --compare"
+    write_json(out, record)
+    keys = [k for k in result["plain"] if "@" in k]
+    print(json.dumps({"budget": result["budget"],
+                      "plain": {k: result["plain"][k] for k in keys},
+                      "critical": {k: result["critical"][k] for k in keys}}))
     return 0
 
 

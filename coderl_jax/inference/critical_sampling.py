@@ -311,6 +311,26 @@ class Models:
     repair_params: Any = None
 
 
+def load_models(actor: str, critic: str, repair: str | None = None, mesh=None) -> Models:
+    """Actor, critic and optional repair model from checkpoints (model folders or workdirs)."""
+    from coderl_jax import checkpoint_io
+    from coderl_jax.commands.generate import load_actor
+
+    actor_cfg, actor_params = load_actor(actor, mesh)
+    critic_params, critic_cfg, head = checkpoint_io.load_model(critic)
+    if head is None:
+        raise UserError(f"{critic} is an actor checkpoint; --critic needs a critic "
+                        "(trained with train.stage=critic)")
+    models = Models(actor_cfg, actor_params, critic_cfg, head, critic_params)
+    if repair:
+        models.repair_config, models.repair_params = load_actor(repair, mesh)
+    for name, c in (("critic", critic_cfg), ("repair model", models.repair_config)):
+        if c is not None and c.vocab_size != actor_cfg.vocab_size:
+            raise UserError(f"the {name}'s vocabulary ({c.vocab_size}) differs from the actor's "
+                            f"({actor_cfg.vocab_size})")
+    return models
+
+
 def program_code(problem: Problem, completion: str) -> str:
     """A complete program (SPEC §3): HumanEval prompts are followed by the completion."""
     if problem.source == "humaneval" and problem.prompt_text:
@@ -582,11 +602,13 @@ def plain_sampling_rows(models: Models, tokenizer, problems: Sequence[Problem],
 
 def compare_plain_vs_critical(models: Models, tokenizer, problems: Sequence[Problem],
                               cfg: CriticalSamplingConfig, *, ks: Sequence[int] | None = None,
-                              ns: Sequence[int] = (1, 5), mesh=None) -> dict:
+                              ns: Sequence[int] = (1, 5), mesh=None,
+                              return_rows: bool = False) -> dict:
     """Plain sampling vs critical sampling on `problems` with the same budget per problem
     (N * (rounds + 1) programs), both with the same sampler settings and seed, both evaluated on
     the hidden tests. Returns {"budget", "plain": summary, "critical": summary, "origins",
-    "seconds"} (summaries as `summarize_rows`; n@k ranks by critic score in both)."""
+    "seconds"} (summaries as `summarize_rows`; n@k ranks by critic score in both), plus
+    "rows": {"plain": [...], "critical": [...]} with `return_rows`."""
     import time
 
     from coderl_jax.execution.pool import ExecutionPool
@@ -602,6 +624,9 @@ def compare_plain_vs_critical(models: Models, tokenizer, problems: Sequence[Prob
     origins: dict[str, int] = {}
     for r in critical:
         origins[r["origin"]] = origins.get(r["origin"], 0) + 1
-    return {"budget": budget, "num_problems": len(problems),
-            "plain": summarize_rows(plain, ks, ns), "critical": summarize_rows(critical, ks, ns),
-            "origins": origins, "seconds": {"plain": t1 - t0, "critical": t2 - t1}}
+    out = {"budget": budget, "num_problems": len(problems),
+           "plain": summarize_rows(plain, ks, ns), "critical": summarize_rows(critical, ks, ns),
+           "origins": origins, "seconds": {"plain": t1 - t0, "critical": t2 - t1}}
+    if return_rows:
+        out["rows"] = {"plain": plain, "critical": critical}
+    return out
