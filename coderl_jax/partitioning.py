@@ -230,9 +230,17 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, global_batch: int | No
     (`host_row_range`) and `global_batch` gives the total.
     """
     sharding = data_sharding(mesh)
+    expected = None
+    if global_batch is not None:
+        start, stop = host_row_range(mesh, global_batch)
+        expected = stop - start
     out = {}
     for key, value in batch.items():
         value = np.asarray(value)
+        if expected is not None and (value.ndim == 0 or value.shape[0] != expected):
+            raise UserError(f"batch array {key!r} has {value.shape[0] if value.ndim else 0} "
+                            f"rows on this process; expected {expected} (global batch "
+                            f"{global_batch} over {jax.process_count()} process(es))")
         global_shape = None
         if global_batch is not None:
             global_shape = (global_batch,) + value.shape[1:]

@@ -104,3 +104,9 @@ def test_shard_batch_places_rows_over_data_and_fsdp():
     assert {s.data.shape for s in out.addressable_shards} == {(2, 3)}
     assert partitioning.host_row_range(mesh, 8) == (0, 8)
     assert partitioning.batch_size_divisor(mesh) == 4
+
+
+def test_shard_batch_checks_this_process_rows():
+    mesh = partitioning.make_mesh(MeshConfig(ici_parallelism=(8, 1, 1)))
+    with pytest.raises(UserError, match="has 4 rows on this process; expected 8"):
+        partitioning.shard_batch({"x": np.zeros((4, 2), np.int32)}, mesh, global_batch=8)

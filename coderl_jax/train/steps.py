@@ -285,7 +285,8 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation,
 
 
 def eval_step_fn(objective: Objective):
-    """`(params, batch) -> metrics` without dropout or an update (validation, best checkpoint)."""
+    """`(params, batch, step) -> metrics` without an update (validation). Build `objective`
+    with `StepOptions(dropout=False)` for a deterministic forward pass."""
 
     def step(params: Any, batch: Batch, step_number: jax.Array) -> Metrics:
         d = objective.denominators(batch)
