@@ -298,8 +298,9 @@ def run(args) -> int:
                                         summary=summary))
     part.unlink(missing_ok=True)
     part_settings.unlink(missing_ok=True)
-    print(f"wrote {len(rows)} programs to {out} ({', '.join(f'{k} {v}' for k, v in origins.items())}"
-          f"); settings in {settings_path(out).name}", file=sys.stderr)
+    made = ", ".join(f"{k} {v}" for k, v in origins.items())
+    print(f"wrote {len(rows)} programs to {out} ({made}); settings in "
+          f"{settings_path(out).name}", file=sys.stderr)
     print(json.dumps({k: summary[k] for k in summary if "@" in k}))
     return 0
 

@@ -184,7 +184,10 @@ def write_repair_dataset(pairs: Sequence[RepairPair], problems_by_id: Mapping[st
     into place. Returns {"written": n, "skipped": m, "path": out_dir}.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "repair_pairs.json").is_file():
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; give a folder for the repair dataset")
+    ours = (out_dir / "repair_pairs.json").is_file()
+    if out_dir.exists() and any(out_dir.iterdir()) and not ours:
         raise UserError(f"{out_dir} exists and is not a repair dataset; refusing to replace it")
     tmp = out_dir.parent / f".{out_dir.name}.writing"
     shutil.rmtree(tmp, ignore_errors=True)
