@@ -280,7 +280,7 @@ class RLConfig:
     eval_every: int = 0  # held-out evaluation every N steps (0: at the end only)
     # online RL
     num_samples: int = 4  # programs per problem and iteration (batch = problems x samples)
-    temperature: float = 1.0
+    temperature: float = 0.6  # CodeRL samples with 0.6 and top-p 0.95
     top_p: float = 0.95
     max_new_tokens: int = 0  # 0: data.max_target_len
     overlap_depth: int = 1  # executions in flight while the device samples/learns (0: serial)

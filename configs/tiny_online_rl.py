@@ -32,7 +32,7 @@ def get_config():
     cfg.rl.mode = "fixed"
     cfg.rl.baseline = "greedy"
     cfg.rl.num_samples = 4
-    cfg.rl.temperature = 1.0
+    cfg.rl.temperature = 0.6
     cfg.rl.top_p = 0.95
     cfg.rl.overlap_depth = 1
     cfg.rl.workers = 2

@@ -1,7 +1,7 @@
 """`coderl critic-data`: N sampled + 1 greedy program per problem, executed; critic / RL data.
 
     coderl critic-data --checkpoint WARMUP/model --problems demo --split train --out CD \
-        [--num-samples 20] [--temperature 1.0] [--top-p 0.95] [--workers 2] [--timeout 4]
+        [--num-samples 20] [--temperature 0.6] [--top-p 0.95] [--workers 2] [--timeout 4]
 
 What CodeRL does with `generate.py` (sampling, then greedy) and its unit-test scripts, in one
 command. Writes CD/programs.jsonl, CD/greedy.jsonl, CodeRL's CD/<problem>/gen_solutions.json and
@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--num-samples", type=int, default=20, help="sampled programs per problem "
                                                                 "(CodeRL: 20)")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline programs")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--temperature", type=float, default=0.6,
+                   help="sampling temperature (CodeRL's generate.sh: 0.6)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass (CodeRL: 0.95)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")

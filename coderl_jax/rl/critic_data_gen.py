@@ -1,9 +1,10 @@
 """Critic / RL training data: N sampled programs and one greedy program per problem, executed.
 
 CodeRL's recipe (`generate.py` with sampling, then its unit-test scripts): for each training
-problem sample N programs (paper: 20, temperature sampling with top-p 0.95) from the warmed-up
-actor plus one greedy program (the baseline of relative returns), run every program against the
-problem's unit tests, keep `result` / `error_type`. `generate_critic_data` writes, under OUT:
+problem sample N programs (paper: 20; temperature 0.6, top-p 0.95 as its generate.sh) from the
+warmed-up actor plus one greedy program (the baseline of relative returns), run every program
+against the problem's unit tests, keep `result` / `error_type`. `generate_critic_data` writes,
+under OUT:
 
     programs.jsonl                      one row per sample: SPEC §3 generate + run-tests fields
     greedy.jsonl                        one row per problem: the greedy program
@@ -83,7 +84,7 @@ def execute_rows(pool, problems_by_id: dict, rows: list[dict], desc: str = "exec
 
 
 def generate_critic_data(actor: str | tuple, problems: Sequence, out: str | Path, *,
-                         tokenizer=None, num_samples: int = 20, temperature: float = 1.0,
+                         tokenizer=None, num_samples: int = 20, temperature: float = 0.6,
                          top_p: float = 0.95, max_new_tokens: int = 512,
                          max_source_len: int = 600, batch_size: int = 8, seed: int = 0,
                          workers: int = 2, timeout: float = 4.0, mesh=None,
