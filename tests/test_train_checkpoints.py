@@ -141,7 +141,7 @@ def test_restore_without_checkpoint_is_a_user_error(tmp_path):
 def test_killed_run_restarts_from_last_complete_checkpoint(tmp_path):
     """SIGKILL a real training process while it checkpoints every step, restart it, and get
     the uninterrupted run's losses."""
-    steps = 12
+    steps = 8
     workdir = tmp_path / "killed"
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
