@@ -19,7 +19,6 @@ from train_helpers import mesh_devices
 from coderl_jax.config import CheckpointConfig
 from coderl_jax.errors import UserError
 from coderl_jax.train import checkpoints as ck
-from coderl_jax.train import state as st
 from coderl_jax.train.metrics import read_metrics
 
 STEPS = 4
