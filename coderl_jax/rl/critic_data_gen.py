@@ -18,6 +18,7 @@ Every file is written atomically. Identical programs of one problem run once (th
 from __future__ import annotations
 
 import collections
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -214,8 +215,19 @@ def write_tfds(folder: str | Path, samples: list[dict], greedy_rows: list[dict])
         splits["greedy"] = greedy_rows
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        builder = _builder_cls()(splits=splits, data_dir=str(tmp), file_format="array_record")
-        builder.download_and_prepare()
+        import tensorflow_datasets as tfds
+        from absl import logging as absl_logging
+
+        tfds.disable_progress_bar()  # our own bars already cover the slow parts
+        level = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.WARNING)
+        try:
+            builder = _builder_cls()(splits=splits, data_dir=str(tmp),
+                                     file_format="array_record")
+            with contextlib.redirect_stdout(sys.stderr):  # TFDS prints its notes to stdout
+                builder.download_and_prepare()
+        finally:
+            absl_logging.set_verbosity(level)
         prepared = Path(builder.data_dir).relative_to(tmp)
         if folder.exists():
             shutil.rmtree(folder)
