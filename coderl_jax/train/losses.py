@@ -13,20 +13,34 @@ def shift_right(targets: jax.Array, start_id: int = 0) -> jax.Array:
     return jnp.concatenate([start, targets[..., :-1]], axis=-1)
 
 
+def _target_logit_and_logsumexp(logits: jax.Array, targets: jax.Array
+                                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(logit of the target, logsumexp over the vocabulary, max logit), each [b, t], float32.
+
+    Written as target logit minus logsumexp rather than a gather from log_softmax: on XLA CPU
+    the gather's backward (a scatter into [b, t, vocab]) and argmax cost ~3x the matmul."""
+    # [b, t, v], [b, t] -> [b, t] x 3
+    logits = logits.astype(jnp.float32)
+    peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))  # [b, t, 1]
+    lse = jnp.log(jnp.exp(logits - peak).sum(axis=-1)) + peak[..., 0]
+    target = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return target, lse, peak[..., 0]
+
+
 def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """log p(target) at each position, in float32."""
     # [b, t, v], [b, t] -> [b, t]
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    target, lse, _ = _target_logit_and_logsumexp(logits, targets)
+    return target - lse
 
 
 def cross_entropy_sum(logits: jax.Array, targets: jax.Array, mask: jax.Array
                       ) -> tuple[jax.Array, jax.Array]:
     """(sum over real tokens of -log p(target), number of real tokens predicted correctly)."""
     mask = mask.astype(jnp.float32)
-    logp = token_log_probs(logits, targets)  # [b, t]
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)  # [b, t]
-    return -(logp * mask).sum(), (correct * mask).sum()
+    target, lse, peak = _target_logit_and_logsumexp(logits, targets)  # [b, t] x 3
+    correct = (target >= peak).astype(jnp.float32)  # the target is (one of) the top logits
+    return -((target - lse) * mask).sum(), (correct * mask).sum()
 
 
 def policy_gradient_sum(logits: jax.Array, targets: jax.Array, mask: jax.Array,
