@@ -1,0 +1,314 @@
+"""The demo (SPEC §8): every CodeRL stage on the bundled demo problems with the tiny model.
+
+warm-up → evaluate → critic data (sample + execute) → critic → offline RL (critic-scored
+returns) → evaluate → online RL → evaluate → plain vs critical sampling → export to PyTorch,
+all in one process (so compiled functions are shared), every stage under `<workdir>/<stage>`.
+Each actor is measured the same way: `eval.num_samples` programs per held-out problem, run on
+the hidden tests, pass@1 and pass@5 by the unbiased estimator. `report.py` turns the result
+into report.json, report.md and plots. Numbers depend only on the config and its seed.
+"""
+from __future__ import annotations
+
+import collections
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from coderl_jax.errors import UserError
+
+STAGE_DIRS = ("warmup", "critic_data", "critic", "offline_rl", "online_rl", "eval",
+              "critical_sampling", "export")
+STEPS = ("warm-up", "evaluate warm-up", "critic data", "critic", "offline RL",
+         "evaluate offline RL", "online RL", "evaluate online RL", "critical sampling", "export")
+OUTCOME_NAMES = {-2: "compile error", -1: "runtime error", 0: "failed tests", 1: "passed"}
+KS = (1, 5)
+
+
+def default_config_path() -> Path:
+    """configs/demo.py of the source tree this package runs from."""
+    return Path(__file__).resolve().parents[1] / "configs" / "demo.py"
+
+
+class Progress:
+    """One line per demo step on stderr: `[demo 3/10] critic data ... done in 12.3 s`."""
+
+    def __init__(self, names: Sequence[str], stream=sys.stderr):
+        self.names, self.stream, self.index = list(names), stream, 0
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.index += 1
+        print(f"[demo {self.index}/{len(self.names)}] {name} ...", file=self.stream, flush=True)
+        t0 = time.perf_counter()
+        out = fn()
+        self.seconds[name] = time.perf_counter() - t0
+        print(f"[demo {self.index}/{len(self.names)}] {name} done in {self.seconds[name]:.1f} s",
+              file=self.stream, flush=True)
+        return out
+
+
+# ------------------------------------------------------------------------------ measurement
+
+
+def outcome_mix(rows: Sequence[dict]) -> dict[str, float]:
+    """Fraction of rows per outcome (SPEC §4 classes)."""
+    counts = collections.Counter(int(r["result"]) for r in rows)
+    n = max(len(rows), 1)
+    return {name: counts.get(code, 0) / n for code, name in OUTCOME_NAMES.items()}
+
+
+def pass_at(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, float]:
+    """Mean over problems of the unbiased pass@k of the rows' hidden-test results."""
+    from coderl_jax.evaluation import pass_at_k
+
+    by_problem: dict[str, list[bool]] = collections.defaultdict(list)
+    for r in rows:
+        by_problem[r["problem_id"]].append(int(r["result"]) == 1)
+    out = {}
+    for k in ks:
+        if any(len(v) < k for v in by_problem.values()):
+            raise UserError(f"pass@{k} needs at least {k} programs per problem")
+        out[f"heldout_pass@{k}"] = float(np.mean([pass_at_k(len(v), sum(v), k)
+                                                  for v in by_problem.values()]))
+    return out
+
+
+def evaluate_actor(model_config, params, problems, tokenizer, ev, seed: int, pool,
+                   progress: bool = True) -> tuple[dict, list[dict]]:
+    """Sample `ev.num_samples` programs per problem, run the hidden tests, measure."""
+    from coderl_jax.data.sources import problems_by_id
+    from coderl_jax.inference.decoding import SamplingConfig
+    from coderl_jax.rl.critic_data_gen import execute_rows, sample_rows
+
+    t0 = time.perf_counter()
+    rows = sample_rows(model_config, params, problems, tokenizer, num_samples=ev.num_samples,
+                       sampling=SamplingConfig(temperature=ev.temperature, top_p=ev.top_p),
+                       batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
+                       max_source_len=ev.max_source_len, seed=seed, progress=progress)
+    t1 = time.perf_counter()
+    rows = execute_rows(pool, problems_by_id(list(problems)), rows, "execute", progress)
+    t2 = time.perf_counter()
+    tokens = sum(len(r["output_ids"]) for r in rows)
+    metrics = {**pass_at(rows), "outcomes": outcome_mix(rows), "programs": len(rows),
+               "sampling": {"seconds": t1 - t0, "programs_per_s": len(rows) / (t1 - t0),
+                            "tokens_per_s": tokens / (t1 - t0)},
+               "execution": {"seconds": t2 - t1, "programs_per_s": len(rows) / (t2 - t1)}}
+    return metrics, rows
+
+
+def training_summary(result, workdir: Path) -> dict:
+    """Steps, time, tokens/s and the last logged metrics of a finished training stage."""
+    last = {k: float(v) for k, v in result.last_metrics.items()
+            if isinstance(v, (int, float, np.floating, np.integer))}
+    return {"steps": int(result.steps_run), "seconds": float(result.seconds),
+            "tokens_per_s": float(result.tokens_per_s), "last": last,
+            "metrics_file": str(workdir / "metrics.jsonl")}
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def torch_logit_diff(hf_dir: Path, model_config, params, problems, tokenizer,
+                     max_source_len: int, max_target_len: int) -> float | None:
+    """Max |logit difference| between our model and the exported HF model in PyTorch on a few
+    held-out prompts with their reference programs; None when torch/transformers are absent."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    import jax.numpy as jnp
+
+    from coderl_jax.data.pipeline import PipelineConfig, make_batches
+    from coderl_jax.models import t5
+
+    cfg = PipelineConfig(batch_size=4, max_source_len=max_source_len,
+                         max_target_len=max_target_len, shuffle=False, num_epochs=1)
+    batch = next(iter(make_batches("warmup", tokenizer, cfg, problems=list(problems)[:4])))
+    dec_in = np.array(t5.shift_right(jnp.asarray(batch["targets"]), 0))  # writable for torch
+    ours = np.asarray(t5.T5(model_config).apply(
+        {"params": params}, batch["encoder_ids"], batch["encoder_mask"], dec_in,
+        batch["target_mask"]))  # [b, t, vocab]
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.as_tensor(batch["encoder_ids"], dtype=torch.long),
+                    attention_mask=torch.as_tensor(batch["encoder_mask"], dtype=torch.long),
+                    decoder_input_ids=torch.as_tensor(dec_in, dtype=torch.long),
+                    decoder_attention_mask=torch.as_tensor(batch["target_mask"],
+                                                           dtype=torch.long)).logits.numpy()
+    real = batch["target_mask"].astype(bool)  # compare at real target positions
+    return float(np.abs(ours - theirs)[real].max())
+
+
+# -------------------------------------------------------------------------------------- run
+
+
+def stage_config(cfg: ml_collections.ConfigDict, name: str, seed: int, tokenizer: str,
+                 **fields) -> Any:
+    """The typed RunConfig of one training stage with the demo's seed and paths filled in."""
+    from coderl_jax.train.run import run_config
+
+    stage = ml_collections.ConfigDict(cfg[name].to_dict())
+    stage.train.seed = seed
+    stage.data.shuffle_seed = seed
+    stage.data.tokenizer = tokenizer
+    for key, value in fields.items():
+        section, field = key.split("__")
+        stage[section][field] = value
+    return run_config(stage)
+
+
+def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True
+             ) -> dict:
+    """Run every stage in `workdir` (its demo folders are replaced) and write the report."""
+    from coderl_jax import checkpoint_io, convert
+    from coderl_jax.data.demo import load_demo
+    from coderl_jax.execution.pool import ExecutionPool
+    from coderl_jax.files import write_json, write_jsonl
+    from coderl_jax.inference import critical_sampling as cs
+    from coderl_jax.report import write_report
+    from coderl_jax.rl.critic_data_gen import generate_critic_data
+    from coderl_jax.rl.critic_train import read_eval
+    from coderl_jax.rl.online import read_stats
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.run import train_stage
+
+    t_start = time.perf_counter()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in STAGE_DIRS:
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    seed = int(cfg.seed)
+    tokenizer = load_tokenizer(cfg.tokenizer or None)
+    tok_path = str(tokenizer.path or "")
+    train_problems, heldout = load_demo("train"), load_demo("heldout")
+    ev = ml_collections.ConfigDict(cfg.eval.to_dict())
+    ev.max_source_len = int(cfg.warmup.data.max_source_len)
+    if ev.limit:
+        heldout = heldout[:ev.limit]
+    steps = Progress(STEPS)
+    report: dict[str, Any] = {"seed": seed, "stages": {}, "config": cfg.to_dict(),
+                              "problems": {"train": len(train_problems),
+                                           "heldout": len(heldout)}}
+    stages = report["stages"]
+
+    def train(name: str, **fields):
+        run = stage_config(cfg, name, seed, tok_path, **fields)
+        return training_summary(train_stage(run, workdir / name, progress=progress),
+                                workdir / name)
+
+    def load_actor(name: str):
+        params, model_cfg, _ = checkpoint_io.load_model(workdir / name / "model")
+        return model_cfg, params
+
+    with ExecutionPool(workers=int(ev.workers), timeout=float(ev.timeout)) as pool:
+        def evaluate(name: str) -> None:
+            model_cfg, params = load_actor(name)
+            metrics, rows = evaluate_actor(model_cfg, params, heldout, tokenizer, ev, seed,
+                                           pool, progress)
+            write_jsonl(workdir / "eval" / f"{name}.jsonl", rows)
+            stages[name].update(metrics)
+
+        stages["warmup"] = {"training": steps.run("warm-up", lambda: train("warmup"))}
+        steps.run("evaluate warm-up", lambda: evaluate("warmup"))
+
+        cd = cfg.critic_data
+        report["critic_data"] = steps.run("critic data", lambda: generate_critic_data(
+            load_actor("warmup"), train_problems[:cd.limit] if cd.limit else train_problems,
+            workdir / "critic_data", tokenizer=tokenizer,
+            num_samples=cd.num_samples, temperature=cd.temperature, top_p=cd.top_p,
+            max_new_tokens=cd.max_new_tokens, max_source_len=ev.max_source_len,
+            batch_size=cd.batch_size, seed=seed, workers=cd.workers, timeout=cd.timeout,
+            progress=progress))
+
+        critic_training = steps.run("critic", lambda: train(
+            "critic", data__programs=str(workdir / "critic_data"),
+            train__init_checkpoint=str(workdir / "warmup" / "model")))
+        critic_eval = read_eval(workdir / "critic")
+        if critic_eval is None:
+            raise UserError(f"the critic stage wrote no held-out evaluation under "
+                            f"{workdir / 'critic'}")
+        report["critic"] = {**{k: critic_eval[k] for k in (
+            "accuracy", "majority_baseline", "majority_class", "num_programs",
+            "per_class_accuracy", "support")}, "training": critic_training}
+        critic_model = str(workdir / "critic" / "model")
+
+        stages["offline_rl"] = {"training": steps.run("offline RL", lambda: train(
+            "offline_rl", data__programs=str(workdir / "critic_data"),
+            train__init_checkpoint=str(workdir / "warmup" / "model"),
+            rl__critic_checkpoint=critic_model))}
+        steps.run("evaluate offline RL", lambda: evaluate("offline_rl"))
+
+        stages["online_rl"] = {"training": steps.run("online RL", lambda: train(
+            "online_rl", train__init_checkpoint=str(workdir / "offline_rl" / "model"),
+            rl__critic_checkpoint=critic_model))}
+        stages["online_rl"]["online"] = read_stats(workdir / "online_rl")
+        steps.run("evaluate online RL", lambda: evaluate("online_rl"))
+
+    c = cfg.critical_sampling
+    cs_cfg = cs.CriticalSamplingConfig(
+        num_samples=c.num_samples, rounds=c.rounds, top_m=c.top_m, temperature=c.temperature,
+        top_p=c.top_p, max_new_tokens=c.max_new_tokens, max_source_len=ev.max_source_len,
+        max_target_len=c.max_new_tokens, batch_size=c.batch_size, seed=seed,
+        workers=int(ev.workers), timeout=float(ev.timeout))
+
+    def critical() -> dict:
+        models = cs.load_models(str(workdir / "online_rl" / "model"), critic_model)
+        out = cs.compare_plain_vs_critical(models, tokenizer, heldout, cs_cfg, ks=KS,
+                                           return_rows=True)
+        rows = out.pop("rows")
+        for kind in ("plain", "critical"):
+            write_jsonl(workdir / "critical_sampling" / f"{kind}.jsonl", rows[kind])
+        write_json(workdir / "critical_sampling" / "compare.json", out)
+        return {**pass_at(rows["critical"]), "outcomes": outcome_mix(rows["critical"]),
+                "budget_per_problem": out["budget"], "origins": out["origins"],
+                "n@k": {k: v for k, v in out["critical"].items() if "@" in k and k[0] != "p"},
+                "seconds": out["seconds"]["critical"],
+                "plain_same_budget": {**pass_at(rows["plain"]),
+                                      "outcomes": outcome_mix(rows["plain"]),
+                                      "seconds": out["seconds"]["plain"]},
+                "calibration_rows": [(float(r["critic_score"]), int(r["result"]) == 1)
+                                     for r in rows["plain"] if r.get("critic_score") is not None]}
+
+    stages["critical_sampling"] = steps.run("critical sampling", critical)
+    report["critic"]["calibration"] = calibration(
+        stages["critical_sampling"].pop("calibration_rows"))
+
+    def export() -> dict:
+        out = workdir / "export"
+        convert.to_hf(workdir / "online_rl" / "model", out / "actor_hf")
+        convert.to_hf(critic_model, out / "critic_hf")
+        model_cfg, params = load_actor("online_rl")
+        diff = torch_logit_diff(out / "actor_hf", model_cfg, params, heldout, tokenizer,
+                                ev.max_source_len, int(cfg.warmup.data.max_target_len))
+        return {"path": str(out / "actor_hf"), "critic_path": str(out / "critic_hf"),
+                "max_abs_logit_diff": diff}
+
+    report["export"] = steps.run("export", export)
+    report["step_seconds"] = steps.seconds
+    report["seconds"] = time.perf_counter() - t_start
+    write_report(report, workdir)
+    return report
+
+
+def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict:
+    """Reliability table of the critic's P(passed) on held-out programs it never trained on:
+    per equal-width bin, the mean predicted probability and the observed pass rate."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    table = []
+    scores = np.asarray([p for p, _ in pairs], np.float64)
+    passed = np.asarray([ok for _, ok in pairs], np.float64)
+    for i in range(bins):
+        hi_ok = scores <= edges[i + 1] if i == bins - 1 else scores < edges[i + 1]
+        sel = (scores >= edges[i]) & hi_ok
+        table.append({"low": float(edges[i]), "high": float(edges[i + 1]),
+                      "programs": int(sel.sum()),
+                      "mean_predicted": float(scores[sel].mean()) if sel.any() else None,
+                      "pass_rate": float(passed[sel].mean()) if sel.any() else None})
+    return {"programs": len(pairs), "bins": table,
+            "brier": float(np.mean((scores - passed) ** 2)) if len(pairs) else None}

@@ -1,0 +1,59 @@
+"""`coderl demo` / `make demo`: the whole CodeRL loop on the bundled demo problems, tiny model.
+
+    coderl demo --workdir demo_workdir [--config configs/demo.py] [--config.warmup.train.num_steps=N]
+
+Each training stage is the tiny config of that stage (configs/tiny*.py) with the demo's
+settings below; `eval` is how every stage's actor is measured on the held-out demo problems,
+`critic_data` and `critical_sampling` are the settings of those steps. Sized for 2 CPU cores
+and at most 15 minutes end to end: the prompts of the demo problems are at most 209 tokens and
+their reference programs at most 88, hence the lengths.
+"""
+from pathlib import Path
+
+import ml_collections
+
+from coderl_jax.config import load_config
+
+HERE = Path(__file__).resolve().parent
+SOURCE_LEN, TARGET_LEN = 224, 96
+
+
+def _stage(name: str, **fields) -> ml_collections.ConfigDict:
+    """configs/<name>.py with `section__field=value` overrides."""
+    cfg = load_config(HERE / f"{name}.py")
+    cfg.data.max_source_len = SOURCE_LEN
+    cfg.data.max_target_len = TARGET_LEN
+    cfg.model.dropout_rate = 0.0  # a few hundred steps on 600 programs: dropout only slows it
+    cfg.checkpoint.every_steps = 100_000  # the final model is saved anyway
+    for key, value in fields.items():
+        section, field = key.split("__")
+        cfg[section][field] = value
+    return cfg
+
+
+def get_config() -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict()
+    cfg.seed = 0
+    cfg.tokenizer = ""  # "" = $CODERL_TOKENIZER or ../shared/codet5_tokenizer
+    # actor warm-up: cross-entropy on the reference programs of the 299 training problems
+    cfg.warmup = _stage("tiny", train__num_steps=600, train__batch_size=16, train__log_every=25,
+                        optimizer__learning_rate=1e-2, optimizer__warmup_steps=20)
+    # N samples + 1 greedy program per training problem, executed (the critic's and RL's data)
+    cfg.critic_data = ml_collections.ConfigDict(dict(
+        num_samples=4, temperature=0.6, top_p=1.0, max_new_tokens=TARGET_LEN, batch_size=64,
+        workers=2, timeout=4.0, limit=0))  # limit: first N training problems (0: all 299)
+    cfg.critic = _stage("tiny_critic", train__num_steps=150, train__batch_size=16,
+                        optimizer__learning_rate=3e-3, rl__eval_fraction=0.1)
+    cfg.offline_rl = _stage("tiny_offline_rl", train__num_steps=60, train__batch_size=16,
+                            optimizer__learning_rate=1e-3)
+    cfg.online_rl = _stage("tiny_online_rl", train__num_steps=40, train__batch_size=16,
+                           optimizer__learning_rate=1e-3, rl__top_p=1.0, rl__num_samples=4)
+    # how each stage's actor is measured: samples per held-out problem -> pass@1, pass@5
+    cfg.eval = ml_collections.ConfigDict(dict(
+        num_samples=10, temperature=0.6, top_p=1.0, max_new_tokens=TARGET_LEN, batch_size=80,
+        limit=0, workers=2, timeout=4.0))  # limit: first N held-out problems (0: all 81)
+    # critical sampling with the final actor and the critic, same budget as `eval`
+    cfg.critical_sampling = ml_collections.ConfigDict(dict(
+        num_samples=5, rounds=1, top_m=2, temperature=0.6, top_p=1.0,
+        max_new_tokens=TARGET_LEN, batch_size=80))
+    return cfg

@@ -1,0 +1,128 @@
+"""`coderl demo` at miniature scale: every stage runs, the report holds SPEC §8's numbers,
+the plots are images, the export reloads in PyTorch with the same logits, and a second run
+with the same seed gives the same numbers."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, shared_path
+
+# every stage, as small as it goes: a few steps each, 6 held-out problems, 20 training problems'
+# critic data
+MINI = ["warmup.train.num_steps=6", "critic.train.num_steps=3", "offline_rl.train.num_steps=2",
+        "online_rl.train.num_steps=2", "eval.limit=6", "eval.num_samples=5",
+        "critic_data.num_samples=2", "critic_data.limit=24", "critical_sampling.num_samples=3",
+        "critical_sampling.rounds=1"]
+TIMING_KEYS = {"seconds", "step_seconds", "sampling", "execution", "training", "online",
+               "sample_seconds", "execute_seconds", "tokens_per_s", "path", "critic_path",
+               "config"}
+
+
+def measured(x):
+    """The report without timings and paths: what must repeat exactly under the same seed."""
+    if isinstance(x, dict):
+        return {k: measured(v) for k, v in x.items() if k not in TIMING_KEYS}
+    if isinstance(x, list):
+        return [measured(v) for v in x]
+    return x
+
+
+def fractions(report):
+    for stage, r in report["stages"].items():
+        yield stage, r["heldout_pass@1"]
+        yield stage, r["heldout_pass@5"]
+    yield "critic", report["critic"]["accuracy"]
+    yield "critic", report["critic"]["majority_baseline"]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """Two runs of the miniature demo with the same seed: the CLI, then the library."""
+    tokenizer_dir = shared_path("codet5_tokenizer")
+    from coderl_jax.config import load_config
+    from coderl_jax.demo import default_config_path, run_demo
+
+    first = tmp_path_factory.mktemp("demo1")
+    overrides = [f"--config.{o}" for o in MINI + [f"tokenizer={tokenizer_dir}"]]
+    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir", str(first),
+                           "--no-progress", *overrides], cwd=REPO, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = tmp_path_factory.mktemp("demo2")
+    cfg = load_config(default_config_path(), MINI + [f"tokenizer={tokenizer_dir}"])
+    run_demo(cfg, second, progress=False)
+    return first, second, proc
+
+
+@pytest.mark.slow
+def test_demo_report_has_every_stage(demo_runs):
+    workdir, _, proc = demo_runs
+    report = json.loads((workdir / "report.json").read_text())
+    assert set(report["stages"]) == {"warmup", "offline_rl", "online_rl", "critical_sampling"}
+    for stage, value in fractions(report):
+        assert 0.0 <= value <= 1.0, (stage, value)
+    assert report["problems"] == {"train": 299, "heldout": 6}
+    assert report["seconds"] > 0 and all(v > 0 for v in report["step_seconds"].values())
+    # each stage trained the steps asked for and logged them
+    assert report["stages"]["warmup"]["training"]["steps"] == 6
+    assert report["critic"]["training"]["steps"] == 3
+    assert report["stages"]["online_rl"]["training"]["steps"] == 2
+    # eval: 6 problems x 5 samples, outcome shares sum to 1
+    for stage in ("warmup", "offline_rl", "online_rl"):
+        r = report["stages"][stage]
+        assert r["programs"] == 30
+        assert math.isclose(sum(r["outcomes"].values()), 1.0)
+        assert r["heldout_pass@1"] <= r["heldout_pass@5"]
+    cs = report["stages"]["critical_sampling"]
+    assert cs["budget_per_problem"] == 6 and sum(cs["origins"].values()) == 36
+    assert report["critic_data"]["problems"] == 24 and report["critic_data"]["samples"] == 48
+    assert report["critic"]["calibration"]["programs"] == 36
+    # the export is a transformers folder whose logits match ours (tested at 1e-5 elsewhere;
+    # here a loose bound: it is the demo's own end-to-end check)
+    assert (workdir / "export" / "actor_hf" / "config.json").is_file()
+    assert report["export"]["max_abs_logit_diff"] is not None
+    assert report["export"]["max_abs_logit_diff"] < 1e-4
+    md = (workdir / "report.md").read_text()
+    assert "| warm-up |" in md and "| critical sampling |" in md
+    assert f"{cs['heldout_pass@1']:.3f}" in md
+    assert proc.stdout.endswith(md + "\n")  # the CLI ends by printing report.md
+    # progress goes to stderr as one line per step
+    assert proc.stderr.count("[demo ") == 20 and "[demo 10/10] export done" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_plots_are_images(demo_runs):
+    import matplotlib.image
+
+    workdir = demo_runs[0]
+    report = json.loads((workdir / "report.json").read_text())
+    assert len(report["plots"]) == 4
+    for name in report["plots"]:
+        image = matplotlib.image.imread(workdir / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
+        assert image.std() > 0, f"{name} is blank"
+
+
+@pytest.mark.slow
+def test_demo_same_seed_same_numbers(demo_runs):
+    first, second, _ = demo_runs
+    a = json.loads((first / "report.json").read_text())
+    b = json.loads((second / "report.json").read_text())
+    assert measured(a) == measured(b)
+    # and the programs themselves are the same
+    def programs(workdir):
+        rows = [json.loads(line) for line in (workdir / "eval" / "online_rl.jsonl").open()]
+        return [(r["problem_id"], r["sample_index"], r["code"], r["result"]) for r in rows]
+
+    assert programs(first) == programs(second)
+
+
+def test_demo_rejects_unknown_setting(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir",
+                           str(tmp_path), "--config.warmup.train.no_such_field=1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no_such_field" in proc.stderr
