@@ -1,0 +1,54 @@
+"""`coderl benchmark all`: one table of train / sample / execute throughput with references."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SMALL = ["--size", "tiny", "--batch", "8", "--src-len", "32", "--tgt-len", "16",
+         "--new-tokens", "8", "--steps", "2", "--limit", "16"]
+
+
+def _run(*flags):
+    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "benchmark", "all", *flags],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "XLA_FLAGS": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_all_json_has_every_row_and_reference():
+    result = json.loads(_run(*SMALL, "--json"))
+    assert [r["what"] for r in result["rows"]] == ["training", "sampling", "execution"]
+    for r in result["rows"]:
+        assert r["ours"] > 0 and r["reference"] > 0, r
+        assert r["ratio"] == pytest.approx(r["ours"] / r["reference"], rel=0.02), r
+    details = result["details"]
+    assert details["train"]["size"] == "tiny" and details["train"]["steps"] == 2
+    assert details["sample"]["new_tokens"] == 8
+    assert details["execute"]["programs"] == 16 and details["execute"]["passed"] == 16
+    assert result["platform"] == "cpu" and result["mfu"] is None  # no peak FLOPs for a CPU
+    assert result["peak_host_memory_mb"] > 100
+    assert result["train_flops_per_token"] > 0
+
+
+def test_benchmark_all_table_without_references():
+    out = _run(*SMALL, "--no-reference")
+    assert "| training | tokens/s |" in out and "| execution | programs/s |" in out
+    assert "model FLOPs utilisation (training): n/a on CPU" in out
+
+
+def test_train_flops_per_token_counts_lm_head_on_targets_only():
+    from coderl_jax.benchmarks.all import train_flops_per_token
+    from coderl_jax.config import model_preset
+
+    c = model_preset("tiny")
+    both = train_flops_per_token({"src_len": 64, "tgt_len": 64}, c)
+    more_targets = train_flops_per_token({"src_len": 32, "tgt_len": 96}, c)
+    # the 32100 x d LM head dominates the tiny model: more target tokens, more FLOPs per token
+    assert more_targets > both
+    assert both > 6 * c.d_model * c.vocab_size / 2
