@@ -84,7 +84,12 @@ def from_config_dict(cls, section: ml_collections.ConfigDict | dict | None):
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
-    """Import `path` (a python file with get_config()) and apply `a.b=v` overrides."""
+    """Import `path` (a python file with get_config()) and apply `a.b=v` overrides.
+
+    `FILE.py:ARG` calls get_config(ARG) (ml_collections' convention), e.g. a pod topology."""
+    path, arg = str(path), None
+    if not Path(path).is_file() and ":" in path:
+        path, arg = path.rsplit(":", 1)
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -96,7 +101,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ml_coll
         raise UserError(f"cannot load config {path}: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
         raise UserError(f"config {path} has no get_config()")
-    cfg = module.get_config()
+    if arg is None:
+        cfg = module.get_config()
+    else:
+        try:
+            cfg = module.get_config(arg)
+        except TypeError as e:
+            raise UserError(f"config {path} takes no argument (got {arg!r})") from e
     for item in overrides or []:
         apply_override(cfg, item)
     return cfg

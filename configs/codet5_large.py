@@ -10,10 +10,11 @@ tensorboard/ and the final model/ in the workdir; the training loss should fall 
 CodeT5's starting cross-entropy on APPS solutions. Without --config.train.init_checkpoint it
 trains from random initialisation (useful only for throughput checks).
 """
+from coderl_jax.topologies import apply_topology
 from coderl_jax.train.run import base_config
 
 
-def get_config():
+def get_config(topology: str | None = None):
     cfg = base_config(size="large", stage="warmup")
     cfg.model.dtype = "bfloat16"
     cfg.mesh.ici_parallelism = (1, -1, 1)
@@ -31,4 +32,5 @@ def get_config():
     cfg.data.split = ""
     cfg.data.max_source_len = 600
     cfg.data.max_target_len = 512
-    return cfg
+    return apply_topology(cfg, topology)
+

@@ -14,10 +14,11 @@ converted codet5-base checkpoint for that; the architecture comes from init_chec
 against the majority class (also metrics.jsonl `heldout/...` and critic_eval.json). Writes
 checkpoints/ every 1000 steps and the critic in model/ (rl.critic_checkpoint of the RL configs).
 """
+from coderl_jax.topologies import apply_topology
 from coderl_jax.train.run import base_config
 
 
-def get_config():
+def get_config(topology: str | None = None):
     cfg = base_config(size="large", stage="critic")
     cfg.critic.num_classes = 4
     cfg.model.dtype = "bfloat16"
@@ -42,4 +43,5 @@ def get_config():
     cfg.rl.critic_ground_truth = True
     cfg.rl.eval_fraction = 0.02
     cfg.rl.eval_every = 5000
-    return cfg
+    return apply_topology(cfg, topology)
+

@@ -11,10 +11,11 @@ samples the next (rl.overlap_depth=1), one RL + CE update. Prints the device idl
 execution-cache hit rate at the end (online_stats.json, metrics.jsonl `online/...`). Sampling
 runs on one process (multi-host online RL is not supported yet; use offline RL across hosts).
 """
+from coderl_jax.topologies import apply_topology
 from coderl_jax.train.run import base_config
 
 
-def get_config():
+def get_config(topology: str | None = None):
     cfg = base_config(size="large", stage="online_rl")
     cfg.model.dtype = "bfloat16"
     cfg.model.remat = True
@@ -42,4 +43,5 @@ def get_config():
     cfg.rl.overlap_depth = 1
     cfg.rl.workers = 32
     cfg.rl.timeout = 4.0
-    return cfg
+    return apply_topology(cfg, topology)
+

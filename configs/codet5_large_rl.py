@@ -15,10 +15,11 @@ warm-up, weight decay 0.05, each sample paired with a random ground-truth progra
 rl.mode=fixed sums RL + CE every step with real masks; --config.rl.mode=paper_faithful runs
 CodeRL's code as released (EOS-padded unmasked sources, alternating CE / RL steps).
 """
+from coderl_jax.topologies import apply_topology
 from coderl_jax.train.run import base_config
 
 
-def get_config():
+def get_config(topology: str | None = None):
     cfg = base_config(size="large", stage="offline_rl")
     cfg.model.dtype = "bfloat16"
     cfg.model.remat = True
@@ -44,4 +45,5 @@ def get_config():
     cfg.rl.mode = "fixed"
     cfg.rl.baseline = "greedy"
     cfg.rl.critic_checkpoint = ""
-    return cfg
+    return apply_topology(cfg, topology)
+

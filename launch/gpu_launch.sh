@@ -65,12 +65,15 @@ first_host() {
 }
 
 [[ -n $CONFIG ]] || die "--config is required"
-[[ $CONFIG == *.py ]] || die "--config '$CONFIG' must be a .py config file"
+CONFIG_FILE=${CONFIG%%:*}  # FILE.py[:TOPOLOGY]
+CONFIG_ARG=${CONFIG#"$CONFIG_FILE"}
+[[ $CONFIG_FILE == *.py ]] || die "--config '$CONFIG' must be a .py config file (FILE.py[:TOPOLOGY])"
 # A relative config is read from the current folder as coderl would, else from the checkout.
-if [[ ! -f $CONFIG && $CONFIG != /* && -f $DEFAULT_REPO/$CONFIG ]]; then
-  CONFIG="$DEFAULT_REPO/$CONFIG"
+if [[ ! -f $CONFIG_FILE && $CONFIG_FILE != /* && -f $DEFAULT_REPO/$CONFIG_FILE ]]; then
+  CONFIG_FILE="$DEFAULT_REPO/$CONFIG_FILE"
 fi
-[[ -f $CONFIG ]] || die "--config '$CONFIG' not found"
+[[ -f $CONFIG_FILE ]] || die "--config '$CONFIG_FILE' not found"
+CONFIG="$CONFIG_FILE$CONFIG_ARG"
 [[ -n $WORKDIR ]] || die "--workdir is required (a folder every node shares, or gs://)"
 for o in ${OVERRIDES[@]+"${OVERRIDES[@]}"}; do
   [[ $o =~ ^--config\.[A-Za-z0-9_.]+=.*$ ]] || die "override '$o' is not of the form --config.a.b=v"

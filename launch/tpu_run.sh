@@ -3,7 +3,8 @@
 #
 # Usage: launch/tpu_run.sh --name NAME --zone ZONE --config configs/X.py --workdir gs://B/RUN
 #                          [--project P] [--foreground] [-- --config.a.b=v ...]
-#   --config PATH     config file, relative to the checkout (checked to exist in --repo)
+#   --config PATH     config file, relative to the checkout (checked to exist in --repo);
+#                     FILE.py:TOPOLOGY picks a pod mesh (coderl_jax/topologies.py), e.g. :v4-32
 #   --workdir URI     a gs:// path: every host writes checkpoints and logs to the same place
 #   --repo DIR        the local checkout that was copied (default: the one holding this script)
 #   --remote-dir D    the copied checkout on the workers, relative to home (default: coderl-jax)
@@ -47,9 +48,9 @@ done
 check_common_tpu
 check_remote_dir "$REMOTE_DIR"
 [[ -n $CONFIG ]] || die "--config is required (e.g. configs/codet5_large_warmup.py)"
-[[ $CONFIG =~ ^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py$ && $CONFIG != *..* ]] \
-  || die "--config '$CONFIG' must be a .py path relative to the checkout"
-[[ -f $REPO/$CONFIG ]] || die "--config '$CONFIG' not found in $REPO"
+[[ $CONFIG =~ ^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py(:[A-Za-z0-9_.-]+)?$ && $CONFIG != *..* ]] \
+  || die "--config '$CONFIG' must be a .py path relative to the checkout (FILE.py[:TOPOLOGY])"
+[[ -f $REPO/${CONFIG%%:*} ]] || die "--config '${CONFIG%%:*}' not found in $REPO"
 [[ -n $WORKDIR ]] || die "--workdir is required (a gs:// path)"
 [[ $WORKDIR =~ ^gs://[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9](/[^[:space:]\']*)?$ ]] \
   || die "--workdir '$WORKDIR' must be a gs://BUCKET/PATH that every worker can reach"

@@ -363,3 +363,20 @@ def test_shellcheck_is_clean():
         if script.name != "common.sh":
             assert text.startswith("#!/bin/bash\n") and "set -euo pipefail" in text, script
             assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def test_topology_suffix_reaches_coderl_train(fake_repo):
+    """`--config FILE.py:TOPOLOGY` (a pod mesh from coderl_jax/topologies.py) is checked for
+    the file alone and passed on whole, on TPU and on GPU."""
+    [run] = dry_run("tpu_run.sh", "--name", "coderl-v4", "--zone", ZONE, "--repo", fake_repo,
+                    "--config", "configs/big.py:v4-32", "--workdir", "gs://my-bucket/runs/w")
+    remote = flag(run, "--command")
+    train = shlex.split(remote[remote.index(".venv/bin/coderl"):remote.index(" > logs/")])
+    assert train[2:4] == ["--config", "configs/big.py:v4-32"]
+    r = launch("tpu_run.sh", "--name", "a", "--zone", ZONE, "--repo", fake_repo, "--config",
+               "configs/nope.py:v4-32", "--workdir", "gs://my-bucket/r", "--dry-run")
+    assert r.returncode == 2 and "'configs/nope.py' not found" in r.stderr
+    config = fake_repo / "configs" / "big.py"
+    [cmd] = dry_run("gpu_launch.sh", "--config", f"{config}:gpu-2x8", "--workdir", "/w",
+                    env=slurm_env(0))
+    assert cmd[6:10] == ["train", "--config", f"{config}:gpu-2x8", "--workdir"]
