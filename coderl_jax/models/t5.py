@@ -164,10 +164,11 @@ class MultiHeadAttention(nn.Module):
     def project_kv(self, x: Array) -> tuple[Array, Array]:
         return self._split_heads(self.key(x)), self._split_heads(self.value(x))
 
-    def _scores(self, q: Array, k: Array, bias: Array | None, mask: Array | None) -> Array:
-        # q [b,q,h,kv], k [b,k,h,kv] -> float32 [b, h, q, k]
+    def _scores(self, q: Array, k: Array, bias: Array | None, mask: Array | None,
+                k_spec: str = "bkhd") -> Array:
+        # q [b,q,h,kv], k [b,k,h,kv] (or heads-first [b,h,k,kv]: k_spec "bhkd") -> f32 [b,h,q,k]
         dtype = jnp.dtype(self.config.dtype)
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k.astype(dtype)).astype(jnp.float32)
+        scores = jnp.einsum(f"bqhd,{k_spec}->bhqk", q, k.astype(dtype)).astype(jnp.float32)
         if bias is not None:
             scores = scores + bias
         if mask is not None:
@@ -190,16 +191,23 @@ class MultiHeadAttention(nn.Module):
 
     def attend_cached(self, q: Array, k_cache: Array, v_cache: Array, k_new: Array,
                       v_new: Array, bias_cache: Array, bias_new: Array, mask: Array) -> Array:
-        """One query over cached keys [b,T,h,kv] (`mask` [1,1,1,T] marks the filled slots) plus
-        its own key [b,1,h,kv]; the cache is read, never copied."""
+        """One query over cached keys, heads first [b,h,T,kv] (`mask` [1,1,1,T] marks the filled
+        slots), plus its own key [b,1,h,kv]; the cache is read, never copied. Heads-first is the
+        layout the batched matmuls want: a [b,T,h,kv] cache is transposed on every step."""
         dtype = jnp.dtype(self.config.dtype)
-        scores = jnp.concatenate([self._scores(q, k_cache, bias_cache, mask),
+        scores = jnp.concatenate([self._scores(q, k_cache, bias_cache, mask, "bhkd"),
                                   self._scores(q, k_new, bias_new, None)], axis=-1)
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)  # [b, h, 1, T + 1]
-        t = k_cache.shape[1]
-        out = (jnp.einsum("bhqk,bkhd->bqhd", weights[..., :t], v_cache.astype(dtype))
+        t = k_cache.shape[2]
+        out = (jnp.einsum("bhqk,bhkd->bqhd", weights[..., :t], v_cache.astype(dtype))
                + jnp.einsum("bhqk,bkhd->bqhd", weights[..., t:], v_new.astype(dtype)))
         return self._output(out)
+
+    def attend_encoded(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
+        """Cross-attention of one step over cached encoder keys/values [b,h,s,kv]."""
+        dtype = jnp.dtype(self.config.dtype)
+        weights = jax.nn.softmax(self._scores(q, k, None, mask, "bhkd"), axis=-1).astype(dtype)
+        return self._output(jnp.einsum("bhqk,bhkd->bqhd", weights, v.astype(dtype)))
 
 
 class Mlp(nn.Module):
@@ -242,8 +250,8 @@ class DecoderLayer(nn.Module):
     """Causal self-attention, cross-attention, feed-forward.
 
     FULL: carry y [b,t,d], xs None -> (y, None).
-    STEP: carry y [b,1,d], xs this layer's cache {'self_k','self_v' [b,T,h,kv], 'cross_k',
-      'cross_v' [b,s,h,kv]} -> (y, {'k','v': the new token's [b,1,h,kv]}).
+    STEP: carry y [b,1,d], xs this layer's cache {'self_k','self_v' [b,h,T,kv], 'cross_k',
+      'cross_v' [b,h,s,kv]} (heads first) -> (y, {'k','v': the new token's [b,1,h,kv]}).
     CROSS_KV: only projects `encoded` -> (y, {'cross_k','cross_v'}).
     """
 
@@ -276,11 +284,12 @@ class DecoderLayer(nn.Module):
         y = y + drop(h, deterministic=det)
 
         h = LayerNorm(c, name="pre_cross_attention_layer_norm")(y)
+        q = cross_attention.project_q(h)
         if self.mode == STEP:
-            k, v = xs["cross_k"], xs["cross_v"]
+            h = cross_attention.attend_encoded(q, xs["cross_k"], xs["cross_v"], cross_mask)
         else:
             k, v = cross_attention.project_kv(encoded)
-        h = cross_attention.attend(cross_attention.project_q(h), k, v, None, cross_mask, det)
+            h = cross_attention.attend(q, k, v, None, cross_mask, det)
         y = y + drop(h, deterministic=det)
 
         h = Mlp(c, name="mlp")(LayerNorm(c, name="pre_mlp_layer_norm")(y), det)
@@ -292,7 +301,8 @@ def _run_layers(layer_cls, config: ModelConfig, num_layers: int, deterministic: 
                 carry: Array, xs: PyTree, *consts) -> tuple[Array, PyTree]:
     """Apply `num_layers` layers, looped (params layers_i) or scanned (params layers, axis 0).
 
-    `xs` holds per-layer inputs stacked on axis 0 (or None); per-layer outputs come back stacked.
+    `xs` holds per-layer inputs stacked on axis 0, or (looped only) as one tuple entry per layer,
+    or None; per-layer outputs come back stacked.
     """
     if config.remat and mode == FULL:
         layer_cls = nn.remat(layer_cls, prevent_cse=not config.scan_layers)
@@ -304,7 +314,7 @@ def _run_layers(layer_cls, config: ModelConfig, num_layers: int, deterministic: 
         return scanned(config, deterministic, mode, name="layers")(carry, xs, *consts)
     outs = []
     for i in range(num_layers):
-        xs_i = jax.tree_util.tree_map(lambda a: a[i], xs)
+        xs_i = None if xs is None else {k: v[i] for k, v in xs.items()}
         carry, out = layer_cls(config, deterministic, mode, name=f"layers_{i}")(carry, xs_i, *consts)
         outs.append(out)
     if outs[0] is None:
@@ -348,7 +358,7 @@ class Decoder(nn.Module):
             return None, kv
         if mode == STEP:
             index = cache["index"]
-            max_len = cache["self_k"].shape[2]
+            max_len = cache["self_k"][0].shape[-2]  # [b, h, T, kv] of a layer
             # cached slots 0..index-1, then the token itself at relative position 0
             bias = (relpos(1, max_len, index), relpos(1, 1))  # [1, h, 1, T], [1, h, 1, 1]
             self_mask = (jnp.arange(max_len) < index)[None, None, None, :]  # [1, 1, 1, T]
@@ -477,11 +487,22 @@ def init_cache(config: ModelConfig, params: PyTree, encoded: Array, encoder_mask
     cross-attention K/V of `encoded` [b, s, embed], computed once here."""
     c = config
     kv = T5(c).apply({"params": params}, encoded, encoder_mask, method=T5.cross_kv)
-    shape = (c.num_decoder_layers, encoded.shape[0], max_decode_len, c.num_heads, c.d_kv)
+    # every K/V is stored heads first, [layers, b, heads, length, kv]: stacked for scanned
+    # layers, else a tuple of per-layer [b, heads, length, kv] arrays (slicing a layer out of a
+    # stacked cache copies it on every step)
+    shape = (c.num_decoder_layers, encoded.shape[0], c.num_heads, max_decode_len, c.d_kv)
     dtype = jnp.dtype(c.dtype)
-    return {"index": jnp.zeros((), jnp.int32),
-            "self_k": jnp.zeros(shape, dtype), "self_v": jnp.zeros(shape, dtype),
-            "cross_k": kv["cross_k"].astype(dtype), "cross_v": kv["cross_v"].astype(dtype)}
+    cache = {"self_k": jnp.zeros(shape, dtype), "self_v": jnp.zeros(shape, dtype),
+             "cross_k": _heads_first(kv["cross_k"]).astype(dtype),
+             "cross_v": _heads_first(kv["cross_v"]).astype(dtype)}
+    if not c.scan_layers:
+        cache = {k: tuple(v) for k, v in cache.items()}
+    return {"index": jnp.zeros((), jnp.int32), **cache}
+
+
+def _heads_first(x: Array) -> Array:
+    # [layers, b, length, heads, kv] -> [layers, b, heads, length, kv]
+    return jnp.swapaxes(x, 2, 3)
 
 
 def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: Array,
@@ -493,18 +514,24 @@ def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: A
     logits, new_kv = T5(config).apply({"params": params}, cache, token_ids, encoder_mask,
                                       method=T5.step)
     index = cache["index"]
-    dtype = cache["self_k"].dtype
-    # [layers, b, T, h, kv] <- [layers, b, 1, h, kv] at position `index`
-    self_k = jax.lax.dynamic_update_slice(cache["self_k"], new_kv["k"].astype(dtype),
-                                          (0, 0, index, 0, 0))
-    self_v = jax.lax.dynamic_update_slice(cache["self_v"], new_kv["v"].astype(dtype),
-                                          (0, 0, index, 0, 0))
-    return logits, {**cache, "index": index + 1, "self_k": self_k, "self_v": self_v}
+
+    def write(slots, new):  # [layers, b, h, T, kv] (or a tuple of layers) <- [layers, b, 1, h, kv]
+        new = _heads_first(new).astype(slots[0].dtype)
+        if isinstance(slots, tuple):
+            return tuple(jax.lax.dynamic_update_slice(s, n, (0, 0, index, 0))
+                         for s, n in zip(slots, new))
+        return jax.lax.dynamic_update_slice(slots, new, (0, 0, 0, index, 0))
+
+    return logits, {**cache, "index": index + 1, "self_k": write(cache["self_k"], new_kv["k"]),
+                    "self_v": write(cache["self_v"], new_kv["v"])}
 
 
 def cache_logical_axes(config: ModelConfig) -> PyTree:
     """Logical PartitionSpecs of the cache from `init_cache` (rows split on 'batch')."""
-    kv = P("layers", "batch", "length", "heads", "kv")
+    if config.scan_layers:
+        kv = P("layers", "batch", "heads", "length", "kv")
+    else:
+        kv = (P("batch", "heads", "length", "kv"),) * config.num_decoder_layers
     return {"index": P(), "self_k": kv, "self_v": kv, "cross_k": kv, "cross_v": kv}
 
 
