@@ -33,9 +33,7 @@ so results do not depend on batching, blocks or resumption.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -193,33 +191,6 @@ class CriticScore:
         return self.token_probs[:, -1]
 
 
-def _rules_ctx(rules: tuple):
-    import flax.linen as nn
-
-    return nn.logical_axis_rules(rules) if rules else contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def _critic_fn(config: ModelConfig, critic_config: CriticConfig, pool_padding: bool,
-               rules: tuple):
-    import jax
-
-    from coderl_jax.models import t5
-    from coderl_jax.models.critic import T5Critic
-
-    model = T5Critic(config, critic_config)
-
-    def score(params, enc_ids, enc_mask, targets, target_mask):
-        with _rules_ctx(rules):
-            dec_in = t5.shift_right(targets, config.decoder_start_token_id)  # [b, t]
-            class_logits, token_logits = model.apply(
-                {"params": params}, enc_ids, enc_mask, dec_in, target_mask,
-                pool_padding=pool_padding)  # [b, c], [b, t, c]
-        return jax.nn.softmax(class_logits, axis=-1), jax.nn.softmax(token_logits, axis=-1)
-
-    return jax.jit(score)
-
-
 class CriticScorer:
     """The critic's outcome probabilities per program and per program token, batched and jitted.
 
@@ -231,31 +202,18 @@ class CriticScorer:
     def __init__(self, config: ModelConfig, critic_config: CriticConfig, params: Any, *,
                  batch_size: int = 16, max_source_len: int = 600, max_target_len: int = 512,
                  pool_padding: bool = False, mesh=None):
-        import jax
+        from coderl_jax.rl.scoring import CriticScorer as BatchScorer
 
         self.config, self.critic_config = config, critic_config
         self.max_source_len, self.max_target_len = int(max_source_len), int(max_target_len)
-        self.mesh = mesh
-        if mesh is not None:
-            from coderl_jax import partitioning
-            from coderl_jax.models.critic import critic_logical_axes
-
-            self.rules = tuple(partitioning.DEFAULT_RULES)
-            self.row_sharding = partitioning.data_sharding(mesh)
-            shards = partitioning.batch_size_divisor(mesh)
-            params = jax.device_put(params, partitioning.logical_to_mesh_sharding(
-                critic_logical_axes(config, critic_config), mesh, self.rules))
-        else:
-            self.rules, self.row_sharding, shards = (), None, 1
-        self.params = params
+        self.forward = BatchScorer(config, critic_config, params, mesh=mesh,
+                                   pool_padding=pool_padding)  # the jitted batch forward
+        shards = self.forward.row_divisor
         self.batch_size = -(-int(batch_size) // shards) * shards
-        self._fn = _critic_fn(config, critic_config, bool(pool_padding), self.rules)
 
     def score(self, prompt_ids: Sequence[Sequence[int]],
               program_ids: Sequence[Sequence[int]]) -> list[CriticScore]:
         """One CriticScore per (prompt, program) pair, in order."""
-        import jax
-
         from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket, truncate_prompt
 
         if len(prompt_ids) != len(program_ids):
@@ -283,13 +241,9 @@ class CriticScorer:
                 targets[r, : len(tgts[i])] = tgts[i]
                 target_mask[r] = 0
                 target_mask[r, : max(len(tgts[i]), 1)] = 1
-            arrays = (enc_ids, enc_mask, targets, target_mask)
-            if self.row_sharding is not None:
-                arrays = tuple(jax.device_put(a, self.row_sharding) for a in arrays)
-            ctx = jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
-            with ctx:
-                probs, token_probs = self._fn(self.params, *arrays)  # [b, c], [b, t, c]
-            probs, token_probs = np.asarray(probs), np.asarray(token_probs)
+            probs, token_probs = self.forward.score_batch(  # [b, c], [b, t, c]
+                {"encoder_ids": enc_ids, "encoder_mask": enc_mask, "targets": targets,
+                 "target_mask": target_mask})
             for r, i in enumerate(idx):
                 out[i] = CriticScore(probs[r].astype(np.float64),
                                      token_probs[r, : len(tgts[i])].astype(np.float64))

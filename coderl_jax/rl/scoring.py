@@ -10,6 +10,7 @@ with C = 4 (compile error, runtime error, failed tests, passed) or 2 (not passed
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterable, Mapping, Sequence
 
 import flax.linen as nn
@@ -34,6 +35,14 @@ def _score_fn(module, pool_padding: bool):
     return score
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_score(model_config: ModelConfig, critic_config: CriticConfig, pool_padding: bool):
+    """One jitted scoring forward per critic shape, shared by every CriticScorer."""
+    from coderl_jax.models.critic import T5Critic
+
+    return jax.jit(_score_fn(T5Critic(model_config, critic_config), pool_padding))
+
+
 class CriticScorer:
     """A critic's jitted scoring forward on a mesh (or one device when `mesh` is None)."""
 
@@ -54,7 +63,7 @@ class CriticScorer:
             self.row_divisor = partitioning.batch_size_divisor(mesh)
         else:
             self.row_divisor = 1
-        self._fn = jax.jit(_score_fn(self.module, self.pool_padding))
+        self._fn = _jitted_score(model_config, critic_config, self.pool_padding)
         self.set_params(params, place=place_params)
 
     @property
