@@ -119,7 +119,7 @@ def _f(x: Any, digits: int = 3) -> str:
 
 def markdown(report: dict) -> str:
     """report.md: the report's numbers as tables."""
-    lines = [f"# coderl-jax demo report", "",
+    lines = ["# coderl-jax demo report", "",
              f"Seed {report['seed']}; {report['problems']['train']} training and "
              f"{report['problems']['heldout']} held-out problems; {report['seconds']:.0f} s "
              "in all. Every number below was measured in this run.", "",

@@ -1,7 +1,6 @@
 """`coderl generate` end to end on a tiny random checkpoint: rows, resume, errors."""
 import json
 
-import numpy as np
 import pytest
 
 import jax

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
-
-from coderl_jax.errors import UserError
 
 KINDS = {
     "train": "training tokens/s (forward+backward+AdamW) vs HF PyTorch T5",

@@ -1162,7 +1162,7 @@ def _str_compose(p):
                      (E("s[::-1].swapcase()"),), (E("s.swapcase()"), E("s[::-1]"))),
         "prefix_upper": (f"the first {k} characters of s converted to uppercase (the whole string"
                          " if it is shorter)",
-                         (E(f"s[:{k}].upper()"),), (E(f"s.upper()"), E(f"s[:{k}]"))),
+                         (E(f"s[:{k}].upper()"),), (E("s.upper()"), E(f"s[:{k}]"))),
     }
     task, bodies, misses = table[op]
     return Spec(domain=Text(MIXED, "English letters", 0, 15), task=task, fn_name="transform",

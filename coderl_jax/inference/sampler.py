@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import math
 import zlib
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import flax.linen as nn
 import jax
