@@ -21,7 +21,7 @@ def _run(*flags):
 
 
 @pytest.mark.slow
-def test_benchmark_all_json_has_every_row_and_reference():
+def test_benchmark_all_has_every_row_and_reference():
     result = json.loads(_run(*SMALL, "--json"))
     assert [r["what"] for r in result["rows"]] == ["training", "sampling", "execution"]
     for r in result["rows"]:
@@ -34,12 +34,20 @@ def test_benchmark_all_json_has_every_row_and_reference():
     assert result["platform"] == "cpu" and result["mfu"] is None  # no peak FLOPs for a CPU
     assert result["peak_host_memory_mb"] > 100
     assert result["train_flops_per_token"] > 0
+    # the table printed without --json shows the same figures
+    from coderl_jax.benchmarks.all import format_text
+
+    table = format_text(result)
+    assert "| training | tokens/s |" in table and "| execution | programs/s |" in table
+    assert "model FLOPs utilisation (training): n/a on CPU" in table
+    assert f"{result['rows'][2]['ours']:,.1f}" in table
 
 
-def test_benchmark_all_table_without_references():
-    out = _run(*SMALL, "--no-reference")
-    assert "| training | tokens/s |" in out and "| execution | programs/s |" in out
-    assert "model FLOPs utilisation (training): n/a on CPU" in out
+def test_benchmark_all_rejects_bad_sizes():
+    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "benchmark", "all", "--size",
+                           "tiny", "--steps", "0"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "XLA_FLAGS": ""})
+    assert proc.returncode == 2 and proc.stderr.strip() == "coderl: error: --steps must be >= 1, got 0"
 
 
 def test_train_flops_per_token_counts_lm_head_on_targets_only():
