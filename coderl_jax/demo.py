@@ -180,11 +180,13 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
 
     t_start = time.perf_counter()
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file, not a folder")
+    tokenizer = load_tokenizer(cfg.tokenizer or None)  # fail fast, before any folder is touched
     workdir.mkdir(parents=True, exist_ok=True)
     for name in STAGE_DIRS:
         shutil.rmtree(workdir / name, ignore_errors=True)
     seed = int(cfg.seed)
-    tokenizer = load_tokenizer(cfg.tokenizer or None)
     tok_path = str(tokenizer.path or "")
     train_problems, heldout = load_demo("train"), load_demo("heldout")
     ev = ml_collections.ConfigDict(cfg.eval.to_dict())

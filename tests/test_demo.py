@@ -120,9 +120,21 @@ def test_demo_same_seed_same_numbers(demo_runs):
     assert programs(first) == programs(second)
 
 
-def test_demo_rejects_unknown_setting(tmp_path):
+@pytest.mark.parametrize("flag, message", [
+    ("--config.tokenizer=/nonexistent/tok", "coderl: error: tokenizer folder not found: "
+                                            "/nonexistent/tok"),
+    ("--config.warmup.train.no_such_field=1", "no_such_field"),
+])
+def test_demo_bad_input_is_one_line_and_touches_nothing(tmp_path, flag, message):
+    workdir = tmp_path / "w"
     proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir",
-                           str(tmp_path), "--config.warmup.train.no_such_field=1"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                           str(workdir), flag], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "no_such_field" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+    assert not workdir.exists()
+    (tmp_path / "file").write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir",
+                           str(tmp_path / "file")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr
