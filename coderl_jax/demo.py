@@ -269,7 +269,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
         write_json(workdir / "critical_sampling" / "compare.json", out)
         return {**pass_at(rows["critical"]), "outcomes": outcome_mix(rows["critical"]),
                 "budget_per_problem": out["budget"], "origins": out["origins"],
-                "n@k": {k: v for k, v in out["critical"].items() if "@" in k and k[0] != "p"},
+                "n@k": {k: v for k, v in out["critical"].items()
+                        if "@" in k and not k.startswith("pass@")},  # "1@5": ranked by critic
                 "seconds": out["seconds"]["critical"],
                 "plain_same_budget": {**pass_at(rows["plain"]),
                                       "outcomes": outcome_mix(rows["plain"]),
