@@ -2,7 +2,8 @@
 
 Both run random-weight models of the same shape, the same batch of random prompts of `--src-len`
 tokens, and are forced to generate exactly `--new-tokens` tokens per row (EOS ignored; HF:
-`min_new_tokens = max_new_tokens`), sampling at temperature 1 without filtering. Our figure is
+`min_new_tokens = max_new_tokens`), sampling at temperature 1 without filtering; HF runs in a
+process of its own (see `isolation`). Our figure is
 end to end per call (encoder, cache set-up, decode loop, copy back to the host); compile time is
 measured separately: the tracing, lowering and XLA compile durations JAX reports (its
 `jax.monitoring` events) during the first call, which also warms up.
@@ -15,6 +16,7 @@ import time
 
 import numpy as np
 
+from coderl_jax.benchmarks import isolation
 from coderl_jax.errors import UserError
 
 # jax.monitoring duration events that make up compile time (tracing, lowering, XLA compile)
@@ -149,7 +151,8 @@ def run(args) -> dict:
               "cpu_count": os.cpu_count()}
     if not args.no_reference:
         try:
-            ref = _reference(args, config, prompts)
+            ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args),
+                                               config, prompts)
         except ImportError as e:
             result["reference_error"] = f"HF reference unavailable: {e}"
         else:

@@ -3,19 +3,22 @@
 Both sides train a random-weight model of the same shape (SPEC §7) on the same random batch of
 `--batch` rows of `--src-len` source + `--tgt-len` target tokens (every token real), with dropout
 0.1, AdamW and global-norm clipping at 1.0. Tokens/s counts source + target tokens per second of
-`--steps` timed steps after one untimed warm-up step (compilation is reported separately). The
-reference is `transformers.T5ForConditionalGeneration` + `torch.optim.AdamW`, run in the same
-process after ours when torch is installed. Peak host memory is the process's max RSS after each
-side (ru_maxrss only grows, so the second figure covers both).
+the median of `--steps` timed steps after one untimed warm-up step (compilation is reported
+separately; the median, because step times on a shared machine wander by 20-30%). The
+reference is `transformers.T5ForConditionalGeneration` + `torch.optim.AdamW`, run in a process
+of its own (see `isolation`) when torch is installed, at the same precision by default: float32,
+or for `--dtype bfloat16` float32 weights with the forward pass under `torch.autocast(bfloat16)`
+(the PyTorch form of our bf16-compute / f32-parameter recipe); `--reference-dtype` overrides it.
+Peak host memory is each process's max RSS.
 """
 from __future__ import annotations
 
-import resource
-import sys
+import statistics
 import time
 
 import numpy as np
 
+from coderl_jax.benchmarks import isolation
 from coderl_jax.errors import UserError
 
 
@@ -27,15 +30,15 @@ def add_arguments(p) -> None:
     p.add_argument("--tgt-len", type=int, default=256, help="target tokens per row")
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="our compute dtype (the reference always runs float32)")
+                   help="our compute dtype (parameters and optimizer state stay float32)")
+    p.add_argument("--reference-dtype", default="same", choices=["same", "float32", "bfloat16"],
+                   help="HF's compute dtype (bfloat16: torch.autocast); 'same' follows --dtype")
     p.add_argument("--remat", action="store_true", help="rematerialise layers (ours)")
     p.add_argument("--no-reference", action="store_true", help="skip HF PyTorch")
     p.add_argument("--seed", type=int, default=0)
 
 
-def _peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+_peak_rss_mb = isolation.peak_rss_mb
 
 
 def _batch(args, vocab: int) -> dict[str, np.ndarray]:
@@ -73,18 +76,21 @@ def _ours(args, config, batch) -> dict:
     state, metrics = step(state, placed, rng)
     first_loss = float(metrics["loss"])  # waits for the first (compiling) step
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    times = []
     for i in range(args.steps):
+        t0 = time.perf_counter()
         state, metrics = step(state, placed, jax.random.fold_in(rng, i + 1))
-    last_loss = float(jax.block_until_ready(metrics["loss"]))
-    seconds = time.perf_counter() - t0
-    return {"seconds_per_step": seconds / args.steps, "compile_seconds": max(first - seconds /
-                                                                             args.steps, 0.0),
+        last_loss = float(metrics["loss"])  # waits for the step
+        times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    return {"seconds_per_step": seconds, "compile_seconds": max(first - seconds, 0.0),
             "first_loss": first_loss, "last_loss": last_loss, "devices": mesh.size,
             "params": st.param_count(state.params)}
 
 
-def _reference(args, config, batch) -> dict:
+def _reference(args, config, batch, dtype: str) -> dict:
+    import contextlib
+
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -105,8 +111,14 @@ def _reference(args, config, batch) -> dict:
               "labels": torch.from_numpy(batch["targets"].astype(np.int64)),
               "decoder_attention_mask": torch.from_numpy(batch["target_mask"].astype(np.int64))}
 
+    def autocast():
+        if dtype == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def step() -> float:
-        loss = model(**inputs).loss
+        with autocast():
+            loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -114,11 +126,12 @@ def _reference(args, config, batch) -> dict:
         return float(loss.detach())
 
     first_loss = step()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(args.steps):
+        t0 = time.perf_counter()
         last_loss = step()
-    seconds = time.perf_counter() - t0
-    return {"seconds_per_step": seconds / args.steps, "first_loss": first_loss,
+        times.append(time.perf_counter() - t0)
+    return {"seconds_per_step": statistics.median(times), "first_loss": first_loss,
             "last_loss": last_loss, "threads": torch.get_num_threads()}
 
 
@@ -149,12 +162,15 @@ def run(args) -> dict:
     except ImportError:
         result["reference"] = "torch/transformers not installed"
         return result
-    ref = _reference(args, config, batch)
-    result.update({"reference_tokens_per_s": tokens / ref["seconds_per_step"],
+    ref_dtype = args.dtype if args.reference_dtype == "same" else args.reference_dtype
+    ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args), config,
+                                           batch, ref_dtype)
+    result.update({"reference_dtype": ref_dtype,
+                   "reference_tokens_per_s": tokens / ref["seconds_per_step"],
                    "reference_seconds_per_step": ref["seconds_per_step"],
                    "reference_first_loss": ref["first_loss"],
                    "reference_last_loss": ref["last_loss"],
                    "reference_threads": ref["threads"],
                    "ratio": ref["seconds_per_step"] / ours["seconds_per_step"],
-                   "peak_host_memory_with_reference_mb": _peak_rss_mb()})
+                   "reference_peak_host_memory_mb": ref["peak_host_memory_mb"]})
     return result

@@ -34,6 +34,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from coderl_jax.config import ModelConfig
+from coderl_jax.models.dropout import Dropout
 
 Array = jax.Array
 PyTree = Any
@@ -49,6 +50,77 @@ def _normal(stddev: float):
 
 def _constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
     return nn.with_logical_constraint(x, axes)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _matmul32(spec: str, a: Array, b: Array) -> Array:
+    """A weight matmul ([..., K] x [K, N] or [..., K] x [N, K]) of same-dtype `a`, `b`,
+    accumulated and returned in float32."""
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _matmul32_fwd(spec, a, b):
+    return _matmul32(spec, a, b), (a, b)
+
+
+def _matmul32_bwd(spec, residuals, g):
+    # The cotangent enters in the operands' dtype, so a bfloat16 model's backward matmuls are
+    # bf16 x bf16 -> f32 as well (float32 x bf16 operands would be upcast to a float32 matmul,
+    # ~3x slower on CPUs with bf16 units). "A,B->C": dA = "C,B->A", dB = "A,C->B".
+    a, b = residuals
+    in_a, rest = spec.split(",")
+    in_b, out = rest.split("->")
+    g = g.astype(a.dtype)
+    da = jnp.einsum(f"{out},{in_b}->{in_a}", g, b, preferred_element_type=jnp.float32)
+    db = jnp.einsum(f"{in_a},{out}->{in_b}", a, g, preferred_element_type=jnp.float32)
+    return da.astype(a.dtype), db.astype(b.dtype)
+
+
+_matmul32.defvjp(_matmul32_fwd, _matmul32_bwd)
+
+
+def _einsum32(spec: str, a: Array, b: Array, dtype) -> Array:
+    """einsum of `a` and `b` cast to the compute dtype, accumulated and returned in float32.
+
+    With bfloat16 inputs this is the form XLA CPU hands to its AMX/bf16 kernels (a bf16-output
+    dot is upcast to a float32 one there, ~3x slower), and what TPUs and GPUs do in hardware.
+    Attention's batched contractions keep JAX's own transpose rule: XLA CPU has no bf16 x bf16
+    -> f32 kernel for some of their backward layouts ("bqhd,bhqk->bkhd" at 256 tokens).
+    """
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _dot_general32(lhs: Array, rhs: Array, dimension_numbers, precision=None, **_) -> Array:
+    """nn.Dense's matmul ([..., in] x [in, out]) through `_matmul32`, in the input dtype."""
+    (contract_l, contract_r), batch = dimension_numbers
+    assert contract_l == (lhs.ndim - 1,) and contract_r == (0,) and batch == ((), ()), \
+        dimension_numbers
+    letters = "abcdefghijklmnopqrstuvw"[:lhs.ndim - 1]
+    out = _matmul32(f"{letters}y,yz->{letters}z", lhs, rhs.astype(lhs.dtype))
+    return out.astype(lhs.dtype)
+
+
+@jax.custom_vjp
+def _add_bias(scores: Array, bias: Array) -> Array:
+    """scores [b, h, q, k] + bias [1 | b, h, q, k] (the position bias all rows share)."""
+    return scores + bias
+
+
+def _add_bias_fwd(scores, bias):
+    return scores + bias, bias.shape[0]
+
+
+def _add_bias_bwd(bias_rows, g):
+    # The bias's cotangent sums g over the batch. As a contraction with a ones vector this is
+    # one pass over g; XLA CPU otherwise fuses the 6 layers' batch-reductions into one reduce
+    # that ran ~10x slower (0.23 s of a codet5-small step).
+    if bias_rows == g.shape[0]:
+        return g, g
+    ones = jnp.ones((g.shape[0],), g.dtype)
+    return g, jnp.einsum("bhqk,b->hqk", g, ones)[None]
+
+
+_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 def relative_position_bucket(relative_position: Array, bidirectional: bool, num_buckets: int,
@@ -106,13 +178,13 @@ class Embed(nn.Module):
     def attend(self, x: Array) -> Array:
         # [b, l, embed] -> [b, l, vocab]
         dtype = jnp.dtype(self.config.dtype)
-        return jnp.einsum("bld,vd->blv", x.astype(dtype), self.embedding.astype(dtype))
+        return _matmul32("bld,vd->blv", x.astype(dtype), self.embedding.astype(dtype))
 
 
 def _dense(features: int, stddev: float, axes: tuple[str | None, ...], config: ModelConfig,
            name: str) -> nn.Dense:
     return nn.Dense(features, use_bias=False, dtype=jnp.dtype(config.dtype),
-                    param_dtype=jnp.dtype(config.param_dtype),
+                    param_dtype=jnp.dtype(config.param_dtype), dot_general=_dot_general32,
                     kernel_init=nn.with_logical_partitioning(_normal(stddev), axes), name=name)
 
 
@@ -150,7 +222,7 @@ class MultiHeadAttention(nn.Module):
         self.key = _dense(inner, c.d_model ** -0.5, ("embed", "joined_kv"), c, "key")
         self.value = _dense(inner, c.d_model ** -0.5, ("embed", "joined_kv"), c, "value")
         self.out = _dense(c.d_model, inner ** -0.5, ("joined_kv", "embed"), c, "out")
-        self.dropout = nn.Dropout(c.dropout_rate)
+        self.dropout = Dropout(c.dropout_rate)
 
     def _split_heads(self, x: Array) -> Array:
         # [b, l, heads * kv] -> [b, l, heads, kv]
@@ -168,9 +240,9 @@ class MultiHeadAttention(nn.Module):
                 k_spec: str = "bkhd") -> Array:
         # q [b,q,h,kv], k [b,k,h,kv] (or heads-first [b,h,k,kv]: k_spec "bhkd") -> f32 [b,h,q,k]
         dtype = jnp.dtype(self.config.dtype)
-        scores = jnp.einsum(f"bqhd,{k_spec}->bhqk", q, k.astype(dtype)).astype(jnp.float32)
+        scores = _einsum32(f"bqhd,{k_spec}->bhqk", q, k, dtype)
         if bias is not None:
-            scores = scores + bias
+            scores = _add_bias(scores, bias)
         if mask is not None:
             scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         return scores
@@ -187,7 +259,7 @@ class MultiHeadAttention(nn.Module):
         dtype = jnp.dtype(self.config.dtype)
         weights = jax.nn.softmax(self._scores(q, k, bias, mask), axis=-1).astype(dtype)
         weights = self.dropout(weights, deterministic=deterministic)  # [b, h, q, k]
-        return self._output(jnp.einsum("bhqk,bkhd->bqhd", weights, v.astype(dtype)))
+        return self._output(_einsum32("bhqk,bkhd->bqhd", weights, v, dtype).astype(dtype))
 
     def attend_cached(self, q: Array, k_cache: Array, v_cache: Array, k_new: Array,
                       v_new: Array, bias_cache: Array, bias_new: Array, mask: Array) -> Array:
@@ -199,15 +271,15 @@ class MultiHeadAttention(nn.Module):
                                   self._scores(q, k_new, bias_new, None)], axis=-1)
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)  # [b, h, 1, T + 1]
         t = k_cache.shape[2]
-        out = (jnp.einsum("bhqk,bhkd->bqhd", weights[..., :t], v_cache.astype(dtype))
-               + jnp.einsum("bhqk,bkhd->bqhd", weights[..., t:], v_new.astype(dtype)))
-        return self._output(out)
+        out = (_einsum32("bhqk,bhkd->bqhd", weights[..., :t], v_cache, dtype)
+               + _einsum32("bhqk,bkhd->bqhd", weights[..., t:], v_new, dtype))
+        return self._output(out.astype(dtype))
 
     def attend_encoded(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """Cross-attention of one step over cached encoder keys/values [b,h,s,kv]."""
         dtype = jnp.dtype(self.config.dtype)
         weights = jax.nn.softmax(self._scores(q, k, None, mask, "bhkd"), axis=-1).astype(dtype)
-        return self._output(jnp.einsum("bhqk,bhkd->bqhd", weights, v.astype(dtype)))
+        return self._output(_einsum32("bhqk,bhkd->bqhd", weights, v, dtype).astype(dtype))
 
 
 class Mlp(nn.Module):
@@ -220,7 +292,7 @@ class Mlp(nn.Module):
         c = self.config
         h = _dense(c.d_ff, c.d_model ** -0.5, ("embed", "mlp"), c, "wi")(x)  # [b, l, mlp]
         h = _constrain(nn.relu(h), ("batch", "length", "mlp"))
-        h = nn.Dropout(c.dropout_rate)(h, deterministic=deterministic)
+        h = Dropout(c.dropout_rate)(h, deterministic=deterministic)
         return _constrain(_dense(c.d_model, c.d_ff ** -0.5, ("mlp", "embed"), c, "wo")(h),
                           ("batch", "length", "embed"))
 
@@ -235,7 +307,7 @@ class EncoderLayer(nn.Module):
     @nn.compact
     def __call__(self, x: Array, _xs: None, bias: Array, mask: Array) -> tuple[Array, None]:
         c, det = self.config, self.deterministic
-        drop = nn.Dropout(c.dropout_rate)
+        drop = Dropout(c.dropout_rate)
         h = LayerNorm(c, name="pre_attention_layer_norm")(x)
         attention = MultiHeadAttention(c, name="attention")
         k, v = attention.project_kv(h)
@@ -268,7 +340,7 @@ class DecoderLayer(nn.Module):
         if self.mode == CROSS_KV:
             k, v = cross_attention.project_kv(encoded)  # [b, s, heads, kv] each
             return y, {"cross_k": k, "cross_v": v}
-        drop = nn.Dropout(c.dropout_rate)
+        drop = Dropout(c.dropout_rate)
 
         h = LayerNorm(c, name="pre_self_attention_layer_norm")(y)
         k, v = self_attention.project_kv(h)
@@ -332,11 +404,11 @@ class Encoder(nn.Module):
         s = x.shape[1]
         bias = RelativePositionBias(c, bidirectional=True, name="relpos_bias")(s, s)  # [1,h,s,s]
         mask = (encoder_mask > 0)[:, None, None, :]  # [b, 1, 1, s]
-        x = nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(c.dropout_rate)(x, deterministic=deterministic)
         x, _ = _run_layers(EncoderLayer, c, c.num_encoder_layers, deterministic, FULL, x, None,
                            bias, mask)
         x = LayerNorm(c, name="encoder_norm")(x)
-        return nn.Dropout(c.dropout_rate)(x, deterministic=deterministic)
+        return Dropout(c.dropout_rate)(x, deterministic=deterministic)
 
 
 class Decoder(nn.Module):
@@ -370,11 +442,11 @@ class Decoder(nn.Module):
             if decoder_mask is not None:
                 self_mask = self_mask & (decoder_mask > 0)[:, None, None, :]  # [b, 1, t, t]
             xs = None
-        y = nn.Dropout(c.dropout_rate)(y, deterministic=deterministic)
+        y = Dropout(c.dropout_rate)(y, deterministic=deterministic)
         y, new_kv = _run_layers(DecoderLayer, c, c.num_decoder_layers, deterministic, mode, y, xs,
                                 encoded, bias, self_mask, cross_mask)
         y = LayerNorm(c, name="decoder_norm")(y)
-        return nn.Dropout(c.dropout_rate)(y, deterministic=deterministic), new_kv
+        return Dropout(c.dropout_rate)(y, deterministic=deterministic), new_kv
 
 
 class T5(nn.Module):
