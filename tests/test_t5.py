@@ -371,3 +371,20 @@ def test_bfloat16_gradients_at_256_tokens():
         assert x.dtype == jnp.float32 and np.isfinite(np.asarray(x)).all()
         # bfloat16 keeps ~3 significant digits: a sanity bound, not a reference tolerance
         assert np.abs(np.asarray(x) - np.asarray(y)).max() <= 0.1 * np.abs(np.asarray(y)).max()
+
+
+def test_matmul_weights_cast_once_give_the_same_outputs(tiny):
+    """The sampler hoists the bfloat16 casts of matmul weights out of its decode loop; the model
+    casts them on use anyway, so every output is bit-identical and norms stay float32."""
+    _, config, params, data, _ = tiny
+    cfg = dataclasses.replace(config, dtype="bfloat16")
+    cast = t5.matmul_weights_in_compute_dtype(cfg, params)
+    flat = dict(jax.tree_util.tree_leaves_with_path(cast))
+    dtypes = {jax.tree_util.keystr(k): v.dtype for k, v in flat.items()}
+    assert all(d == jnp.bfloat16 for k, d in dtypes.items()
+               if k.endswith(("['kernel']", "['embedding']")))
+    assert all(d == jnp.float32 for k, d in dtypes.items() if "scale" in k or "rel_embedding" in k)
+    for a, b in zip(forward_fn(cfg)(params, *data), forward_fn(cfg)(cast, *data)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert t5.matmul_weights_in_compute_dtype(config, params)["token_embedder"]["embedding"] \
+        .dtype == jnp.float32

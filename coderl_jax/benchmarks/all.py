@@ -91,7 +91,7 @@ def run(args) -> dict:
                   no_reference=args.no_reference)
     tr = train.run(_args(train, **common, tgt_len=args.tgt_len, steps=args.steps,
                          dtype=args.dtype))
-    sa = sample.run(_args(sample, **common, new_tokens=args.new_tokens))
+    sa = sample.run(_args(sample, **common, new_tokens=args.new_tokens, dtype=args.dtype))
     ex = execute.run(_args(execute, problems=args.problems, split=args.split, limit=args.limit,
                            workers=args.workers,
                            baseline_limit=1 if args.no_reference else 0))

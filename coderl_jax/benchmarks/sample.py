@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--src-len", type=int, default=256, help="prompt tokens")
     p.add_argument("--new-tokens", type=int, default=128, help="generated tokens per row")
     p.add_argument("--repeats", type=int, default=3, help="timed calls (median reported)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute dtype of both sides (ours: bf16 matmul weights and KV cache, "
+                        "float32 logits; HF: the model cast with .to(torch.bfloat16))")
     p.add_argument("--no-reference", action="store_true", help="skip HF generate")
     p.add_argument("--seed", type=int, default=0)
 
@@ -112,6 +115,8 @@ def _reference(args, config, prompts: np.ndarray) -> dict:
         decoder_start_token_id=0)
     torch.manual_seed(args.seed)
     model = T5ForConditionalGeneration(hf_config).eval()
+    if getattr(args, "dtype", "float32") == "bfloat16":
+        model = model.to(torch.bfloat16)
     ids = torch.tensor(prompts)
     mask = torch.ones_like(ids)
     kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
@@ -141,11 +146,11 @@ def run(args) -> dict:
     _check(args)
     from coderl_jax.config import model_preset
 
-    config = model_preset(args.size, dropout_rate=0.0)
+    config = model_preset(args.size, dropout_rate=0.0, dtype=args.dtype)
     prompts = _prompts(args, config.vocab_size)
     ours = _ours(args, config, prompts)
     result = {"benchmark": "sample", "size": args.size, "batch": args.batch,
-              "src_len": args.src_len, "new_tokens": args.new_tokens,
+              "src_len": args.src_len, "new_tokens": args.new_tokens, "dtype": args.dtype,
               "tokens_per_s": ours["tokens_per_s"], "seconds_per_call": ours["seconds_per_call"],
               "compile_s": ours["compile_s"], "devices": ours["devices"],
               "cpu_count": os.cpu_count()}

@@ -144,6 +144,7 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
             return jax.random.fold_in(jax.random.fold_in(base, h), s)
 
         row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
+        params = t5.matmul_weights_in_compute_dtype(config, params)  # cast once, not per token
         cache = t5.init_cache(config, params, enc, mask, max_new_tokens)
 
         def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
