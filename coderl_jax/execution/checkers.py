@@ -288,7 +288,7 @@ class ProgramRun:
 
     # -- sandbox plumbing --------------------------------------------------------------------------
     def _begin_budget(self) -> None:
-        self._cpu0 = self.sandbox.cpu()
+        self._cpu0 = self.sandbox.start_budget()
         self._deadline = time.monotonic() + self.wall_timeout
 
     def rpc(self, req: dict):

@@ -550,6 +550,8 @@ class Sandbox:
         self.status: int | None = None
         self._exited = False
         self._cpu = 0.0
+        self._bound = 0.0  # upper bound on CPU seconds used since the budget began
+        self._loaded = False  # a budget has been started (the program may have run since)
 
     def send(self, obj) -> None:
         data = json.dumps(obj).encode()
@@ -568,13 +570,27 @@ class Sandbox:
             self._cpu = tree_cpu_seconds(self.pid)
         return self._cpu
 
+    def start_budget(self) -> float:
+        """CPU seconds used so far, from which a new budget (a test's) counts; `recv`'s CPU bound
+        restarts from here. Before the program is loaded the sandbox has no children, so one
+        /proc read of it suffices; afterwards its whole process tree is read."""
+        self._bound = 0.0
+        if not self._loaded:
+            self._loaded = True
+            return cpu_seconds(self.pid)
+        return self.cpu()
+
     def recv(self, cpu_start: float, cpu_limit: float, wall_deadline: float) -> dict:
-        """The next reply; raises SandboxTimeout / SandboxDied / OutputLimit."""
+        """The next reply; raises SandboxTimeout / SandboxDied / OutputLimit.
+
+        CPU is read from /proc (the whole process tree) only when an upper bound says the budget
+        could be spent: the last reading plus every second since spent waiting for the sandbox
+        (between requests it is blocked reading its socket). A fast program's tests therefore
+        cost no /proc reads at all; ~0.4 ms per program when every reply was preceded by one.
+        """
         import select
 
         need = None
-        waited_since_check = 0.0
-        cpu_used = self.cpu() - cpu_start
         while True:
             if need is None and len(self.buf) >= 4:
                 (need,) = struct.unpack(">I", self.buf[:4])
@@ -589,19 +605,15 @@ class Sandbox:
                 if not isinstance(reply, dict):
                     raise SandboxDied("invalid reply")
                 return reply
-            now = time.monotonic()
-            # CPU time cannot grow faster than wall time for one thread: sleep until the budget
-            # could be spent, then measure.
-            wait = min(wall_deadline - now, max(cpu_limit - cpu_used - waited_since_check, 0.0))
+            wait = min(wall_deadline - time.monotonic(), cpu_limit - self._bound)
             if wait <= 0:
-                cpu_used = self.cpu() - cpu_start
-                waited_since_check = 0.0
-                if cpu_used >= cpu_limit or time.monotonic() >= wall_deadline:
+                self._bound = self.cpu() - cpu_start
+                if self._bound >= cpu_limit or time.monotonic() >= wall_deadline:
                     raise SandboxTimeout()
-                wait = min(wall_deadline - time.monotonic(), max(cpu_limit - cpu_used, 0.01))
+                wait = min(wall_deadline - time.monotonic(), max(cpu_limit - self._bound, 0.01))
             t0 = time.monotonic()
             ready, _, _ = select.select([self.sock], [], [], max(wait, 0.0))
-            waited_since_check += time.monotonic() - t0
+            self._bound += time.monotonic() - t0  # one thread's CPU grows at most this fast
             if ready:
                 try:
                     chunk = self.sock.recv(1 << 20)
