@@ -4,8 +4,8 @@ Runs the three benchmarks one after another in this process (each with its own d
 set here) and gathers: training tokens/s, sampled tokens/s, programs executed/s, peak memory
 (device memory where the backend reports it, else the process's peak RSS), and on an
 accelerator the model FLOPs utilisation against the chip's peak (bfloat16 dense, from the
-device kind). On CPU it also runs the HF PyTorch references (unless --no-reference) and gives
-ours / reference for each.
+device kind). On CPU it also runs the HF PyTorch references (unless --no-reference; each in a
+process of its own, at the same --dtype) and gives ours / reference for each.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--tgt-len", type=int, default=256, help="training target tokens")
     p.add_argument("--new-tokens", type=int, default=128, help="sampled tokens per row")
     p.add_argument("--steps", type=int, default=5, help="timed train steps")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute dtype of training and sampling, ours and the references'")
     p.add_argument("--problems", default="demo",
                    help="SRC whose reference programs the execute benchmark runs")
     p.add_argument("--split", default=None, help="part of --problems")
