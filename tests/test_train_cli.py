@@ -101,8 +101,9 @@ def test_benchmark_train_json(capsys):
                  "--tgt-len", "8", "--steps", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("tokens_per_s", "reference_tokens_per_s", "ratio", "peak_host_memory_mb",
-                "compile_seconds"):
+                "compile_seconds", "reference_peak_host_memory_mb"):
         assert result[key] > 0, key
+    assert result["dtype"] == result["reference_dtype"] == "float32"
     assert result["ratio"] == pytest.approx(result["tokens_per_s"] /
                                             result["reference_tokens_per_s"])
     # both sides start from random weights over 32100 tokens: loss near ln(32100) ~ 10.38

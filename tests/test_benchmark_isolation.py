@@ -1,0 +1,34 @@
+"""Benchmark references run in a spawned process: results and errors come back, args pickle."""
+import argparse
+import os
+
+import pytest
+
+from coderl_jax.benchmarks import isolation
+
+
+def _pid_and_sum(values):
+    return {"pid": os.getpid(), "sum": sum(values), "jax_loaded": "jax" in __import__("sys").modules}
+
+
+def _fail():
+    raise ValueError("reference broke")
+
+
+def test_runs_in_another_fresh_process():
+    import jax  # noqa: F401 - loaded here, must not be in the child
+
+    out = isolation.run_in_fresh_process(_pid_and_sum, [1, 2, 3])
+    assert out["pid"] != os.getpid() and out["sum"] == 6
+    assert out["jax_loaded"] is False
+    assert out["peak_host_memory_mb"] > 0
+
+
+def test_errors_reraise_here():
+    with pytest.raises(ValueError, match="reference broke"):
+        isolation.run_in_fresh_process(_fail)
+
+
+def test_plain_args_drop_callables():
+    args = argparse.Namespace(size="tiny", steps=2, run=lambda: None)
+    assert vars(isolation.plain_args(args)) == {"size": "tiny", "steps": 2}
