@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from coderl_jax.benchmarks import execute, sample, train
+from coderl_jax.benchmarks import execute, isolation, sample, train
 
 # peak dense bfloat16 FLOP/s per chip, by jax `device_kind`
 PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
@@ -112,7 +112,7 @@ def run(args) -> dict:
             "platform": dev.platform, "devices": n_dev, "rows": rows,
             "train_flops_per_token": flops, "mfu": mfu,
             "peak_device_memory_mb": _peak_device_memory_mb(dev),
-            "peak_host_memory_mb": train._peak_rss_mb(),
+            "peak_host_memory_mb": isolation.peak_rss_mb(),
             "seconds": time.perf_counter() - t0,
             "details": {"train": tr, "sample": sa, "execute": ex}}
 

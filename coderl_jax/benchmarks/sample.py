@@ -115,7 +115,7 @@ def _reference(args, config, prompts: np.ndarray) -> dict:
         decoder_start_token_id=0)
     torch.manual_seed(args.seed)
     model = T5ForConditionalGeneration(hf_config).eval()
-    if getattr(args, "dtype", "float32") == "bfloat16":
+    if args.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
     ids = torch.tensor(prompts)
     mask = torch.ones_like(ids)

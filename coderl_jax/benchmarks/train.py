@@ -38,9 +38,6 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-_peak_rss_mb = isolation.peak_rss_mb
-
-
 def _batch(args, vocab: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(args.seed)
     b, s, t = args.batch, args.src_len, args.tgt_len
@@ -153,7 +150,7 @@ def run(args) -> dict:
               "seconds_per_step": ours["seconds_per_step"],
               "compile_seconds": ours["compile_seconds"],
               "first_loss": ours["first_loss"], "last_loss": ours["last_loss"],
-              "peak_host_memory_mb": _peak_rss_mb()}
+              "peak_host_memory_mb": isolation.peak_rss_mb()}
     if args.no_reference:
         return result
     try:

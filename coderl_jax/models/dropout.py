@@ -40,10 +40,12 @@ def threefry2x32(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Arr
 
 
 def _is_threefry(rng: Array) -> bool:
+    """A threefry key (typed, or a raw uint32[2]) under partitionable bit generation."""
     if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        return jax.random.key_impl(rng) == jax.random.key_impl(jax.random.key(0, impl="threefry2x32")) \
-            and jax.config.jax_threefry_partitionable
-    return rng.shape == (2,) and jax.config.jax_threefry_partitionable
+        threefry = str(jax.random.key_impl(rng)) == "threefry2x32"
+    else:
+        threefry = rng.shape == (2,)
+    return threefry and jax.config.jax_threefry_partitionable
 
 
 def _key_words(rng: Array) -> tuple[Array, Array]:
