@@ -32,3 +32,11 @@ def test_errors_reraise_here():
 def test_plain_args_drop_callables():
     args = argparse.Namespace(size="tiny", steps=2, run=lambda: None)
     assert vars(isolation.plain_args(args)) == {"size": "tiny", "steps": 2}
+
+
+def test_reference_device_follows_our_backend_unless_asked():
+    assert isolation.reference_device("auto", "gpu") == "cuda"
+    assert isolation.reference_device("auto", "cpu") == "cpu"
+    assert isolation.reference_device("auto", "tpu") == "cpu"  # torch has no TPU device here
+    assert isolation.reference_device("cpu", "gpu") == "cpu"
+    assert isolation.reference_device("cuda", "cpu") == "cuda"

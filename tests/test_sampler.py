@@ -252,3 +252,4 @@ def test_sample_benchmark_reports_measured_rates():
     assert out["tokens_per_s"] > 0 and out["compile_s"] >= 0
     if "reference_tokens_per_s" in out:  # torch installed
         assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])
+        assert out["backend"] == "cpu" and out["reference_device"] == "cpu"

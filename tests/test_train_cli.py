@@ -104,6 +104,8 @@ def test_benchmark_train_json(capsys):
                 "compile_seconds", "reference_peak_host_memory_mb"):
         assert result[key] > 0, key
     assert result["dtype"] == result["reference_dtype"] == "float32"
+    # JAX runs on the CPU here, so the reference does too (same hardware on both sides)
+    assert result["backend"] == "cpu" and result["reference_device"] == "cpu"
     assert result["ratio"] == pytest.approx(result["tokens_per_s"] /
                                             result["reference_tokens_per_s"])
     # both sides start from random weights over 32100 tokens: loss near ln(32100) ~ 10.38

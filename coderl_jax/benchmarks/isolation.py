@@ -37,3 +37,22 @@ def run_in_fresh_process(fn: Callable[..., dict], *args: Any) -> dict:
 def plain_args(args: argparse.Namespace) -> argparse.Namespace:
     """`args` without the callables the CLI stores in it (they do not pickle)."""
     return argparse.Namespace(**{k: v for k, v in vars(args).items() if not callable(v)})
+
+
+def add_device_argument(p) -> None:
+    p.add_argument("--reference-device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where HF PyTorch runs; auto: cuda when JAX runs on a GPU, else cpu")
+
+
+def reference_device(requested: str, jax_backend: str) -> str:
+    """The torch device for the reference: the hardware our side ran on, unless asked."""
+    if requested != "auto":
+        return requested
+    return "cuda" if jax_backend == "gpu" else "cpu"
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued torch work on `device` (CUDA kernels run asynchronously)."""
+    if device == "cuda":
+        import torch
+        torch.cuda.synchronize()

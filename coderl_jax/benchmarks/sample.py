@@ -35,6 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype of both sides (ours: bf16 matmul weights and KV cache, "
                         "float32 logits; HF: the model cast with .to(torch.bfloat16))")
+    isolation.add_device_argument(p)
     p.add_argument("--no-reference", action="store_true", help="skip HF generate")
     p.add_argument("--seed", type=int, default=0)
 
@@ -97,10 +98,11 @@ def _ours(args, config, prompts: np.ndarray) -> dict:
         times.append(dt)
     steady = statistics.median(times)
     return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,
-            "compile_s": compile_s, "devices": len(jax.devices())}
+            "compile_s": compile_s, "devices": len(jax.devices()),
+            "backend": jax.default_backend()}
 
 
-def _reference(args, config, prompts: np.ndarray) -> dict:
+def _reference(args, config, prompts: np.ndarray, device: str) -> dict:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -114,10 +116,10 @@ def _reference(args, config, prompts: np.ndarray) -> dict:
         feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=2,
         decoder_start_token_id=0)
     torch.manual_seed(args.seed)
-    model = T5ForConditionalGeneration(hf_config).eval()
+    model = T5ForConditionalGeneration(hf_config).to(device).eval()
     if args.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
-    ids = torch.tensor(prompts)
+    ids = torch.tensor(prompts, device=device)
     mask = torch.ones_like(ids)
     kw = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
               max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens)
@@ -126,6 +128,7 @@ def _reference(args, config, prompts: np.ndarray) -> dict:
         with torch.no_grad():
             t0 = time.perf_counter()
             out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+            isolation.synchronize(device)
             dt = time.perf_counter() - t0
         return dt, int(out.shape[0] * (out.shape[1] - 1))  # minus the decoder start token
 
@@ -139,7 +142,7 @@ def _reference(args, config, prompts: np.ndarray) -> dict:
         times.append(dt)
     steady = statistics.median(times)
     return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "device": device}
 
 
 def run(args) -> dict:
@@ -153,16 +156,19 @@ def run(args) -> dict:
               "src_len": args.src_len, "new_tokens": args.new_tokens, "dtype": args.dtype,
               "tokens_per_s": ours["tokens_per_s"], "seconds_per_call": ours["seconds_per_call"],
               "compile_s": ours["compile_s"], "devices": ours["devices"],
+              "backend": ours["backend"],
               "cpu_count": os.cpu_count()}
     if not args.no_reference:
         try:
+            device = isolation.reference_device(args.reference_device, ours["backend"])
             ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args),
-                                               config, prompts)
+                                               config, prompts, device)
         except ImportError as e:
             result["reference_error"] = f"HF reference unavailable: {e}"
         else:
             result["reference_tokens_per_s"] = ref["tokens_per_s"]
             result["reference_seconds_per_call"] = ref["seconds_per_call"]
             result["reference_torch_threads"] = ref["torch_threads"]
+            result["reference_device"] = ref["device"]
             result["ratio"] = ours["tokens_per_s"] / ref["tokens_per_s"]
     return result

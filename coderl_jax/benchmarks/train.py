@@ -33,6 +33,7 @@ def add_arguments(p) -> None:
                    help="our compute dtype (parameters and optimizer state stay float32)")
     p.add_argument("--reference-dtype", default="same", choices=["same", "float32", "bfloat16"],
                    help="HF's compute dtype (bfloat16: torch.autocast); 'same' follows --dtype")
+    isolation.add_device_argument(p)
     p.add_argument("--remat", action="store_true", help="rematerialise layers (ours)")
     p.add_argument("--no-reference", action="store_true", help="skip HF PyTorch")
     p.add_argument("--seed", type=int, default=0)
@@ -82,10 +83,10 @@ def _ours(args, config, batch) -> dict:
     seconds = statistics.median(times)
     return {"seconds_per_step": seconds, "compile_seconds": max(first - seconds, 0.0),
             "first_loss": first_loss, "last_loss": last_loss, "devices": mesh.size,
-            "params": st.param_count(state.params)}
+            "params": st.param_count(state.params), "backend": jax.default_backend()}
 
 
-def _reference(args, config, batch, dtype: str) -> dict:
+def _reference(args, config, batch, dtype: str, device: str) -> dict:
     import contextlib
 
     import torch
@@ -100,17 +101,16 @@ def _reference(args, config, batch, dtype: str) -> dict:
                   dropout_rate=config.dropout_rate, layer_norm_epsilon=config.layer_norm_epsilon,
                   feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0,
                   eos_token_id=2, decoder_start_token_id=0)
-    model = T5ForConditionalGeneration(hf)
+    model = T5ForConditionalGeneration(hf).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    inputs = {"input_ids": torch.from_numpy(batch["encoder_ids"].astype(np.int64)),
-              "attention_mask": torch.from_numpy(batch["encoder_mask"].astype(np.int64)),
-              "labels": torch.from_numpy(batch["targets"].astype(np.int64)),
-              "decoder_attention_mask": torch.from_numpy(batch["target_mask"].astype(np.int64))}
+    names = {"input_ids": "encoder_ids", "attention_mask": "encoder_mask", "labels": "targets",
+             "decoder_attention_mask": "target_mask"}
+    inputs = {k: torch.from_numpy(batch[v].astype(np.int64)).to(device) for k, v in names.items()}
 
     def autocast():
         if dtype == "bfloat16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def step() -> float:
@@ -120,7 +120,7 @@ def _reference(args, config, batch, dtype: str) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the device
 
     first_loss = step()
     times = []
@@ -129,7 +129,7 @@ def _reference(args, config, batch, dtype: str) -> dict:
         last_loss = step()
         times.append(time.perf_counter() - t0)
     return {"seconds_per_step": statistics.median(times), "first_loss": first_loss,
-            "last_loss": last_loss, "threads": torch.get_num_threads()}
+            "last_loss": last_loss, "threads": torch.get_num_threads(), "device": device}
 
 
 def run(args) -> dict:
@@ -145,7 +145,7 @@ def run(args) -> dict:
     ours = _ours(args, config, batch)
     result = {"size": args.size, "batch": args.batch, "src_len": args.src_len,
               "tgt_len": args.tgt_len, "steps": args.steps, "dtype": args.dtype,
-              "params": ours["params"], "devices": ours["devices"],
+              "params": ours["params"], "devices": ours["devices"], "backend": ours["backend"],
               "tokens_per_s": tokens / ours["seconds_per_step"],
               "seconds_per_step": ours["seconds_per_step"],
               "compile_seconds": ours["compile_seconds"],
@@ -160,9 +160,10 @@ def run(args) -> dict:
         result["reference"] = "torch/transformers not installed"
         return result
     ref_dtype = args.dtype if args.reference_dtype == "same" else args.reference_dtype
+    device = isolation.reference_device(args.reference_device, ours["backend"])
     ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args), config,
-                                           batch, ref_dtype)
-    result.update({"reference_dtype": ref_dtype,
+                                           batch, ref_dtype, device)
+    result.update({"reference_dtype": ref_dtype, "reference_device": device,
                    "reference_tokens_per_s": tokens / ref["seconds_per_step"],
                    "reference_seconds_per_step": ref["seconds_per_step"],
                    "reference_first_loss": ref["first_loss"],
