@@ -40,3 +40,20 @@ def test_reference_device_follows_our_backend_unless_asked():
     assert isolation.reference_device("auto", "tpu") == "cpu"  # torch has no TPU device here
     assert isolation.reference_device("cpu", "gpu") == "cpu"
     assert isolation.reference_device("cuda", "cpu") == "cuda"
+
+
+def test_cuda_reference_without_cuda_fails_at_once_in_one_line(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this torch sees a CUDA device")
+    from coderl_jax.cli import main
+    from coderl_jax.errors import UserError
+
+    with pytest.raises(UserError, match="sees no CUDA device"):
+        isolation.check_torch_device("cuda")
+    assert isolation.check_torch_device("cpu") == {}
+    # the CLI says so before running our side: one line, exit code 2
+    assert main(["benchmark", "train", "--size", "tiny", "--reference-device", "cuda"]) == 2
+    assert main(["benchmark", "sample", "--size", "tiny", "--reference-device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["coderl: error: --reference-device cuda: this torch build sees no CUDA device"] * 2

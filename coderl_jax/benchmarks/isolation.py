@@ -51,6 +51,29 @@ def reference_device(requested: str, jax_backend: str) -> str:
     return "cuda" if jax_backend == "gpu" else "cpu"
 
 
+def check_torch_device(device: str) -> dict:
+    """A one-line error when the reference is asked to run on CUDA that torch cannot see (run
+    it in a fresh process before our side, so a bad flag fails at once)."""
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        from coderl_jax.errors import UserError
+        raise UserError("--reference-device cuda: this torch build sees no CUDA device")
+    return {}
+
+
+def resolve_reference_device(args: argparse.Namespace) -> str:
+    """The reference's torch device for a benchmark's `args`, checked up front when it is CUDA
+    (torch missing altogether is reported where the reference would run)."""
+    import jax
+    device = reference_device(args.reference_device, jax.default_backend())
+    if device == "cuda" and not args.no_reference:
+        try:
+            run_in_fresh_process(check_torch_device, device)
+        except ImportError:
+            pass
+    return device
+
+
 def synchronize(device: str) -> None:
     """Wait for queued torch work on `device` (CUDA kernels run asynchronously)."""
     if device == "cuda":

@@ -151,6 +151,7 @@ def run(args) -> dict:
 
     config = model_preset(args.size, dropout_rate=0.0, dtype=args.dtype)
     prompts = _prompts(args, config.vocab_size)
+    device = isolation.resolve_reference_device(args)
     ours = _ours(args, config, prompts)
     result = {"benchmark": "sample", "size": args.size, "batch": args.batch,
               "src_len": args.src_len, "new_tokens": args.new_tokens, "dtype": args.dtype,
@@ -160,7 +161,6 @@ def run(args) -> dict:
               "cpu_count": os.cpu_count()}
     if not args.no_reference:
         try:
-            device = isolation.reference_device(args.reference_device, ours["backend"])
             ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args),
                                                config, prompts, device)
         except ImportError as e:

@@ -142,6 +142,7 @@ def run(args) -> dict:
     config = model_preset(args.size, dtype=args.dtype, remat=bool(args.remat))
     batch = _batch(args, config.vocab_size)
     tokens = args.batch * (args.src_len + args.tgt_len)
+    device = isolation.resolve_reference_device(args)
     ours = _ours(args, config, batch)
     result = {"size": args.size, "batch": args.batch, "src_len": args.src_len,
               "tgt_len": args.tgt_len, "steps": args.steps, "dtype": args.dtype,
@@ -160,7 +161,6 @@ def run(args) -> dict:
         result["reference"] = "torch/transformers not installed"
         return result
     ref_dtype = args.dtype if args.reference_dtype == "same" else args.reference_dtype
-    device = isolation.reference_device(args.reference_device, ours["backend"])
     ref = isolation.run_in_fresh_process(_reference, isolation.plain_args(args), config,
                                            batch, ref_dtype, device)
     result.update({"reference_dtype": ref_dtype, "reference_device": device,
