@@ -92,15 +92,10 @@ def _reference(args, config, batch, dtype: str, device: str) -> dict:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
+    from coderl_jax.convert import hf_config_from_model_config
+
     torch.manual_seed(args.seed)
-    hf = T5Config(vocab_size=config.vocab_size, d_model=config.d_model, d_kv=config.d_kv,
-                  d_ff=config.d_ff, num_layers=config.num_encoder_layers,
-                  num_decoder_layers=config.num_decoder_layers, num_heads=config.num_heads,
-                  relative_attention_num_buckets=config.relative_attention_num_buckets,
-                  relative_attention_max_distance=config.relative_attention_max_distance,
-                  dropout_rate=config.dropout_rate, layer_norm_epsilon=config.layer_norm_epsilon,
-                  feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0,
-                  eos_token_id=2, decoder_start_token_id=0)
+    hf = T5Config.from_dict(hf_config_from_model_config(config))  # as `coderl export` writes
     model = T5ForConditionalGeneration(hf).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
