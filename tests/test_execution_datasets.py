@@ -20,7 +20,10 @@ MBPP_KNOWN_BROKEN: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def pool():
-    with ExecutionPool(workers=2, timeout=4.0) as p:
+    # References must pass whatever else the machine is doing: MBPP 123 alone takes 2.2 s of
+    # CPU on an idle 2-core machine and over 4 s on a loaded one (SMT siblings busy), so the
+    # limit here is far above any reference's need; the benchmark measures speed, not this test.
+    with ExecutionPool(workers=2, timeout=30.0) as p:
         yield p
 
 

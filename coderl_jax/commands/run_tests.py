@@ -6,7 +6,6 @@ same order, with `result`, `error_type`, `tests`, `seconds`, `error_message` and
 """
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -53,13 +52,12 @@ def run(args) -> int:
                           if by_id[str(r["problem_id"])].example_tests is None})
         if lacking:
             raise UserError(f"problem(s) {', '.join(lacking[:5])} have no example tests")
-    hide = [args.problems] if os.path.exists(args.problems) else []
 
     from tqdm import tqdm
 
     with tqdm(total=len(rows), desc="run-tests", unit="prog", file=sys.stderr,
               disable=len(rows) < 2) as bar:
-        with ExecutionPool(workers=args.workers, timeout=args.timeout, hide_paths=hide) as pool:
+        with ExecutionPool(workers=args.workers, timeout=args.timeout) as pool:
             results = pool.run(by_id, [{"problem_id": str(r["problem_id"]), "code": r["code"]}
                                        for r in rows],
                                example_tests=args.example_tests,

@@ -36,6 +36,8 @@ from coderl_jax.execution import codec
 from coderl_jax.execution.sandbox import OutputLimit, SandboxDied, SandboxTimeout
 
 COMPILE_ERROR, RUNTIME_ERROR, FAILED, PASSED = -2, -1, 0, 1
+# Wall-clock slack per CPU second used: an honest program on a host loaded 3x still finishes.
+WALL_PER_CPU = 2.0
 PASSED_TYPE, FAILED_TYPE, TIMEOUT_TYPE = "passed unit tests", "failed unit tests", "timeoutexception"
 
 # Modules a program global may stand for in the judge's namespace (imported here, not trusted
@@ -283,13 +285,22 @@ class ProgramRun:
         self.tests = spec["tests"]
         self.sandbox = None
         self.ns: dict | None = None
-        self._cpu0 = 0.0
+        self._cpu0: float | None = None
         self._deadline = 0.0
+        self._wall_start: float | None = None
+        self._cpu_spent = 0.0  # CPU seconds of the tests before the current one
 
     # -- sandbox plumbing --------------------------------------------------------------------------
     def _begin_budget(self) -> None:
-        self._cpu0 = self.sandbox.start_budget()
-        self._deadline = time.monotonic() + self.wall_timeout
+        """A new CPU budget (one test's); the wall budget is the program's: `wall_timeout`
+        seconds plus WALL_PER_CPU per CPU second it has used, over all its tests."""
+        cpu = self.sandbox.start_budget()
+        if self._cpu0 is not None:
+            self._cpu_spent += max(cpu - self._cpu0, 0.0)
+        self._cpu0 = cpu
+        if self._wall_start is None:
+            self._wall_start = time.monotonic()
+        self._deadline = self._wall_start + self.wall_timeout + WALL_PER_CPU * self._cpu_spent
 
     def rpc(self, req: dict):
         """Send a request and return the decoded value of the reply (assert format)."""
@@ -308,7 +319,7 @@ class ProgramRun:
 
     def _request(self, req: dict) -> dict:
         self.sandbox.send(req)
-        reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline)
+        reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline, WALL_PER_CPU)
         exc = reply.get("exc")
         if exc is not None and not isinstance(exc, dict):
             raise SandboxDied("invalid reply")

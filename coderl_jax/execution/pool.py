@@ -31,7 +31,19 @@ import threading
 import time
 
 from coderl_jax.execution.checkers import problem_spec
-from coderl_jax.execution.sandbox import Limits, project_root
+from coderl_jax.execution.sandbox import Limits, minimal_environment
+
+_warned_basic = False
+
+
+def _warn_basic() -> None:
+    global _warned_basic
+    _warned_basic = True
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "sandbox runs in 'basic' isolation (not root, or namespaces refused): programs can read "
+        "the host's files and share IPC; use it on development machines only")
 
 _RESULT_KEYS = ("result", "error_type", "tests", "seconds", "error_message", "error_line")
 
@@ -59,20 +71,22 @@ class _Worker:
         self.known: set[str] = set()
         self.jobs = 0
         self.namespaces: bool | None = None
+        self.isolation: dict | None = None
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env.update(PYTHONHASHSEED="0", JAX_PLATFORMS="cpu", PYTHONDONTWRITEBYTECODE="1")
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(project_root())] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        # A fixed minimal environment (no launcher secrets to recover from memory) and a new
+        # session without a controlling terminal.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coderl_jax.execution.worker", json.dumps(self.config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True,
-            bufsize=0)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=minimal_environment(), cwd="/",
+            close_fds=True, bufsize=0, start_new_session=True)
         self.known, self.jobs = set(), 0
         self._buf = b""
         hello = self._read(time.monotonic() + 120)
         self.namespaces = bool(hello.get("namespaces"))
+        self.isolation = hello.get("isolation")
+        if not self.namespaces and not _warned_basic:
+            _warn_basic()
 
     def _read_exact(self, n: int, deadline: float) -> bytes:
         fd = self.proc.stdout.fileno()
@@ -148,15 +162,14 @@ class ExecutionPool:
     def __init__(self, workers: int = 2, timeout: float = 4.0, *, wall_timeout: float | None = None,
                  limits: Limits | None = None, max_jobs_per_worker: int = 2000,
                  cache_size: int = 100_000, isolation: str = "auto",
-                 hide_paths: list[str] | None = None):
+                 packages: tuple[str, ...] | None = None):
         if workers < 1:
             raise ValueError("workers must be >= 1")
-        from coderl_jax.execution.sandbox import default_hide_paths
-
-        hide = list(default_hide_paths()) + [os.path.abspath(p) for p in (hide_paths or [])]
+        if isolation not in ("auto", "namespaces", "basic"):
+            raise ValueError(f"isolation must be auto, namespaces or basic, not {isolation!r}")
         self.config = {"timeout": timeout, "wall_timeout": wall_timeout or 0,
                        "limits": dataclasses.asdict(limits or Limits()), "isolation": isolation,
-                       "hide_paths": hide}
+                       "packages": list(packages) if packages is not None else None}
         self.timeout = timeout
         self._wall = wall_timeout or (5 * timeout + 1)
         self._workers = [_Worker(self.config, max_jobs_per_worker) for _ in range(workers)]
@@ -232,6 +245,15 @@ class ExecutionPool:
         """Whether the workers run sandboxes in namespaces (None before the first program)."""
         states = {w.namespaces for w in self._workers if w.namespaces is not None}
         return states.pop() if len(states) == 1 else None
+
+    @property
+    def isolation(self) -> dict | None:
+        """How the sandboxes are isolated, as the first started worker reports it: mode
+        ("namespaces" or "basic"), filesystem, cpu_accounting, memory_cgroup, seccomp, packages."""
+        for w in self._workers:
+            if w.isolation is not None:
+                return dict(w.isolation)
+        return None
 
     def stats(self) -> dict:
         return {"cache_hits": self.cache_hits, "cache_misses": self.cache_misses,

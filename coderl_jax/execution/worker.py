@@ -39,25 +39,36 @@ def _write_frame(stream, obj) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0]) if argv else {}
-    from coderl_jax.execution import runtime, sandbox
+    from coderl_jax.execution import cgroups, runtime, sandbox, seccomp
 
-    sandbox._prctl(sandbox.PR_SET_PDEATHSIG, 9)
+    sandbox.sc.prctl(sandbox.sc.PR_SET_PDEATHSIG, 9)
     runtime.preload()
     mode = config.get("isolation", "auto")
     namespaces = sandbox.namespaces_available() if mode in ("auto", "namespaces") else False
     if mode == "namespaces" and not namespaces:
         print("coderl worker: namespaces requested but unavailable", file=sys.stderr)
         return 3
-    hide = config.get("hide_paths") or sandbox.default_hide_paths()
-    zygote = sandbox.Zygote(namespaces, hide)
+    limits = sandbox.Limits(**config.get("limits", {}))
+    group = None
+    if namespaces:
+        group = cgroups.SandboxGroup.create(
+            f"{cgroups.PREFIX}{os.getpid()}",
+            memory_bytes=(limits.memory_mb + limits.scratch_mb + 512) << 20,
+            max_pids=limits.nproc + 8)
+    packages = tuple(config.get("packages") or sandbox.rootfs.DEFAULT_PACKAGES)
+    zygote = sandbox.Zygote(namespaces, group, packages)
     from coderl_jax.execution.checkers import ProgramRun
 
-    limits = sandbox.Limits(**config.get("limits", {}))
     timeout = float(config.get("timeout", 4.0))
     wall = float(config.get("wall_timeout", 0) or (5 * timeout + 1))
     specs: dict[str, dict] = {}
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    _write_frame(stdout, {"ready": True, "namespaces": namespaces})
+    isolation = {"mode": "namespaces" if namespaces else "basic",
+                 "filesystem": "allow-list" if namespaces else "none",
+                 "cpu_accounting": f"cgroup {group.kind}" if group else "proc",
+                 "memory_cgroup": bool(group and "memory" in group.dirs),
+                 "seccomp": seccomp.available(), "packages": list(packages)}
+    _write_frame(stdout, {"ready": True, "namespaces": namespaces, "isolation": isolation})
     try:
         while True:
             msg = _read_frame(stdin)
@@ -76,6 +87,8 @@ def main(argv: list[str]) -> int:
                 return 4
     finally:
         zygote.close()
+        if group is not None:
+            group.remove()
 
 
 if __name__ == "__main__":
