@@ -26,7 +26,8 @@ Guarantees and how they are obtained (mode "namespaces", used when running as ro
     core files, and oom_score_adj 1000 so the OOM killer picks sandboxes before anything else;
     where the host has a cgroup-v1 memory controller (here), a memory cgroup per fork server also
     bounds the memory of each program's whole process tree (memory_mb + 512 MiB); the
-    program's stdout is captured with a cap inside the runtime; fds 0/1/2 are /dev/null.
+    program's fds 0/1 are what `Zygote.spawn(stdio=...)` passes (the judge's memfds for a
+    standard-input test run as a process), else /dev/null, as fd 2 always is.
   * The scratch folders are wiped as soon as a program has ended (its PID namespace is empty).
 
 Fallback (mode "basic", when not root or namespaces are refused): no network or filesystem
@@ -283,8 +284,10 @@ def _set_cgroup_limit(group: str, limit: int) -> None:
 
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str, base_vm: int, cgroup: str | None) -> None:
-    """Becomes the sandbox: limits, fds, privileges, then the runtime. Never returns."""
+                   cwd: str, base_vm: int, cgroup: str | None,
+                   stdio: tuple[int, int] | None = None) -> None:
+    """Becomes the sandbox: limits, fds, privileges, then the runtime. Never returns.
+    `stdio`: the program's standard input and output (fds 0 and 1), else /dev/null."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup:  # memory of the whole process tree, not just of each process
@@ -295,10 +298,10 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
                 pass
         if not namespaces:
             os.setsid()
-        os.dup2(fd, 3, inheritable=False)
         null = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(null, target)
+        for target, src in zip((0, 1, 2), (*(stdio or (null, null)), null)):
+            os.dup2(src, target)  # before fd 3 is taken: a received fd may be 3
+        os.dup2(fd, 3, inheritable=False)
         os.closerange(4, 1 << 16)
         os.chdir(cwd)
         mem = base_vm + (limits.memory_mb << 20)
@@ -420,7 +423,8 @@ def zygote_main(sock: socket.socket, namespaces: bool, hide: list[str]) -> None:
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup)
+            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup,
+                           (fds[1], fds[2]) if len(fds) == 3 else None)
         if namespaces:
             _setns(own_pidns, CLONE_NEWPID)
         for fd in fds:
@@ -506,12 +510,14 @@ class Zygote:
             data += chunk
         return struct.unpack(">i", data)[0]
 
-    def spawn(self, limits: Limits) -> "Sandbox":
+    def spawn(self, limits: Limits, stdio: tuple[int, int] | None = None) -> "Sandbox":
+        """Start one sandbox; `stdio` (stdin_fd, stdout_fd) become its fds 0 and 1 (the caller
+        keeps and closes its own copies), else both are /dev/null."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.uid_seq += 1
         uid = UID_BASE + os.getpid() * 256 + self.uid_seq % 256
         req = json.dumps({"uid": uid, "limits": dataclasses.asdict(limits)}).encode()
-        socket.send_fds(self.sock, [req], [theirs.fileno()])
+        socket.send_fds(self.sock, [req], [theirs.fileno(), *(stdio or ())])
         theirs.close()
         msg, fds, _, _ = socket.recv_fds(self.sock, 4, 1)
         if len(msg) < 4 or not fds:
