@@ -74,6 +74,9 @@ PASS = (1, "passed unit tests")
     "    print(a + b)\n    print(input())\nthreading.Thread(target=solve).start()",
     "import atexit, io, sys\nbuf = io.StringIO()\nsys.stdout = buf\n"
     "atexit.register(lambda: sys.__stdout__.write(buf.getvalue()))\n" + GOOD,
+    # a top-level `return` (legal in CodeRL's `def code():`) ends the program normally
+    GOOD + "\nif True:\n    return\nprint('extra')",
+    "def f():\n    return 1\n" + GOOD + "\nreturn print(end='')\nprint('extra')",
     # sys.exit(0) / SystemExit(None) after the answer is a normal end
     GOOD + "\nimport sys\nsys.exit(0)",
     GOOD + "\nraise SystemExit",

@@ -20,7 +20,9 @@ everything a real standard input offers works: `input()`, `readline` (newline ke
 continuing from the current position, iteration, `sys.stdin.buffer`, `os.read(0, ...)`, and
 output through `print`, `sys.stdout.buffer` or `os.write(1, ...)`, even when the program ends with
 `os._exit`. Like the prelude, the names CodeRL's wrapper binds (`stdin`, `stdout`) are
-predefined (the real streams). At the end, as the interpreter would: non-daemon threads are joined, `atexit`
+predefined (the real streams), and a `return` outside any function (legal inside CodeRL's
+`def code():`, and used by some APPS reference solutions) ends the program normally, as
+`sys.exit()` would. At the end, as the interpreter would: non-daemon threads are joined, `atexit`
 handlers run (the fork server's are cleared first), stdout/stderr are flushed; the runtime reports
 an uncaught exception (type, message, line) and exits with the process's status (exception 1,
 `SystemExit(code)` that code). `open(path)` with a path (not an fd) returns the test input as
@@ -46,6 +48,7 @@ module `tmp_sol`, and `code()` is called once per test under CodeRL's stacked `m
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import io
 import json
@@ -172,6 +175,23 @@ class _InputFile(io.StringIO):
 
     def write(self, s):
         return len(s)
+
+
+class _TopLevelReturn(ast.NodeTransformer):
+    """`return [value]` outside any function becomes `raise (value, SystemExit)[1]`: the value
+    is evaluated, then the program ends normally, as the `return` did in CodeRL's `def code():`
+    (some APPS reference solutions rely on it)."""
+
+    def visit_FunctionDef(self, node):
+        return node
+
+    visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_FunctionDef
+
+    def visit_Return(self, node):
+        exit_ = ast.Name("SystemExit", ast.Load())
+        exc = ast.Subscript(ast.Tuple([node.value or ast.Constant(None), exit_], ast.Load()),
+                            ast.Constant(1), ast.Load())
+        return ast.copy_location(ast.Raise(exc=exc, cause=None), node)
 
 
 class Runtime:
@@ -309,8 +329,16 @@ class Runtime:
             if not (line.startswith("from ") or line.startswith("import ")):
                 break
             self.import_lines += 1
+        source = APPS_PRELUDE + code
         try:
-            self.process_code = compile(APPS_PRELUDE + code, FILENAME, "exec", dont_inherit=True)
+            try:
+                self.process_code = compile(source, FILENAME, "exec", dont_inherit=True)
+            except SyntaxError as e:
+                if e.msg != "'return' outside function":
+                    raise
+                tree = ast.fix_missing_locations(
+                    _TopLevelReturn().visit(ast.parse(source, FILENAME)))
+                self.process_code = compile(tree, FILENAME, "exec", dont_inherit=True)
         except BaseException as e:  # noqa: BLE001 - syntax error (or too deeply nested)
             return {"ok": False, "exc": self.exc_info(e)}
         return {"ok": True, "missing": False}
