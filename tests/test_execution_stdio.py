@@ -188,3 +188,17 @@ def test_coderl_patches_are_what_we_reproduce():
 def test_harness_is_validated():
     with pytest.raises(ValueError, match="harness"):
         ExecutionPool(workers=1, harness="python")
+
+
+def test_run_tests_has_a_harness_option():
+    import argparse
+
+    from coderl_jax.commands import run_tests
+
+    parser = argparse.ArgumentParser()
+    run_tests.register(parser.add_subparsers())
+    base = ["run-tests", "--problems", "demo", "--programs", "in.jsonl", "--out", "o.jsonl"]
+    assert parser.parse_args(base).harness == "real"
+    assert parser.parse_args(base + ["--harness", "coderl"]).harness == "coderl"
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--harness", "python"])

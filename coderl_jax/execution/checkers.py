@@ -36,7 +36,8 @@ Standard-input programs are judged by one of two harnesses (`harness`, details i
   sleeps or waits is limited by the wall-clock limit here instead.
 
 Outcomes: -2 the program does not load (syntax error, or any exception / timeout / crash while
-executing its module, as in CodeRL where module-level failures are compile errors), -1 runtime
+executing its module, as in CodeRL where module-level failures are compile errors; for harness
+"real" standard-input programs: a syntax error or a failing leading import line), -1 runtime
 error (exception, timeout -> "timeoutexception", killed by a signal -> "sigsegv"..., exited with a
 non-zero status -> "systemexit"), 0 a test failed (including output too large or an exit with
 status 0 before answering), 1 all tests passed. A program's result is that of its first test that
