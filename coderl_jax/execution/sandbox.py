@@ -150,7 +150,7 @@ class Limits:
     nproc: int = 32  # processes/threads the program may have at once
     nofile: int = 64  # open file descriptors
     fsize_mb: int = 16  # largest file it may write
-    output_cap: int = 1 << 22  # characters of stdout kept per test (4 Mi)
+    output_cap: int = 1 << 22  # stdout kept per test: 4 Mi bytes (harness "coderl": characters)
     cpu_backstop_s: int = 600  # RLIMIT_CPU of each sandbox process
 
 
