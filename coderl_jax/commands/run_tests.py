@@ -25,6 +25,10 @@ def register(sub) -> None:
                         "MBPP's first assert)")
     p.add_argument("--all-tests", action="store_true",
                    help="run every test even after one fails (default: stop at the first)")
+    p.add_argument("--harness", choices=("real", "coderl"), default="real",
+                   help="how APPS standard-input programs run: 'real' (default: a process per "
+                        "test with real stdin/stdout; exit status and signals count) or 'coderl' "
+                        "(CodeRL's in-process harness, quirks included)")
     p.set_defaults(func=run)
 
 
@@ -57,7 +61,8 @@ def run(args) -> int:
 
     with tqdm(total=len(rows), desc="run-tests", unit="prog", file=sys.stderr,
               disable=len(rows) < 2) as bar:
-        with ExecutionPool(workers=args.workers, timeout=args.timeout) as pool:
+        with ExecutionPool(workers=args.workers, timeout=args.timeout,
+                           harness=getattr(args, "harness", "real")) as pool:
             results = pool.run(by_id, [{"problem_id": str(r["problem_id"]), "code": r["code"]}
                                        for r in rows],
                                example_tests=args.example_tests,

@@ -6,18 +6,32 @@ sandbox), checkers.py (the judge: APPS / MBPP / HumanEval semantics), worker.py 
 process), codec.py (typed JSON across the boundary).
 
 Outcome semantics, in short (details in checkers.py and runtime.py):
-  * APPS follows CodeRL's harness (utils/testing_util.py): its import prelude, standard-input
-    programs wrapped in `def code():` (so e.g. a top-level name read before assignment is an
-    UnboundLocalError, and `return` at top level is legal), `sys.stdin.readline` without the
-    newline, `open()` reading the input, `SystemExit` ending a test normally, module name not
-    `__main__`, `class Solution` handling, its comparison sequence (stripped text, lines, floats
-    with numpy.allclose, token sets), and -2 for anything raised while the module loads.
-  * Deliberate differences: a module-level `from sys import stdin` reads the test input (CodeRL
-    handed such programs its own terminal); exiting at import is judged like exiting in a test
-    (status 0: failed, else "systemexit"); a call-based program without the named function gets
-    -1 "attributeerror" (CodeRL's harness crashed); time limits are CPU seconds of the program's
-    whole process tree (4 s per test by default, as APPS), with a wall-clock limit for programs
-    that sleep or block.
+  * APPS programs get CodeRL's import prelude and comparison sequence (stripped text, lines,
+    floats with numpy.allclose, token sets); call-based programs run in-process as module
+    `tmp_sol` (`class Solution` handled as CodeRL does).
+  * Standard-input programs run under one of two harnesses (`ExecutionPool(harness=...)`,
+    `coderl run-tests --harness`):
+      - "real" (default): each test runs the program as a process, as contest judges do: real
+        stdin/stdout on fds 0/1 (`readline` keeps the newline, `read` continues, `.buffer`,
+        `os.read(0)`, `os.write(1)` and output before `os._exit(0)` all work), module
+        `__main__`; a non-zero exit status or death by a signal is -1, output over the cap a
+        failed test. Kept from CodeRL because programs trained under it rely on them: the
+        prelude, the wrapper's `stdin`/`stdout` names, a top-level `return` (ends the program),
+        `open(path)` reading the input, -2 for a syntax error or a failing leading import line.
+      - "coderl": CodeRL's in-process harness reproduced case by case: `def code():` wrapping
+        (UnboundLocalError for late top-level names), `sys.stdin` a plain StringIO inside
+        `code()`, names bound at import (`from sys import stdin`) the original stdin with
+        CodeRL's patched `readline` (no newline) / `readlines` / `read`, output written to the
+        original stdout (`from sys import stdout`) or before `os._exit` lost, `SystemExit`
+        swallowed, module name `tmp_sol`, no `sys.stdin.buffer`, -2 for anything raised while
+        the module loads.
+  * Not CodeRL's, in both harnesses (CodeRL could not label these): a call-based program
+    without the named function gets -1 "attributeerror" (CodeRL's run_test raised and the
+    program got no result); exiting while the module loads is judged like exiting in a test
+    (status 0: failed, else "systemexit"; CodeRL's evaluation process itself exited); time
+    limits are CPU seconds of the program's whole process tree (4 s per test by default, as
+    APPS) with a wall-clock limit for programs that sleep or block, where CodeRL used a 4 s
+    wall-clock `signal.alarm`.
   * MBPP/HumanEval test code runs in the judge against proxies of the program's functions, so the
     comparisons use real builtins on plain values (no `__eq__` tricks, no monkeypatching).
 """

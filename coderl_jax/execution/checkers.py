@@ -16,8 +16,28 @@ Formats (see `coderl_jax.data.records`):
              objects that are not plain data (class instances, functions) stay in the sandbox as
              handles; their proxies support calls, attributes, iteration, len, indexing, `in`.
 
+Standard-input programs are judged by one of two harnesses (`harness`, details in runtime.py):
+  * "real" (default): each test runs the program as a process in a fresh sandbox, as contest
+    judges do: stdin is a sealed memfd holding the input, stdout a memfd read back here (at
+    most `output_cap` bytes: more, or death by SIGXFSZ, is a failed test). A syntax error is -2
+    (and an exception raised by a leading import line, CodeRL's load phase); an uncaught
+    exception is -1 with its type; otherwise a non-zero exit status is -1 "systemexit" and death
+    by a signal -1 with the signal's name; exit status 0 compares the output, including output
+    written before `os._exit(0)`.
+  * "coderl": CodeRL's in-process harness reproduced (one sandbox per program, `code()` called
+    per test; `SystemExit` ends a test normally; output before `os._exit` is lost).
+  Cases CodeRL itself could not label, the same in both harnesses: a program without the
+  function (`fn_name`, or `code` for a standard-input program made only of imports) is -1
+  "attributeerror" (CodeRL's `getattr` raised out of run_test and test_one_solution.py recorded
+  no result for it); `SystemExit` while the module loads ends the process: status 0 is a failed
+  test, else -1 "systemexit" (CodeRL's SystemExit escaped its `except Exception` and ended the
+  whole evaluation). Time limits are CPU seconds of the program's process tree per test (plus a
+  wall-clock limit), where CodeRL used a 4 s wall-clock `signal.alarm` per test: a program that
+  sleeps or waits is limited by the wall-clock limit here instead.
+
 Outcomes: -2 the program does not load (syntax error, or any exception / timeout / crash while
-executing its module, as in CodeRL where module-level failures are compile errors), -1 runtime
+executing its module, as in CodeRL where module-level failures are compile errors; for harness
+"real" standard-input programs: a syntax error or a failing leading import line), -1 runtime
 error (exception, timeout -> "timeoutexception", killed by a signal -> "sigsegv"..., exited with a
 non-zero status -> "systemexit"), 0 a test failed (including output too large or an exit with
 status 0 before answering), 1 all tests passed. A program's result is that of its first test that
@@ -28,7 +48,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import fcntl
 import importlib
+import os
+import select
 import signal
 import time
 
@@ -273,16 +296,43 @@ def _died(status: int) -> _Outcome:
     return _Outcome(RUNTIME_ERROR, name.lower(), f"killed by {name}")
 
 
+HARNESSES = ("real", "coderl")
+
+
+def check_harness(harness) -> str:
+    if harness not in HARNESSES:
+        raise ValueError(f"harness must be 'real' or 'coderl', not {harness!r}")
+    return harness
+
+
+def _input_memfd(data: bytes) -> int:
+    """A read-only fd on a sealed memfd holding `data` (a test's standard input)."""
+    fd = os.memfd_create("coderl-stdin", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                    | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+
+
 class ProgramRun:
-    """One program against one problem's tests, through sandboxes from `spawn()`."""
+    """One program against one problem's tests, through sandboxes from `spawn(stdio=None)`."""
 
     def __init__(self, spec: dict, code: str, spawn, *, timeout: float, wall_timeout: float,
-                 stop_at_first_failure: bool = True):
+                 stop_at_first_failure: bool = True, harness: str = "real",
+                 output_cap: int = 1 << 22):
+        self.harness = check_harness(harness)
+        self.output_cap = output_cap
         self.spec, self.code, self.spawn = spec, code, spawn
         self.timeout, self.wall_timeout = timeout, wall_timeout
         self.stop = stop_at_first_failure
         self.fmt = spec["format"]
         self.tests = spec["tests"]
+        self.per_test = self.fmt == "stdin" and harness == "real"  # a process per test
         self.sandbox = None
         self.ns: dict | None = None
         self._cpu0: float | None = None
@@ -330,8 +380,9 @@ class ProgramRun:
         self.sandbox, self.ns = None, None
         return status
 
-    def _guard(self, fn):
-        """Run fn(); sandbox failures become outcomes (and end the sandbox)."""
+    def _guard(self, fn, died: bool = True):
+        """Run fn(); sandbox failures become outcomes (and end the sandbox); with died=False
+        SandboxDied is left to the caller."""
         try:
             return fn()
         except SandboxTimeout:
@@ -341,13 +392,16 @@ class ProgramRun:
             self._end_sandbox()
             raise _Outcome(RUNTIME_ERROR, "outputlimitexceeded", "output limit exceeded")
         except SandboxDied:
+            if not died:
+                raise
             raise _died(self._end_sandbox())
 
-    def _load(self) -> None:
+    def _load(self, stdio: tuple[int, int] | None = None) -> None:
         """Start a sandbox and load the program; raises _Outcome(-2 / -1) on failure."""
-        self.sandbox = self.spawn()
+        self.sandbox = self.spawn(stdio=stdio) if stdio else self.spawn()
         kind = {"stdin": "stdin", "call": "call", "assert": "module"}[self.fmt]
-        req = {"kind": kind, "code": self.code, "fn_name": self.tests.get("fn_name")}
+        req = {"kind": kind, "code": self.code, "fn_name": self.tests.get("fn_name"),
+               "harness": self.harness}
         if kind == "module":
             req["names"] = self.spec["names"]
         try:
@@ -400,6 +454,8 @@ class ProgramRun:
             inp = t["inputs"][i]
             if isinstance(inp, list):
                 inp = "\n".join(str(x) for x in inp)
+            if self.per_test:
+                return self._run_process_test(i, str(inp))
             reply = self._guard(lambda: self._request({"op": "stdin", "input": str(inp)}))
             self._raise_exc(reply)
             out = reply.get("out")
@@ -425,6 +481,41 @@ class ProgramRun:
                 raise _Outcome(FAILED, FAILED_TYPE, f"wrong answer on test {i}")
         else:
             self._guard(lambda: self._run_assert(i))
+
+    def _run_process_test(self, i: int, text: str) -> None:
+        """One standard-input test with the program run as a process (harness "real")."""
+        out_fd = os.memfd_create("coderl-stdout", os.MFD_CLOEXEC)
+        try:
+            in_fd = _input_memfd(text.encode("utf-8", "replace"))
+            try:
+                self._load(stdio=(in_fd, out_fd))
+            finally:
+                os.close(in_fd)
+            self._begin_budget()
+            try:
+                reply = self._guard(lambda: self._request({"op": "run"}), died=False)
+            except SandboxDied:
+                reply = None  # ended without reporting (os._exit, a signal): its status tells
+            # the runtime exits right after reporting; a program that closed the socket and
+            # lives on gets until the wall-clock deadline (then it is killed: a runtime error)
+            wait = min(self._deadline - time.monotonic(), max(self.timeout, 1.0))
+            select.select([self.sandbox.pidfd], [], [], max(wait, 0.0))
+            status = self._end_sandbox()
+            size = os.fstat(out_fd).st_size
+            if size > self.output_cap or status == -signal.SIGXFSZ:
+                raise _Outcome(FAILED, FAILED_TYPE, f"output of test {i} too large")
+            exc = reply.get("exc") if reply else None
+            if exc:
+                code = COMPILE_ERROR if exc.get("import") is True else RUNTIME_ERROR
+                raise _Outcome(code, str(exc.get("type", "error"))[:100],
+                               str(exc.get("msg", ""))[:1000], _line(exc.get("line")))
+            if status != 0:
+                raise _died(status)
+            out = os.pread(out_fd, size, 0).decode("utf-8", "replace") if size else ""
+        finally:
+            os.close(out_fd)
+        if not apps_stdin_match(out, self.tests["outputs"][i]):
+            raise _Outcome(FAILED, FAILED_TYPE, f"wrong answer on test {i}")
 
     def _raise_exc(self, reply: dict) -> None:
         exc = reply.get("exc")
@@ -461,9 +552,10 @@ class ProgramRun:
         try:
             for i in range(n):
                 try:
-                    if self.sandbox is None:
-                        self._load()
-                    self._begin_budget()
+                    if not self.per_test:
+                        if self.sandbox is None:
+                            self._load()
+                        self._begin_budget()
                     self._run_test(i)
                     results.append(PASSED)
                 except _Outcome as o:

@@ -10,6 +10,9 @@ Each worker is a separate CPU-only interpreter (`coderl_jax.execution.worker`; J
 imported there) that judges programs one at a time, each in a fresh sandbox forked from a warm
 fork server. Workers are recycled after `max_jobs_per_worker` programs and restarted on any
 anomaly (a crash, a broken pipe); the job is then retried once on a fresh worker.
+`harness` chooses how standard-input programs are judged: "real" (default: each test runs the
+program as a process with real stdin/stdout, exit status and signals count) or "coderl"
+(CodeRL's in-process harness and its quirks); see checkers.py and runtime.py.
 Identical (problem, normalized code, options) pairs run once: later ones, in the same batch or
 in any later one, are served from an LRU cache (`cache_hits` counts them). Programs whose outcome
 is random are therefore judged by their first run.
@@ -162,14 +165,18 @@ class ExecutionPool:
     def __init__(self, workers: int = 2, timeout: float = 4.0, *, wall_timeout: float | None = None,
                  limits: Limits | None = None, max_jobs_per_worker: int = 2000,
                  cache_size: int = 100_000, isolation: str = "auto",
-                 packages: tuple[str, ...] | None = None):
+                 packages: tuple[str, ...] | None = None, harness: str = "real"):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         if isolation not in ("auto", "namespaces", "basic"):
             raise ValueError(f"isolation must be auto, namespaces or basic, not {isolation!r}")
+        from coderl_jax.execution.checkers import check_harness
+
+        self.harness = check_harness(harness)
         self.config = {"timeout": timeout, "wall_timeout": wall_timeout or 0,
                        "limits": dataclasses.asdict(limits or Limits()), "isolation": isolation,
-                       "packages": list(packages) if packages is not None else None}
+                       "packages": list(packages) if packages is not None else None,
+                       "harness": harness}
         self.timeout = timeout
         self._wall = wall_timeout or (5 * timeout + 1)
         self._workers = [_Worker(self.config, max_jobs_per_worker) for _ in range(workers)]
@@ -206,7 +213,8 @@ class ExecutionPool:
             pkey, spec = self._problem_key(problems_by_id[pid], example_tests)
             code = row["code"] if isinstance(row.get("code"), str) else ""
             key = hashlib.sha256(json.dumps(
-                [pkey, normalize_code(code), stop_at_first_failure]).encode()).hexdigest()
+                [pkey, normalize_code(code), stop_at_first_failure, self.harness]).encode()
+            ).hexdigest()
             jobs.append((i, key, pkey, spec, code))
         if not rows:
             future.set_result([])

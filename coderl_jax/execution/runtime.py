@@ -1,26 +1,54 @@
 """What runs inside a sandbox process: load one program, then answer the judge's requests.
 
-The sandbox never sees expected outputs. It receives the program and, one at a time, test inputs
-(stdin text, call arguments, or operations on the program's objects for MBPP/HumanEval asserts),
-and answers with what the program produced, as typed JSON (`codec`). Everything it says is
-untrusted: the judge (`checkers`) decides pass/fail in another process.
+The sandbox never sees expected outputs. It receives the program and test inputs (stdin text,
+call arguments, or operations on the program's objects for MBPP/HumanEval asserts), and answers
+with what the program produced, as typed JSON (`codec`). Everything it says is untrusted: the
+judge (`checkers`) decides pass/fail in another process.
 
-Program loading follows the APPS/CodeRL harness (utils/testing_util.py) so outcomes match the
-rewards CodeRL trained with:
-  * a prelude of imports (`sys`, `itertools`, `collections`, `math`, `numpy as np`, `heapq`...)
-    is prepended to APPS programs, so generated code may rely on them;
-  * standard-input programs are wrapped into `def code():` (import lines before the first other
-    line stay at module level; later ones are indented) and `code()` is called once per test with
-    `sys.stdin` replaced by the test input (`readline`/`readlines` return lines without their
-    newline, like CodeRL's patches; `open(...)` reads the input; `SystemExit` ends the test
-    normally), stdout captured (capped);
-  * call-based programs are executed as a module named `tmp_sol`; if the text contains
-    `class Solution` the function is looked up on `Solution()`, else on the module;
-  * MBPP/HumanEval programs are executed as a module named `solution` with no prelude.
-Module names are not `__main__`, as in CodeRL, so `if __name__ == "__main__":` blocks do not run.
+APPS programs get CodeRL's prelude of imports (`sys`, `itertools`, `collections`, `math`,
+`numpy as np`, `heapq`...; utils/testing_util.py) prepended in both harnesses: programs trained
+under CodeRL rely on it. Call-based programs run as a module named `tmp_sol` (`if __name__ ==
+"__main__":` blocks, which often read stdin, do not run); with `class Solution` in the text the
+function is looked up on `Solution()`. MBPP/HumanEval programs run as a module named `solution`
+with no prelude. Standard-input programs depend on the harness:
+
+harness "real" (default): the program runs as a process, as contest judges run it. Each test is a
+fresh sandbox whose fds 0 and 1 are the judge's memfds (test input; captured output). The program
+(prelude + text) is compiled as module `__main__` (a syntax error is reported at load: -2), then
+run once on request with fresh `sys.stdin`/`sys.stdout`/`sys.stderr` over fds 0/1/2, so
+everything a real standard input offers works: `input()`, `readline` (newline kept), `read`
+continuing from the current position, iteration, `sys.stdin.buffer`, `os.read(0, ...)`, and
+output through `print`, `sys.stdout.buffer` or `os.write(1, ...)`, even when the program ends with
+`os._exit`. Like the prelude, the names CodeRL's wrapper binds (`stdin`, `stdout`) are
+predefined (the real streams), and a `return` outside any function (legal inside CodeRL's
+`def code():`, and used by some APPS reference solutions) ends the program normally, as
+`sys.exit()` would. At the end, as the interpreter would: non-daemon threads are joined, `atexit`
+handlers run (the fork server's are cleared first), stdout/stderr are flushed; the runtime reports
+an uncaught exception (type, message, line) and exits with the process's status (exception 1,
+`SystemExit(code)` that code). `open(path)` with a path (not an fd) returns the test input as
+CodeRL's `mock_open` did (writes ignored); `open(0)` is the real stdin.
+
+harness "coderl": CodeRL's in-process semantics, one sandbox per program. The program is wrapped
+into `def code():` (import lines before the first other line stay at module level, later ones
+are indented; `stdin = sys.stdin` / `stdout = sys.stdout` are bound at module level), loaded as
+module `tmp_sol`, and `code()` is called once per test under CodeRL's stacked `mock.patch`es:
+  * inside the call `sys.stdin` is a plain `io.StringIO(input)` (CodeRL patches `readline`,
+    `readlines`, `read` on the *original* `sys.stdin` first, then replaces `sys.stdin`), so
+    `input()`, `readline` (newline kept), `read` and iteration share one position; there is no
+    `sys.stdin.buffer` (AttributeError);
+  * names bound at import (`stdin = sys.stdin` from the wrapper, a module-level
+    `from sys import stdin`) hold the original stdin, whose patched `readline` returns the next
+    line without its newline (StopIteration at the end), `readlines` the list of lines, `read`
+    the whole input; anything else on it reads as an empty stream (CodeRL's was its own terminal);
+  * `sys.stdout` is captured (capped, no `.buffer`; `close()` raises TypeError as CodeRL's
+    `lambda x: 1` did); names bound at import (`stdout = sys.stdout`, `from sys import stdout`)
+    are the original stdout, whose output is lost, as in CodeRL;
+  * `open(...)` returns the input (`mock_open`); `SystemExit` ends the test normally; output
+    written before `os._exit` is lost (the process is gone).
 """
 from __future__ import annotations
 
+import ast
 import builtins
 import io
 import json
@@ -118,6 +146,30 @@ class _CappedOutput(io.StringIO):
         pass
 
 
+class _CoderlCapture(_CappedOutput):
+    """CodeRL's `Capturing` stdout: its `close` was replaced by `lambda x: 1`, so a program
+    calling `sys.stdout.close()` gets a TypeError."""
+
+    def close(self):
+        raise TypeError("<lambda>() missing 1 required positional argument: 'x'")
+
+
+class _OriginalStdin(io.StringIO):
+    """What a standard-input program bound at import as `sys.stdin` (harness "coderl"): CodeRL's
+    original `sys.stdin`, whose `readline`/`readlines`/`read` are patched during each test; any
+    other use reads an empty stream."""
+
+    def patch(self, text: str) -> None:
+        it = iter(text.split("\n"))
+        self.readline = lambda *a: next(it)
+        self.readlines = lambda *a: text.split("\n")
+        self.read = lambda *a: text
+
+    def unpatch(self) -> None:
+        for name in ("readline", "readlines", "read"):
+            self.__dict__.pop(name, None)
+
+
 class _InputFile(io.StringIO):
     """What `open(...)` returns while a standard-input test runs (CodeRL mocks `open`)."""
 
@@ -125,35 +177,21 @@ class _InputFile(io.StringIO):
         return len(s)
 
 
-class _Current:
-    """Bound to `sys.stdin` / `sys.stdout` while a standard-input program loads: module-level
-    `from sys import stdin` or CodeRL's `stdin = sys.stdin` then read the current test's input
-    (in CodeRL they would hold the harness's own terminal and the program would fail)."""
+class _TopLevelReturn(ast.NodeTransformer):
+    """`return [value]` outside any function becomes `raise (value, SystemExit)[1]`: the value
+    is evaluated, then the program ends normally, as the `return` did in CodeRL's `def code():`
+    (some APPS reference solutions rely on it)."""
 
-    def __init__(self, runtime: "Runtime", attr: str):
-        object.__setattr__(self, "_rt", runtime)
-        object.__setattr__(self, "_attr", attr)
+    def visit_FunctionDef(self, node):
+        return node
 
-    def _target(self):
-        return getattr(self._rt, self._attr)
+    visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_FunctionDef
 
-    def __getattr__(self, name):
-        return getattr(self._target(), name)
-
-    def __setattr__(self, name, value):
-        setattr(self._target(), name, value)
-
-    def __iter__(self):
-        return iter(self._target())
-
-    def __next__(self):
-        return next(self._target())
-
-    def __enter__(self):
-        return self._target().__enter__()
-
-    def __exit__(self, *exc):
-        return self._target().__exit__(*exc)
+    def visit_Return(self, node):
+        exit_ = ast.Name("SystemExit", ast.Load())
+        exc = ast.Subscript(ast.Tuple([node.value or ast.Constant(None), exit_], ast.Load()),
+                            ast.Constant(1), ast.Load())
+        return ast.copy_location(ast.Raise(exc=exc, cause=None), node)
 
 
 class Runtime:
@@ -168,8 +206,11 @@ class Runtime:
         self.line_offset = 0
         self.objects: dict[int, object] = {}
         self._rbuf = b""
-        self.cur_in: io.StringIO = io.StringIO("")
-        self.cur_out: io.StringIO = _CappedOutput(0)
+        self.harness = "real"
+        self.orig_in = _OriginalStdin("")
+        self.orig_out = _CappedOutput(0)
+        self.process_code = None  # compiled program run as a process (harness "real", stdin)
+        self.import_lines = 0
 
     # -- framing ---------------------------------------------------------------------------------
     def _read_exact(self, n: int) -> bytes:
@@ -205,16 +246,21 @@ class Runtime:
             text = e.msg if isinstance(e, SyntaxError) and isinstance(e.msg, str) else str(e)
         except BaseException:  # noqa: BLE001 - hostile __str__
             text = ""
-        line = None
+        line = top = None
         if isinstance(e, SyntaxError) and e.filename == FILENAME and e.lineno:
             line = self._map_line(e.lineno)
         tb = e.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == FILENAME:
                 line = self._map_line(tb.tb_lineno)
+                if top is None:
+                    top = line
             tb = tb.tb_next
         msg = f"{name}: {text}" if text else name
-        return {"type": name.lower(), "msg": msg[:1000], "line": line}
+        info = {"type": name.lower(), "msg": msg[:1000], "line": line}
+        if self.process_code is not None and top is not None and top <= self.import_lines:
+            info["import"] = True  # raised by a leading import line: CodeRL's load phase
+        return info
 
     def _map_line(self, lineno: int) -> int | None:
         if self.line_map is not None:
@@ -242,6 +288,9 @@ class Runtime:
     # -- loading ---------------------------------------------------------------------------------
     def load(self, req: dict) -> dict:
         kind, code = req["kind"], req["code"]
+        self.harness = req.get("harness", "real")
+        if kind == "stdin" and self.harness == "real":
+            return self.load_process(code)
         if kind == "stdin":
             source, self.line_map = wrap_stdin_program(code)
             name = "tmp_sol"
@@ -251,8 +300,8 @@ class Runtime:
             source, name = code, "solution"
         sys.stdout = _CappedOutput(0)
         sys.stderr = _CappedOutput(0)
-        if kind == "stdin":
-            sys.stdin, sys.stdout = _Current(self, "cur_in"), _Current(self, "cur_out")
+        if kind == "stdin":  # what names bound at import hold (CodeRL's own stdin / stdout)
+            sys.stdin, sys.stdout = self.orig_in, self.orig_out
         module = types.ModuleType(name)
         sys.modules[name] = module
         self.module = module
@@ -273,6 +322,87 @@ class Runtime:
             reply["names"] = self.describe(req.get("names", []))
         return reply
 
+    def load_process(self, code: str) -> dict:
+        """Harness "real": compile the program as `__main__` (run later by `run_process`)."""
+        self.line_offset = PRELUDE_LINES
+        for line in code.split("\n"):  # CodeRL's import block, loaded before any test runs
+            if not (line.startswith("from ") or line.startswith("import ")):
+                break
+            self.import_lines += 1
+        source = APPS_PRELUDE + code
+        try:
+            try:
+                self.process_code = compile(source, FILENAME, "exec", dont_inherit=True)
+            except SyntaxError as e:
+                if e.msg != "'return' outside function":
+                    raise
+                tree = ast.fix_missing_locations(
+                    _TopLevelReturn().visit(ast.parse(source, FILENAME)))
+                self.process_code = compile(tree, FILENAME, "exec", dont_inherit=True)
+        except BaseException as e:  # noqa: BLE001 - syntax error (or too deeply nested)
+            return {"ok": False, "exc": self.exc_info(e)}
+        return {"ok": True, "missing": False}
+
+    def _input_file(self, file, *args, **kwargs):
+        """`open` while a standard-input program runs as a process: an fd is opened for real
+        (`open(0)` reads the real stdin); a path gives the test input, as CodeRL's mock_open."""
+        if isinstance(file, int):
+            return self._real_open(file, *args, **kwargs)
+        try:
+            size = os.fstat(self._input_fd).st_size
+            data = os.pread(self._input_fd, size, 0)
+        except OSError:
+            data = b""
+        return _InputFile(data.decode(self._enc[0], self._enc[1]))
+
+    def run_process(self) -> None:
+        """Harness "real": run the program as the process's main program; never returns."""
+        import atexit
+        import threading
+
+        atexit._clear()  # the fork server's own handlers are not the program's
+        enc = (getattr(sys.__stdin__, "encoding", None) or "utf-8",
+               getattr(sys.__stdin__, "errors", None) or "strict")
+        self._enc = enc
+        self._input_fd = os.dup(0)
+        streams = (
+            io.TextIOWrapper(io.open(0, "rb", closefd=False), *enc, newline="\n"),
+            io.TextIOWrapper(io.open(1, "wb", closefd=False), *enc, newline="\n"),
+            io.TextIOWrapper(io.open(2, "wb", closefd=False), enc[0], "backslashreplace",
+                             newline="\n", line_buffering=True))
+        sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
+        sys.argv = ["solution.py"]
+        module = types.ModuleType("__main__")
+        sys.modules["__main__"] = self.module = module
+        # CodeRL's wrapper defines `stdin` / `stdout` for every standard-input program; like the
+        # prelude they stay available (here the real streams)
+        module.__dict__.update(stdin=sys.stdin, stdout=sys.stdout)
+        self._real_open = builtins.open
+        builtins.open = self._input_file
+        status, exc = 0, None
+        try:
+            exec(self.process_code, module.__dict__)
+        except SystemExit as e:
+            status = _exit_status(e)
+        except BaseException as e:  # noqa: BLE001 - the program's uncaught exception
+            exc, status = self.exc_info(e), 1
+        for step in (threading._shutdown, atexit._run_exitfuncs):  # as the interpreter's exit
+            try:
+                step()
+            except SystemExit as e:
+                status = _exit_status(e)
+            except BaseException:  # noqa: BLE001
+                pass
+        for stream in (sys.stdout, sys.stderr, *streams[1:]):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - e.g. output beyond the file-size limit
+                pass
+        try:
+            self.send({"exc": exc, "status": status})
+        finally:  # the status speaks even if the program closed the judge's socket
+            os._exit(status)
+
     def describe(self, names: list[str]) -> dict:
         """Kinds of the requested module globals: a module (by name) or an encoded value."""
         out = {}
@@ -289,17 +419,11 @@ class Runtime:
 
     # -- requests --------------------------------------------------------------------------------
     def run_stdin(self, text: str) -> dict:
-        """One standard-input test: call `code()` with CodeRL's stdin patches."""
-        lines = text.split("\n")
-        it = iter(lines)
-        fake_stdin = io.StringIO(text)
-        fake_stdin.readline = lambda *a: next(it)
-        fake_stdin.readlines = lambda *a: text.split("\n")
-        fake_stdin.read = lambda *a: text
-        out = _CappedOutput(self.output_cap)
+        """One standard-input test (harness "coderl"): call `code()` under CodeRL's patches."""
+        out = _CoderlCapture(self.output_cap)
         saved = sys.stdin, sys.stdout, builtins.open
-        self.cur_in, self.cur_out = fake_stdin, out
-        sys.stdin, sys.stdout = fake_stdin, out
+        self.orig_in.patch(text)
+        sys.stdin, sys.stdout = io.StringIO(text), out
         builtins.open = lambda *a, **k: _InputFile(text)
         exc = None
         try:
@@ -310,7 +434,7 @@ class Runtime:
             exc = self.exc_info(e)
         finally:
             sys.stdin, sys.stdout, builtins.open = saved
-            self.cur_in, self.cur_out = io.StringIO(""), _CappedOutput(0)
+            self.orig_in.unpatch()
         return {"out": out.getvalue(), "trunc": out.truncated, "exc": exc}
 
     def handle(self, req: dict) -> dict:
@@ -361,7 +485,23 @@ class Runtime:
             req = self.recv()
             if req.get("op") == "bye":
                 os._exit(0)
+            if req.get("op") == "run" and self.process_code is not None:
+                self.run_process()
             self.send(self.handle(req))
+
+
+def _exit_status(e: SystemExit) -> int:
+    """The exit status the interpreter gives `SystemExit(code)` (a non-int code is printed)."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001
+        pass
+    return 1
 
 
 def main(fd: int, output_cap: int) -> None:

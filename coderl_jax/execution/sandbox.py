@@ -20,8 +20,9 @@ is defended, and how (mode "namespaces", used when running as root):
   * Processes: P is PID 1 of its own PID namespace with its own /proc: it sees only its own
     processes, and killing P makes the kernel kill every process in it (setsid, double forks).
   * Terminal and session: the worker starts in a new session without a controlling terminal and
-    every sandbox calls setsid(); /dev holds no tty; fds 0/1/2 are /dev/null (or the test's
-    input/output files), nothing else of the harness stays open; TIOCSTI is refused by seccomp.
+    every sandbox calls setsid(); /dev holds no tty; fds 0/1 are what `Zygote.spawn(stdio=...)`
+    passes (the judge's memfds for a standard-input test run as a process), else /dev/null, as
+    fd 2 always is; nothing else of the harness stays open; TIOCSTI is refused by seccomp.
   * Secrets: the worker is started with a fixed minimal environment (nothing of the launcher's,
     so nothing to recover from its memory or /proc/self/environ), and each sandbox joins a fresh
     anonymous session keyring (keyring calls are then refused by seccomp).
@@ -58,7 +59,6 @@ import signal
 import socket
 import stat
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +83,7 @@ class Limits:
     nofile: int = 64  # open file descriptors
     fsize_mb: int = 16  # largest file it may write
     scratch_mb: int = 64  # its /tmp (counted in its memory too)
-    output_cap: int = 1 << 22  # characters of stdout kept per test (4 Mi)
+    output_cap: int = 1 << 22  # stdout kept per test: 4 Mi bytes (harness "coderl": characters)
     cpu_backstop_s: int = 600  # RLIMIT_CPU of each sandbox process
 
 
@@ -154,8 +154,10 @@ def _enter_program_namespaces(limits: Limits) -> None:
 
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str, base_vm: int, cgroup_fds: list[int]) -> None:
-    """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime. Never returns."""
+                   cwd: str, base_vm: int, cgroup_fds: list[int],
+                   stdio: tuple[int, int] | None = None) -> None:
+    """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime. Never returns.
+    `stdio`: the program's standard input and output (fds 0 and 1), else /dev/null."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
@@ -163,10 +165,10 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
         if namespaces:
             _enter_program_namespaces(limits)
         os.setsid()
-        os.dup2(fd, 3, inheritable=False)
         null = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(null, target)
+        for target, src in zip((0, 1, 2), (*(stdio or (null, null)), null)):
+            os.dup2(src, target)  # before fd 3 is taken: a received fd may be 3
+        os.dup2(fd, 3, inheritable=False)
         os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         os.chdir(cwd)
         mem = base_vm + (limits.memory_mb << 20)
@@ -318,7 +320,8 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[str],
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup_fds)
+            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup_fds,
+                           (fds[1], fds[2]) if len(fds) == 3 else None)
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
         for fd in fds:
@@ -403,12 +406,14 @@ class Zygote:
             data += chunk
         return struct.unpack(">i", data)[0]
 
-    def spawn(self, limits: Limits) -> "Sandbox":
+    def spawn(self, limits: Limits, stdio: tuple[int, int] | None = None) -> "Sandbox":
+        """Start one sandbox; `stdio` (stdin_fd, stdout_fd) become its fds 0 and 1 (the caller
+        keeps and closes its own copies), else both are /dev/null."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.uid_seq += 1
         uid = UID_BASE + os.getpid() * 256 + self.uid_seq % 256
         req = json.dumps({"uid": uid, "limits": dataclasses.asdict(limits)}).encode()
-        socket.send_fds(self.sock, [req], [theirs.fileno()])
+        socket.send_fds(self.sock, [req], [theirs.fileno(), *(stdio or ())])
         theirs.close()
         msg, fds, _, _ = socket.recv_fds(self.sock, 4, 1)
         if len(msg) < 4 or not fds:

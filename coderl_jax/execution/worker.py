@@ -59,6 +59,7 @@ def main(argv: list[str]) -> int:
     zygote = sandbox.Zygote(namespaces, group, packages)
     from coderl_jax.execution.checkers import ProgramRun
 
+    harness = config.get("harness", "real")
     timeout = float(config.get("timeout", 4.0))
     wall = float(config.get("wall_timeout", 0) or (5 * timeout + 1))
     specs: dict[str, dict] = {}
@@ -78,9 +79,11 @@ def main(argv: list[str]) -> int:
                 specs[msg["key"]] = msg["spec"]
                 continue
             try:
-                run = ProgramRun(specs[msg["key"]], msg["code"], lambda: zygote.spawn(limits),
+                run = ProgramRun(specs[msg["key"]], msg["code"],
+                                 lambda stdio=None: zygote.spawn(limits, stdio=stdio),
                                  timeout=timeout, wall_timeout=wall,
-                                 stop_at_first_failure=msg.get("stop", True))
+                                 stop_at_first_failure=msg.get("stop", True),
+                                 harness=harness, output_cap=limits.output_cap)
                 _write_frame(stdout, {"id": msg["id"], "result": run.run()})
             except (RuntimeError, OSError) as e:  # the fork server is gone: let the pool restart us
                 _write_frame(stdout, {"id": msg["id"], "error": f"{type(e).__name__}: {e}"})
