@@ -99,12 +99,14 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PROGRAM = program()
+_FPROG = _SockFprog(len(_PROGRAM) // 8, _PROGRAM)  # built once, in the fork server
+
+
 def install() -> None:
     """Install the filter on the calling thread (its future children inherit it); needs
     no_new_privs or CAP_SYS_ADMIN. Raises OSError on failure."""
-    code = program()
-    prog = _SockFprog(len(code) // 8, code)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+    if _LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_FPROG), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp: {errno.errorcode.get(err, err)}")
