@@ -1,9 +1,33 @@
 """Sandboxed execution of programs against unit tests (SPEC §3-§4).
 
 `ExecutionPool` (pool.py) is the main entry point; `run_program` runs one program with a
-short-lived pool. Modules: sandbox.py (isolation, fork server), runtime.py (what runs inside a
-sandbox), checkers.py (the judge: APPS / MBPP / HumanEval semantics), worker.py (a pool worker
-process), codec.py (typed JSON across the boundary).
+short-lived pool. Modules: sandbox.py (isolation, fork server), rootfs.py (the allow-listed
+filesystem), cgroups.py (CPU accounting, memory, pids), seccomp.py (the system-call filter),
+syscalls.py (ctypes wrappers), runtime.py (what runs inside a sandbox), checkers.py (the judge:
+APPS / MBPP / HumanEval semantics), worker.py (a pool worker process), codec.py (typed JSON
+across the boundary).
+
+Threat model. Programs are adversarial: RL optimises against the verdict, so any way to pass
+without solving the problem, to carry information between programs, or to reach the host will be
+found. Defended (mode "namespaces", as root; sandbox.py says how each is obtained):
+  * reward hacking through the host: no test data, checkout or dataset is in the program's
+    filesystem (an allow-list, for every API that starts a pool); expected outputs never enter
+    its process; nothing survives it (IPC, /tmp, /dev/shm, processes) for a later sample;
+  * reward hacking through the judge: forged, huge, deep or hash-colliding replies are bounded
+    and become -1; comparisons use the judge's own builtins and modules on plain values;
+  * the host: no terminal, no launcher environment or keyring, no host /proc, no network, no
+    writable host path, no new namespaces/mounts/ptrace/bpf/io_uring (seccomp), bounded CPU
+    (cgroup, every process ever created), wall time (one budget per program), memory,
+    processes, files and output;
+  * the harness: the judge survives any reply (a failure is that program's -1, never cached);
+    a fork server or worker that dies is restarted and the program retried once.
+Not defended: kernel bugs reachable through the system calls the filter allows (it refuses
+dangerous interfaces; it is not an allow-list of calls); timing side channels and reading
+host-wide facts such as /proc/cpuinfo or the kernel version; signals a program sends itself
+with their default action (it is PID 1 of its namespace, and init ignores those; faults and the
+judge's kill still end it); HumanEval prompts that define helper functions the tests call (a
+program may redefine them: a weakness of the benchmark, not of the sandbox); anything in mode
+"basic" (not root: limits, seccomp and the minimal environment only, logged as a warning).
 
 Outcome semantics, in short (details in checkers.py and runtime.py):
   * APPS programs get CodeRL's import prelude and comparison sequence (stripped text, lines,
