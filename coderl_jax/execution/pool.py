@@ -34,6 +34,9 @@ from coderl_jax.execution.checkers import problem_spec
 from coderl_jax.execution.sandbox import Limits, project_root
 
 _RESULT_KEYS = ("result", "error_type", "tests", "seconds", "error_message", "error_line")
+# Outcomes of the harness rather than of the program (a crashed worker, the judge's own failure or
+# CPU budget): never cached, so a later identical program is judged afresh.
+_UNCACHED = frozenset({"sandboxerror", "judgeerror", "judgetimeout"})
 
 
 def normalize_code(code: str) -> str:
@@ -300,7 +303,7 @@ class ExecutionPool:
                         result = _error_result(f"sandbox worker failed: {e}")
             result = {k: result.get(k) for k in _RESULT_KEYS}
             with self._lock:
-                if result["error_type"] != "sandboxerror":
+                if result["error_type"] not in _UNCACHED:
                     self._cache[key] = result
                     if len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)
