@@ -6,6 +6,7 @@ root: full isolation) that forge those payloads from inside the sandbox: each ge
 survives (no restart) and the next program is judged normally.
 """
 import json
+import math
 import os
 import re
 
@@ -94,7 +95,7 @@ def test_decode_accepts_honest_values_near_the_bounds():
         else:
             assert back == value and type(back) is type(value)
     nans = codec.decode(json.loads(json.dumps(codec.encode([float("nan")] * 1000))))
-    assert len(nans) == 1000 and all(x != x for x in nans)  # NaNs hash by identity
+    assert len(nans) == 1000 and all(math.isnan(x) for x in nans)  # NaNs hash by identity
     assert codec.decode(codec.encode(["x"] * 10, None), max_elements=11) == ["x"] * 10
     with pytest.raises(codec.CodecError):
         codec.decode(codec.encode(["x"] * 11, None), max_elements=11)
@@ -209,10 +210,10 @@ def test_worker_address_space_is_capped(pool):
 
 
 @pytest.mark.parametrize("code", [
-    "class Fake:\n    def getsizeof(self, x):\n        return 0\nsys = Fake()\n"
-    "def tuple_size(t):\n    return 0",
-    "import types\nsys = types.SimpleNamespace(getsizeof=lambda x: 0)\n"
-    "def tuple_size(t):\n    return 0",
+    ("class Fake:\n    def getsizeof(self, x):\n        return 0\nsys = Fake()\n"
+     "def tuple_size(t):\n    return 0"),
+    ("import types\nsys = types.SimpleNamespace(getsizeof=lambda x: 0)\n"
+     "def tuple_size(t):\n    return 0"),
     "def sys():\n    pass\nsys.getsizeof = lambda x: 0\ndef tuple_size(t):\n    return 0",
 ])
 def test_rebound_module_names_are_the_judges(pool, code):
@@ -231,3 +232,34 @@ def test_numpy_alias_is_the_judges(pool):
 
 def test_function_named_like_a_module_is_the_programs(pool):
     assert pool.run_one(CALLED, "def string(x):\n    return str(x)")["result"] == 1
+
+
+def test_judge_timeout_waits_for_fork_server_plumbing():
+    """The CPU timer going off inside a spawn (or kill) is raised only once it has returned, and
+    the sandbox it made is still ended: the fork server's protocol never stops halfway."""
+    import time
+
+    from coderl_jax.execution.checkers import JudgeTimeout, ProgramRun
+
+    def burn(seconds):
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+
+    class FakeSandbox:
+        killed = 0
+
+        def kill(self):
+            burn(0.2)  # shielded too: a slow kill still completes
+            FakeSandbox.killed += 1
+            return 0
+
+    def spawn():
+        burn(0.3)
+        return FakeSandbox()
+
+    spec = {"format": "call", "tests": {"inputs": [[1]], "outputs": [1], "fn_name": "f"}}
+    run = ProgramRun(spec, "", spawn, timeout=1.0, wall_timeout=1.0, judge_cpu=0.1)
+    with pytest.raises(JudgeTimeout):
+        run.run()
+    assert FakeSandbox.killed == 1 and run.sandbox is None

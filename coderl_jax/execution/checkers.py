@@ -16,6 +16,16 @@ Formats (see `coderl_jax.data.records`):
              objects that are not plain data (class instances, functions) stay in the sandbox as
              handles; their proxies support calls, attributes, iteration, len, indexing, `in`.
 
+The judge's own work is bounded, since what the sandbox sends back is written by the program:
+replies are decoded under `codec.decode`'s bounds (size, nesting, int / Decimal / numpy sizes, hash
+multiplicity), and any decoding failure, on any path (load reply, call result, proxy operation,
+a frame too deeply nested for json), is a -1 "protocolerror"; with `judge_cpu`, a SIGPROF timer
+on the judge's own CPU time stops a program's judging (JudgeTimeout; the worker reports -1
+"judgetimeout"). A Python timer cannot cut one long C call, which is why the decode bounds keep
+every single C-level operation on a decoded value (building a set, `int()`, `np.array`) short.
+In the assert format, a name of a judge module (JUDGE_MODULES, `np`) is the judge's module even
+if the program rebound it (`sys = Fake()`), unless the test code calls that name.
+
 Outcomes: -2 the program does not load (syntax error, or any exception / timeout / crash while
 executing its module, as in CodeRL where module-level failures are compile errors), -1 runtime
 error (exception, timeout -> "timeoutexception", killed by a signal -> "sigsegv"..., exited with a
@@ -82,9 +92,11 @@ def apps_stdin_match(text: str, expected) -> bool:
             return True
     except (ValueError, TypeError, OverflowError):
         pass
-    exp_sets = [set(x.split()) for x in exp_lines]
-    out_sets = [set(toks) for toks in (o.split() for o in output) if len(toks)]
-    if {frozenset(s) for s in out_sets} == {frozenset(s) for s in exp_sets}:
+    # CodeRL compares sets of per-line token sets; built as sets directly, memory grows with the
+    # distinct lines only (a forged reply of millions of equal lines stays small)
+    exp_sets = {frozenset(x.split()) for x in exp_lines}
+    out_sets = {frozenset(toks) for toks in (o.split() for o in output) if len(toks)}
+    if out_sets == exp_sets:
         return True
     try:
         rounded = ({frozenset(round(float(t), 3) for t in s) for s in out_sets}
@@ -271,7 +283,7 @@ class _JudgeClock:
         signal.setitimer(signal.ITIMER_PROF, seconds)
 
     def stop(self) -> None:
-        self.active = False
+        self.active = self.owed = False
         signal.setitimer(signal.ITIMER_PROF, 0)
 
     def _fire(self, signum, frame) -> None:
@@ -330,7 +342,7 @@ class ProgramRun:
         comparing, running test code); past it, run() raises JudgeTimeout. Needs the main
         thread (a SIGPROF timer); None: unbounded."""
         self.spec, self.code = spec, code
-        self.spawn = lambda: self._shielded(spawn)
+        self.spawn = lambda: self._spawn(spawn)
         self.judge_cpu = judge_cpu
         self._called: set[str] | None = None
         self.timeout, self.wall_timeout = timeout, wall_timeout
@@ -386,6 +398,11 @@ class ProgramRun:
     def _shielded(fn):
         with _CLOCK.shield():
             return fn()
+
+    def _spawn(self, spawn):
+        with _CLOCK.shield():  # kept even if the timeout is raised on leaving: run() ends it
+            self.sandbox = spawn()
+        return self.sandbox
 
     def _guard(self, fn):
         """Run fn(); sandbox failures become outcomes (and end the sandbox)."""

@@ -176,7 +176,7 @@ def decode(data, handle_factory=None, *, max_elements: int = MAX_ELEMENTS):
 class _Budget:
     """What is left of one reply's element budget, and the hashable values seen so far."""
 
-    __slots__ = ("left", "hashable")
+    __slots__ = ("hashable", "left")
 
     def __init__(self, elements: int):
         self.left = elements - 1
@@ -310,8 +310,9 @@ def _decimal(text: str):
 
 def _ndarray(p: list, d: int, b: _Budget):
     """A numpy array of a plain dtype whose size, shape and leaves all agree."""
-    import numpy as np
     import warnings
+
+    import numpy as np
 
     dtype, shape, values = p
     if len(_str(dtype)) > 32:
