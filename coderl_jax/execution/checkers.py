@@ -35,6 +35,16 @@ Standard-input programs are judged by one of two harnesses (`harness`, details i
   wall-clock limit), where CodeRL used a 4 s wall-clock `signal.alarm` per test: a program that
   sleeps or waits is limited by the wall-clock limit here instead.
 
+The judge's own work is bounded, since what the sandbox sends back is written by the program:
+replies are decoded under `codec.decode`'s bounds (size, nesting, int / Decimal / numpy sizes, hash
+multiplicity), and any decoding failure, on any path (load reply, call result, proxy operation,
+a frame too deeply nested for json), is a -1 "protocolerror"; with `judge_cpu`, a SIGPROF timer
+on the judge's own CPU time stops a program's judging (JudgeTimeout; the worker reports -1
+"judgetimeout"). A Python timer cannot cut one long C call, which is why the decode bounds keep
+every single C-level operation on a decoded value (building a set, `int()`, `np.array`) short.
+In the assert format, a name of a judge module (JUDGE_MODULES, `np`) is the judge's module even
+if the program rebound it (`sys = Fake()`), unless the test code calls that name.
+
 Outcomes: -2 the program does not load (syntax error, or any exception / timeout / crash while
 executing its module, as in CodeRL where module-level failures are compile errors; for harness
 "real" standard-input programs: a syntax error or a failing leading import line), -1 runtime
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import fcntl
 import importlib
 import os
@@ -70,6 +81,8 @@ JUDGE_MODULES = frozenset({
     "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numpy",
     "operator", "random", "re", "statistics", "string", "struct", "sys", "textwrap", "time",
     "typing", "unicodedata"})
+# Usual aliases of those modules in test code (`np.allclose(...)`).
+MODULE_ALIASES = {"np": "numpy"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,9 +117,11 @@ def apps_stdin_match(text: str, expected) -> bool:
             return True
     except (ValueError, TypeError, OverflowError):
         pass
-    exp_sets = [set(x.split()) for x in exp_lines]
-    out_sets = [set(toks) for toks in (o.split() for o in output) if len(toks)]
-    if {frozenset(s) for s in out_sets} == {frozenset(s) for s in exp_sets}:
+    # CodeRL compares sets of per-line token sets; built as sets directly, memory grows with the
+    # distinct lines only (a forged reply of millions of equal lines stays small)
+    exp_sets = {frozenset(x.split()) for x in exp_lines}
+    out_sets = {frozenset(toks) for toks in (o.split() for o in output) if len(toks)}
+    if out_sets == exp_sets:
         return True
     try:
         rounded = ({frozenset(round(float(t), 3) for t in s) for s in out_sets}
@@ -273,6 +288,53 @@ def subject_names(asserts) -> set[str]:
 # ------------------------------------------------------------------------------------------------
 # Driving one program
 # ------------------------------------------------------------------------------------------------
+class JudgeTimeout(BaseException):
+    """The judge's CPU budget for one program ran out (not an Exception: test code's
+    `except Exception` must not swallow it)."""
+
+
+class _JudgeClock:
+    """A one-shot ITIMER_PROF timer (the worker's own CPU time) that raises JudgeTimeout in the
+    main thread. `shield()` defers it past sandbox plumbing that must not stop halfway (a spawn
+    or kill cut between its request and its answer would desynchronise the fork server)."""
+
+    def __init__(self):
+        self.active = self.owed = False
+        self.shields = 0
+
+    def start(self, seconds: float) -> None:
+        self.owed, self.shields, self.active = False, 0, True
+        signal.signal(signal.SIGPROF, self._fire)
+        signal.setitimer(signal.ITIMER_PROF, seconds)
+
+    def stop(self) -> None:
+        self.active = self.owed = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def _fire(self, signum, frame) -> None:
+        if not self.active:
+            return
+        if self.shields:
+            self.owed = True
+            return
+        self.active = False
+        raise JudgeTimeout("judge CPU time limit exceeded")
+
+    @contextlib.contextmanager
+    def shield(self):
+        self.shields += 1
+        try:
+            yield
+        finally:
+            self.shields -= 1
+        if self.owed and not self.shields:
+            self.owed = self.active = False
+            raise JudgeTimeout("judge CPU time limit exceeded")
+
+
+_CLOCK = _JudgeClock()
+
+
 class _Outcome(Exception):
     """Ends a test with a code (raised from deep inside test execution)."""
 
@@ -324,10 +386,16 @@ class ProgramRun:
 
     def __init__(self, spec: dict, code: str, spawn, *, timeout: float, wall_timeout: float,
                  stop_at_first_failure: bool = True, harness: str = "real",
-                 output_cap: int = 1 << 22):
+                 output_cap: int = 1 << 22, judge_cpu: float | None = None):
+        """`judge_cpu`: CPU seconds the judge itself may spend on this program (decoding replies,
+        comparing, running test code); past it, run() raises JudgeTimeout. Needs the main
+        thread (a SIGPROF timer); None: unbounded."""
         self.harness = check_harness(harness)
         self.output_cap = output_cap
-        self.spec, self.code, self.spawn = spec, code, spawn
+        self.spec, self.code = spec, code
+        self.spawn = lambda stdio=None: self._spawn(spawn, stdio)
+        self.judge_cpu = judge_cpu
+        self._called: set[str] | None = None
         self.timeout, self.wall_timeout = timeout, wall_timeout
         self.stop = stop_at_first_failure
         self.fmt = spec["format"]
@@ -357,7 +425,10 @@ class ProgramRun:
         reply = self._request(req)
         if reply.get("exc"):
             raise RemoteError(reply["exc"])
-        return codec.decode(reply.get("v"), lambda h: Remote(self, h))
+        try:
+            return codec.decode(reply.get("v"), lambda h: Remote(self, h))
+        except codec.CodecError as e:
+            raise _Outcome(RUNTIME_ERROR, "protocolerror", f"invalid reply: {e}"[:500]) from None
 
     def enc(self, value):
         def handle(obj):
@@ -369,16 +440,30 @@ class ProgramRun:
 
     def _request(self, req: dict) -> dict:
         self.sandbox.send(req)
-        reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline, WALL_PER_CPU)
+        try:
+            reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline, WALL_PER_CPU)
+        except RecursionError:  # a frame nested too deeply for json.loads
+            self._end_sandbox()
+            raise _Outcome(RUNTIME_ERROR, "protocolerror", "invalid reply: nested too deeply")
         exc = reply.get("exc")
         if exc is not None and not isinstance(exc, dict):
             raise SandboxDied("invalid reply")
         return reply
 
     def _end_sandbox(self) -> int:
-        status = self.sandbox.kill() if self.sandbox else 0
+        status = self._shielded(self.sandbox.kill) if self.sandbox else 0
         self.sandbox, self.ns = None, None
         return status
+
+    @staticmethod
+    def _shielded(fn):
+        with _CLOCK.shield():
+            return fn()
+
+    def _spawn(self, spawn, stdio=None):
+        with _CLOCK.shield():  # kept even if the timeout is raised on leaving: run() ends it
+            self.sandbox = spawn(stdio) if stdio else spawn()
+        return self.sandbox
 
     def _guard(self, fn, died: bool = True):
         """Run fn(); sandbox failures become outcomes (and end the sandbox); with died=False
@@ -431,20 +516,45 @@ class ProgramRun:
                 raise _Outcome(COMPILE_ERROR, "protocolerror", f"invalid reply: {e}"[:500])
 
     def _build_namespace(self, names: dict) -> None:
+        """The test code's namespace. A name that names a judge module (`sys`, `np`) is the
+        judge's module even when the program bound it to something else (`sys = Fake()` must
+        not answer `sys.getsizeof`), unless the test code calls it (the function under test)."""
         ns = {"__builtins__": builtins, "__name__": "__judge__"}
         wanted = set(self.spec["names"])
         for name, info in names.items():
             # only what was asked for: a forged reply must not plant `__builtins__` & co.
             if name not in wanted or name.startswith("__") or not isinstance(info, dict):
                 continue
+            module = MODULE_ALIASES.get(name, name)
             if "module" in info:
                 mod = str(info["module"])
                 if mod in JUDGE_MODULES:
                     ns[name] = importlib.import_module(mod)
+            elif module in JUDGE_MODULES and name not in self._called_names():
+                ns[name] = importlib.import_module(module)
             elif "v" in info:
-                ns[name] = codec.decode(info["v"], lambda h: Remote(self, h))
+                try:
+                    ns[name] = codec.decode(info["v"], lambda h: Remote(self, h))
+                except codec.CodecError as e:
+                    self._end_sandbox()
+                    raise _Outcome(RUNTIME_ERROR, "protocolerror",
+                                   f"invalid reply: {e}"[:500]) from None
         self.ns = ns
         self._setup_done = False
+
+    def _called_names(self) -> set[str]:
+        """Names the test code calls (`f(...)`, `check(f)`): the program's functions."""
+        if self._called is None:
+            tests = self.tests
+            self._called = subject_names(tests["asserts"])
+            for text in [tests.get("setup_code") or "", *tests["asserts"]]:
+                try:
+                    tree = ast.parse(text)
+                except SyntaxError:
+                    continue
+                self._called.update(n.func.id for n in ast.walk(tree)
+                                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+        return self._called
 
     # -- one test ----------------------------------------------------------------------------------
     def _run_test(self, i: int) -> None:
@@ -471,7 +581,7 @@ class ProgramRun:
             self._raise_exc(reply)
             try:
                 value = codec.decode(reply.get("v"))
-            except (codec.CodecError, ValueError, TypeError, OverflowError) as e:
+            except codec.CodecError as e:
                 raise _Outcome(RUNTIME_ERROR, "protocolerror", f"invalid reply: {e}"[:500])
             try:
                 ok = apps_call_match(value, expected)
@@ -549,6 +659,8 @@ class ProgramRun:
         n = len(self.tests["asserts"]) if self.fmt == "assert" else len(self.tests["inputs"])
         results: list[int] = []
         first: _Outcome | None = None
+        if self.judge_cpu:
+            _CLOCK.start(self.judge_cpu)
         try:
             for i in range(n):
                 try:
@@ -564,8 +676,12 @@ class ProgramRun:
                     if o.code == COMPILE_ERROR or self.stop:
                         break
         finally:
-            if self.sandbox is not None:
-                self._end_sandbox()
+            try:
+                if self.sandbox is not None:
+                    self._end_sandbox()
+            finally:
+                if self.judge_cpu:
+                    _CLOCK.stop()
         if first is None:
             out = {"result": PASSED, "error_type": PASSED_TYPE, "error_message": "",
                    "error_line": None}

@@ -49,6 +49,9 @@ def _warn_basic() -> None:
         "the host's files and share IPC; use it on development machines only")
 
 _RESULT_KEYS = ("result", "error_type", "tests", "seconds", "error_message", "error_line")
+# Outcomes of the harness rather than of the program (a crashed worker, the judge's own failure or
+# CPU budget): never cached, so a later identical program is judged afresh.
+_UNCACHED = frozenset({"sandboxerror", "judgeerror", "judgetimeout"})
 
 
 def normalize_code(code: str) -> str:
@@ -330,7 +333,7 @@ class ExecutionPool:
                         result = _error_result(f"sandbox worker failed: {e}")
             result = {k: result.get(k) for k in _RESULT_KEYS}
             with self._lock:
-                if result["error_type"] != "sandboxerror":
+                if result["error_type"] not in _UNCACHED:
                     self._cache[key] = result
                     if len(self._cache) > self._cache_size:
                         self._cache.popitem(last=False)

@@ -511,7 +511,7 @@ class Sandbox:
                         raise SandboxTimeout()
                 try:
                     reply = json.loads(data)
-                except (ValueError, RecursionError) as e:
+                except ValueError as e:
                     raise SandboxDied(f"invalid reply: {e}") from e
                 if not isinstance(reply, dict):
                     raise SandboxDied("invalid reply")
