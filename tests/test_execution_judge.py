@@ -263,3 +263,64 @@ def test_judge_timeout_waits_for_fork_server_plumbing():
     with pytest.raises(JudgeTimeout):
         run.run()
     assert FakeSandbox.killed == 1 and run.sandbox is None
+
+
+def _pairs_with_one_tuple_hash(n: int) -> list[list[int]]:
+    """n distinct [a, b] whose tuples all hash like (0, 0), while every a and b has a hash of its
+    own: CPython's tuple hash (xxHash-style) is invertible in its last lane."""
+    m = 1 << 64
+    p1, p2, p5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+    def lane(x):
+        return (((x << 31) | (x >> 33)) % m * p1) % m
+
+    def first(a):
+        return lane((p5 + (hash(a) % m) * p2) % m)
+
+    target = first(0)  # + hash(0) * p2
+    inv = pow(p2, -1, m)
+    out = []
+    for a in range(1, 100 * n):
+        hb = ((target - first(a)) * inv) % m
+        if hb < (1 << 61) - 1:
+            b = hb
+        elif hb > m - (1 << 61) + 1 and hb != m - 1:
+            b = hb - m
+        else:
+            continue
+        out.append([a, b])
+        if len(out) == n:
+            break
+    return out
+
+
+def test_lists_that_would_collide_as_tuples_are_refused():
+    """`set(map(tuple, f(x)))` in test code hashes each returned list as a tuple: pairs chosen so
+    that their tuples share one hash (each number's own hash distinct) are refused."""
+    from coderl_jax.execution import codec
+
+    pairs = _pairs_with_one_tuple_hash(100)
+    assert len(pairs) == 100 and len({hash(tuple(p)) for p in pairs}) == 1
+    assert len({hash(x) for p in pairs for x in p}) == 200
+    with pytest.raises(codec.CodecError):
+        codec.decode(pairs)
+    codec.decode([[a, b] for a in range(20) for b in range(20)])  # honest pairs pass
+
+
+def test_forged_stdin_output_beyond_the_cap_fails():
+    """Harness 'coderl' sends stdout back in the reply: a program writing its own reply on fd 3
+    with more output than the cap (or 5M lines for the comparison to chew on) fails the test."""
+    from coderl_jax.data.records import Problem, Tests
+    from coderl_jax.execution.pool import ExecutionPool
+    from coderl_jax.execution.sandbox import Limits
+
+    problem = Problem("s", "echo", "stdin", Tests(inputs=("1\n",), outputs=("1\n",)))
+    forge = ("import os, json, struct\n"
+             "d = json.dumps({'out': '1\\n' * 300000, 'trunc': False, 'exc': None}).encode()\n"
+             "os.write(3, struct.pack('>I', len(d)) + d)\n"
+             "import time\ntime.sleep(5)\n")
+    with ExecutionPool(workers=1, timeout=2.0, harness="coderl",
+                       limits=Limits(output_cap=1 << 16)) as pool:
+        r = pool.run_one(problem, forge)
+        assert (r["result"], r["error_type"]) == (0, "failed unit tests"), r
+        assert pool.run_one(problem, "print(input())")["result"] == 1

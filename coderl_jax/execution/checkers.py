@@ -568,8 +568,8 @@ class ProgramRun:
                 return self._run_process_test(i, str(inp))
             reply = self._guard(lambda: self._request({"op": "stdin", "input": str(inp)}))
             self._raise_exc(reply)
-            out = reply.get("out")
-            if type(out) is not str or reply.get("trunc"):
+            out = reply.get("out")  # the program may forge it (fd 3): bounded like a real one
+            if type(out) is not str or reply.get("trunc") or len(out) > self.output_cap:
                 raise _Outcome(FAILED, FAILED_TYPE, f"output of test {i} too large")
             if not apps_stdin_match(out, t["outputs"][i]):
                 raise _Outcome(FAILED, FAILED_TYPE, f"wrong answer on test {i}")
