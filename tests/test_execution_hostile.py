@@ -6,6 +6,7 @@ its own); the test fails loudly rather than silently testing the weaker fallback
 """
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -25,24 +26,43 @@ GOOD = {"s": "n = int(input())\nprint(n * 2)",
         "m": "import math\ndef f(x):\n    return x * 2\ndef g(x):\n    return x - 0.5"}
 
 
-def sandbox_processes(pool) -> list[int]:
-    """Processes running under the uid of one of `pool`'s sandboxes (uids encode the worker's
-    pid; other pools, e.g. other tests running at the same time, have their own)."""
+def _sandbox_uids(pool) -> dict[int, list[tuple[int, bool]]]:
+    """{uid: [(pid, is PID 1 of its namespace)]} of processes running under the uid of one of
+    `pool`'s sandboxes (uids encode the worker's pid; other pools have their own)."""
     workers = {w.proc.pid for w in pool._workers if w.proc is not None}
-    out = []
+    out: dict[int, list[tuple[int, bool]]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:"):
-                            uid = int(line.split()[1])
-                            if uid >= UID_BASE and (uid - UID_BASE) // 256 in workers:
-                                out.append(int(entry))
-                            break
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
             except OSError:
-                pass
+                continue
+            uid = int(fields["Uid"].split()[0])
+            if uid >= UID_BASE and (uid - UID_BASE) // 256 in workers:
+                out.setdefault(uid, []).append((int(entry), fields["NSpid"].split()[-1] == "1"))
     return out
+
+
+def sandbox_processes(pool, grace: float = 10.0) -> list[int]:
+    """Processes of finished programs still alive after `grace` seconds (killed sandboxes are
+    reaped asynchronously). Each worker's fork server keeps one sandbox forked ahead, waiting
+    for its program: one uid per worker holding a single process, PID 1 of its namespace; that
+    one is not counted."""
+    deadline = time.monotonic() + grace
+    while True:
+        uids = _sandbox_uids(pool)
+        by_worker: dict[int, list[int]] = {}
+        for uid in uids:
+            by_worker.setdefault((uid - UID_BASE) // 256, []).append(uid)
+        left = []
+        for worker_uids in by_worker.values():
+            spares = [u for u in worker_uids if len(uids[u]) == 1 and uids[u][0][1]]
+            spare = max(spares) if len(worker_uids) == 1 and spares else None
+            left += [pid for u in worker_uids if u != spare for pid, _ in uids[u]]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

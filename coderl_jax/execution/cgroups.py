@@ -12,8 +12,9 @@ process the program ever created, including children the kernel has already reap
   * CPU share: a CFS quota of one CPU (`cpu.cfs_quota_us` / `cpu.max`), so a program's tree cannot
     take more than one core from the other workers, and CPU used grows at most as fast as wall time.
 
-Sandboxes of one fork server run one at a time, so one group per fork server suffices: a program's
-CPU is the counter's growth while it runs. The worker (outside the sandbox's mount namespace)
+A fork server runs one program at a time but forks the next sandbox while the last one is torn
+down, so it uses two groups alternately: a program's CPU is its group's counter's growth while it
+runs, with neither neighbour's set-up or teardown in it. The worker (outside the sandbox's mount namespace)
 creates the groups and reads them; the fork server keeps open `cgroup.procs` files into which
 each sandbox writes itself before it drops privileges. Hosts without a writable cgroup
 filesystem get `None` from `SandboxGroup.create` and the sandbox falls back to reading /proc.
@@ -69,7 +70,7 @@ def _remove_stale(parent: str) -> None:
         if not name.startswith(PREFIX):
             continue
         try:
-            os.kill(int(name[len(PREFIX):]), 0)
+            os.kill(int(name[len(PREFIX):].split("-")[0]), 0)
         except ProcessLookupError:
             try:
                 os.rmdir(os.path.join(parent, name))

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import contextlib
 import fcntl
 import importlib
@@ -396,6 +397,7 @@ class ProgramRun:
         self.spawn = lambda stdio=None: self._spawn(spawn, stdio)
         self.judge_cpu = judge_cpu
         self._called: set[str] | None = None
+        self.phases = collections.defaultdict(float)  # wall seconds by phase (see run)
         self.timeout, self.wall_timeout = timeout, wall_timeout
         self.stop = stop_at_first_failure
         self.fmt = spec["format"]
@@ -438,21 +440,34 @@ class ProgramRun:
 
         return codec.encode(value, handle)
 
-    def _request(self, req: dict) -> dict:
+    def _request(self, req: dict, phase: str = "replies") -> dict:
+        t = time.perf_counter()
         self.sandbox.send(req)
         try:
             reply = self.sandbox.recv(self._cpu0, self.timeout, self._deadline, WALL_PER_CPU)
         except RecursionError:  # a frame nested too deeply for json.loads
             self._end_sandbox()
             raise _Outcome(RUNTIME_ERROR, "protocolerror", "invalid reply: nested too deeply")
+        finally:
+            self.phases[phase] += time.perf_counter() - t
         exc = reply.get("exc")
         if exc is not None and not isinstance(exc, dict):
             raise SandboxDied("invalid reply")
         return reply
 
-    def _end_sandbox(self) -> int:
-        status = self._shielded(self.sandbox.kill) if self.sandbox else 0
+    def _compile(self, source: str, name: str):
+        t = time.perf_counter()
+        code = compile(source, name, "exec")
+        self.phases["compile"] += time.perf_counter() - t
+        return code
+
+    def _end_sandbox(self, wait: bool = False) -> int | None:
+        """Kill the sandbox; with `wait`, return how it ended (exit code or minus the signal)."""
+        t = time.perf_counter()
+        sb = self.sandbox
+        status = self._shielded(lambda: sb.kill(wait)) if sb else 0
         self.sandbox, self.ns = None, None
+        self.phases["end"] += time.perf_counter() - t
         return status
 
     @staticmethod
@@ -461,8 +476,10 @@ class ProgramRun:
             return fn()
 
     def _spawn(self, spawn, stdio=None):
+        t = time.perf_counter()
         with _CLOCK.shield():  # kept even if the timeout is raised on leaving: run() ends it
             self.sandbox = spawn(stdio) if stdio else spawn()
+        self.phases["spawn"] += time.perf_counter() - t
         return self.sandbox
 
     def _guard(self, fn, died: bool = True):
@@ -479,7 +496,7 @@ class ProgramRun:
         except SandboxDied:
             if not died:
                 raise
-            raise _died(self._end_sandbox())
+            raise _died(self._end_sandbox(wait=True))
 
     def _load(self, stdio: tuple[int, int] | None = None) -> None:
         """Start a sandbox and load the program; raises _Outcome(-2 / -1) on failure."""
@@ -491,7 +508,7 @@ class ProgramRun:
             req["names"] = self.spec["names"]
         try:
             self._begin_budget()
-            reply = self._guard(lambda: self._request(req))
+            reply = self._guard(lambda: self._request(req, "load"))
         except _Outcome as o:
             if o.code == FAILED or o.etype == "systemexit":
                 raise  # exited at import: failed (status 0) or a runtime error, as in a test
@@ -610,7 +627,7 @@ class ProgramRun:
             # lives on gets until the wall-clock deadline (then it is killed: a runtime error)
             wait = min(self._deadline - time.monotonic(), max(self.timeout, 1.0))
             select.select([self.sandbox.pidfd], [], [], max(wait, 0.0))
-            status = self._end_sandbox()
+            status = self._end_sandbox(wait=True)
             size = os.fstat(out_fd).st_size
             if size > self.output_cap or status == -signal.SIGXFSZ:
                 raise _Outcome(FAILED, FAILED_TYPE, f"output of test {i} too large")
@@ -638,8 +655,8 @@ class ProgramRun:
             if not self._setup_done:
                 self._setup_done = True
                 if self.tests.get("setup_code"):
-                    exec(compile(self.tests["setup_code"], "<test setup>", "exec"), self.ns)
-            exec(compile(self.tests["asserts"][i], f"<test {i}>", "exec"), self.ns)
+                    exec(self._compile(self.tests["setup_code"], "<test setup>"), self.ns)
+            exec(self._compile(self.tests["asserts"][i], f"<test {i}>"), self.ns)
         except (SandboxTimeout, SandboxDied, OutputLimit, _Outcome):
             raise
         except RemoteError as e:
@@ -655,7 +672,11 @@ class ProgramRun:
 
     # -- whole program -----------------------------------------------------------------------------
     def run(self) -> dict:
+        """Judge the program; the result dict (SPEC §4). `self.phases` then holds the wall seconds
+        spent starting sandboxes, loading the program, waiting for the sandbox's replies,
+        compiling test code, ending sandboxes, and the rest of the judge's own work."""
         t0 = time.monotonic()
+        start = time.perf_counter()
         n = len(self.tests["asserts"]) if self.fmt == "assert" else len(self.tests["inputs"])
         results: list[int] = []
         first: _Outcome | None = None
@@ -690,6 +711,7 @@ class ProgramRun:
                    "error_message": first.msg, "error_line": first.line}
         out["tests"] = results
         out["seconds"] = round(time.monotonic() - t0, 6)
+        self.phases["judge"] = max(time.perf_counter() - start - sum(self.phases.values()), 0.0)
         return {k: out[k] for k in ("result", "error_type", "tests", "seconds", "error_message",
                                     "error_line")}
 

@@ -75,6 +75,7 @@ class _Worker:
         self.config, self.max_jobs = config, max_jobs
         self.proc: subprocess.Popen | None = None
         self.known: set[str] = set()
+        self.phases: dict = {}  # wall seconds by phase of the last program judged
         self.jobs = 0
         self.namespaces: bool | None = None
         self.isolation: dict | None = None
@@ -127,10 +128,12 @@ class _Worker:
             self._write({"op": "problem", "key": key, "spec": spec})
             self.known.add(key)
         self.jobs += 1
+        self.phases = {}
         self._write({"op": "job", "id": self.jobs, "key": key, "code": code, "stop": stop})
         reply = self._read(deadline)
         if "result" not in reply:
             raise _WorkerDied(str(reply.get("error", "worker error")))
+        self.phases = reply.get("phases") if isinstance(reply.get("phases"), dict) else {}
         return reply["result"]
 
     def stop(self) -> None:
@@ -192,6 +195,8 @@ class ExecutionPool:
         self.cache_hits = 0
         self.cache_misses = 0
         self.restarts = 0
+        self.judged = 0
+        self.phase_seconds: collections.Counter = collections.Counter()
         self._closed = False
         self._threads = [threading.Thread(target=self._serve, args=(w,), daemon=True,
                                           name=f"coderl-exec-{i}")
@@ -267,8 +272,13 @@ class ExecutionPool:
         return None
 
     def stats(self) -> dict:
-        return {"cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
-                "worker_restarts": self.restarts}
+        """Cache hits and misses, worker restarts, programs judged, and the wall seconds the
+        workers spent in each phase of judging them (spawn, load, replies, compile, end, judge;
+        see `ProgramRun.run`)."""
+        with self._lock:
+            return {"cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
+                    "worker_restarts": self.restarts, "programs_judged": self.judged,
+                    "phase_seconds": {k: round(v, 6) for k, v in self.phase_seconds.items()}}
 
     def close(self) -> None:
         if self._closed:
@@ -333,6 +343,10 @@ class ExecutionPool:
                         result = _error_result(f"sandbox worker failed: {e}")
             result = {k: result.get(k) for k in _RESULT_KEYS}
             with self._lock:
+                self.judged += 1
+                for name, seconds in getattr(worker, "phases", {}).items():
+                    if isinstance(seconds, (int, float)):
+                        self.phase_seconds[str(name)] += seconds
                 if result["error_type"] not in _UNCACHED:
                     self._cache[key] = result
                     if len(self._cache) > self._cache_size:

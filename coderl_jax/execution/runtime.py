@@ -53,6 +53,7 @@ import builtins
 import io
 import json
 import os
+import socket
 import struct
 import sys
 import types
@@ -206,6 +207,7 @@ class Runtime:
         self.line_offset = 0
         self.objects: dict[int, object] = {}
         self._rbuf = b""
+        self._first = True  # the first request may carry the program's stdin and stdout
         self.harness = "real"
         self.orig_in = _OriginalStdin("")
         self.orig_out = _CappedOutput(0)
@@ -215,12 +217,29 @@ class Runtime:
     # -- framing ---------------------------------------------------------------------------------
     def _read_exact(self, n: int) -> bytes:
         while len(self._rbuf) < n:
-            chunk = os.read(self.fd, max(65536, n - len(self._rbuf)))
+            if self._first:
+                chunk = self._read_first(max(65536, n - len(self._rbuf)))
+            else:
+                chunk = os.read(self.fd, max(65536, n - len(self._rbuf)))
             if not chunk:
                 os._exit(0)  # the judge went away
             self._rbuf += chunk
         data, self._rbuf = self._rbuf[:n], self._rbuf[n:]
         return data
+
+    def _read_first(self, size: int) -> bytes:
+        """The start of the first request, and the fds sent with it: the judge's memfds for a
+        standard-input test, which become fds 0 and 1 (`Zygote.spawn(stdio=...)`)."""
+        self._first = False
+        sock = socket.socket(fileno=self.fd)
+        try:
+            chunk, fds, _, _ = socket.recv_fds(sock, size, 2)
+        finally:
+            sock.detach()
+        for target, fd in zip((0, 1), fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        return chunk
 
     def recv(self) -> dict:
         (n,) = struct.unpack(">I", self._read_exact(4))

@@ -154,10 +154,10 @@ def _enter_program_namespaces(limits: Limits) -> None:
 
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str, base_vm: int, cgroup_fds: list[int],
-                   stdio: tuple[int, int] | None = None) -> None:
-    """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime. Never returns.
-    `stdio`: the program's standard input and output (fds 0 and 1), else /dev/null."""
+                   cwd: str, base_vm: int, cgroup_fds: list[int]) -> None:
+    """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime (which waits
+    for its first request, and takes the program's standard input and output from it when it
+    carries them). Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
@@ -166,8 +166,8 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
             _enter_program_namespaces(limits)
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
-        for target, src in zip((0, 1, 2), (*(stdio or (null, null)), null)):
-            os.dup2(src, target)  # before fd 3 is taken: a received fd may be 3
+        for target in (0, 1, 2):
+            os.dup2(null, target)
         os.dup2(fd, 3, inheritable=False)
         os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         os.chdir(cwd)
@@ -230,13 +230,14 @@ def _own_processes() -> int:
     return n
 
 
-def _kill_children(exclude: int) -> None:
-    """Kill and reap every child of this process but `exclude` (orphans reparented to us)."""
+def _kill_children(exclude: set) -> None:
+    """Kill and reap every child of this process but those in `exclude` (orphans reparented
+    to us)."""
     path = f"/proc/self/task/{os.getpid()}/children"
     for _ in range(1000):
         try:
             with open(path) as f:
-                pids = [int(p) for p in f.read().split() if int(p) != exclude]
+                pids = [int(p) for p in f.read().split() if int(p) not in exclude]
         except OSError:
             pids = []
         if not pids:
@@ -283,14 +284,29 @@ def remove_tree(path: str) -> None:
             pass
 
 
-def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[str],
+_MSG = struct.Struct(">cii")  # zygote -> worker: kind (b"s" a sandbox, b"x" an exit), pid, value
+
+
+class _Spare:
+    """A sandbox forked ahead of need, set up and waiting for its first request."""
+
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket, slot: int, cwd: str | None):
+        self.pid, self.pidfd, self.sock, self.slot, self.cwd = pid, pidfd, sock, slot, cwd
+
+
+def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[str]],
                 packages=rootfs.DEFAULT_PACKAGES) -> None:
-    """The fork server loop: spawn one sandbox per request; send its pid with a pidfd (so the
-    worker can signal it without any risk of pid reuse), reap it, report how it ended."""
+    """The fork server: keeps one sandbox forked ahead (a spare, already isolated and waiting),
+    hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
+    one, and reaps sandboxes as they end, reporting each exit status. Sandboxes alternate between
+    two cgroups (`cgroup_procs[slot]`), so a program's CPU counter holds neither the previous
+    program's teardown nor the next one's set-up."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.setsid()
-    cgroup_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup_procs]
+    cgroup_fds = [[os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs]
+                  for procs in cgroup_procs] or [[]]
     import gc
+    import select
 
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
@@ -303,15 +319,18 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[str],
         rootfs.enter(view)
     else:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    sock.sendall(b"R")
-    while True:
-        req, fds = _recv_msg(sock)
-        if req is None:
-            if not namespaces:
-                _kill_children(exclude=-1)
-            os._exit(0)
-        limits = Limits(**req["limits"])
-        uid = req.get("uid") if namespaces else None
+    worker = os.getppid()
+    seq, slot = 0, 0
+    limits: Limits | None = None
+    spare: _Spare | None = None
+    live: dict[int, _Spare] = {}  # pidfd -> sandbox handed out (or discarded), not yet reaped
+
+    def fork_spare() -> _Spare:
+        nonlocal seq, slot
+        seq += 1
+        slot = (slot + 1) % len(cgroup_fds)
+        uid = UID_BASE + worker * 256 + seq % 256 if namespaces else None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if namespaces:
             cwd = SCRATCH
             sc.unshare(sc.CLONE_NEWPID)
@@ -320,21 +339,62 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[str],
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _sandbox_child(fds[0], uid, limits, namespaces, cwd, base_vm, cgroup_fds,
-                           (fds[1], fds[2]) if len(fds) == 3 else None)
+            ours.close()
+            _sandbox_child(theirs.fileno(), uid, limits, namespaces, cwd, base_vm,
+                           cgroup_fds[slot])
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
-        for fd in fds:
-            os.close(fd)
-        pidfd = os.pidfd_open(pid)  # before reaping: it cannot name another process
-        socket.send_fds(sock, [struct.pack(">i", pid)], [pidfd])
-        os.close(pidfd)
-        _, status = os.waitpid(pid, 0)
-        if not namespaces:
-            _kill_children(exclude=-1)
-            remove_tree(cwd)
-        code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
-        sock.sendall(struct.pack(">i", code))
+        theirs.close()
+        return _Spare(pid, os.pidfd_open(pid), ours, slot, None if namespaces else cwd)
+
+    def retire(s: _Spare) -> None:
+        live[s.pidfd] = s
+        s.sock.close()
+
+    sock.sendall(b"R")
+    while True:
+        if spare is None and limits is not None:
+            spare = fork_spare()
+        ready, _, _ = select.select([sock, *live], [], [])
+        for pidfd in ready:
+            if pidfd is sock:
+                continue
+            done = live.pop(pidfd)
+            _, status = os.waitpid(done.pid, 0)
+            os.close(pidfd)
+            if not namespaces:
+                _kill_children(exclude={s.pid for s in live.values()}
+                               | ({spare.pid} if spare else set()))
+                remove_tree(done.cwd)
+            code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
+            sock.send(_MSG.pack(b"x", done.pid, code))
+        if sock not in ready:
+            continue
+        try:
+            msg = sock.recv(1 << 16)
+        except ConnectionResetError:
+            msg = b""
+        if not msg:
+            for s in ([spare] if spare else []) + list(live.values()):
+                try:
+                    signal.pidfd_send_signal(s.pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if not namespaces:
+                _kill_children(exclude=set())
+            os._exit(0)
+        wanted = Limits(**json.loads(msg)["limits"])
+        if spare is not None and wanted != limits:
+            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+            retire(spare)
+            spare = None
+        limits = wanted
+        if spare is None:
+            spare = fork_spare()
+        socket.send_fds(sock, [_MSG.pack(b"s", spare.pid, spare.slot)],
+                        [spare.pidfd, spare.sock.fileno()])
+        retire(spare)
+        spare = None
 
 
 def namespaces_available() -> bool:
@@ -368,14 +428,14 @@ class OutputLimit(Exception):
 
 
 class Zygote:
-    """Worker-side handle on the fork server. `group` (a `cgroups.SandboxGroup`, or None) holds
-    every sandbox it starts and counts their CPU."""
+    """Worker-side handle on the fork server. `groups` (two `cgroups.SandboxGroup`s, or none)
+    hold the sandboxes it starts, alternately, and count their CPU."""
 
-    def __init__(self, namespaces: bool, group=None, packages=rootfs.DEFAULT_PACKAGES):
+    def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES):
         self.namespaces = namespaces
-        self.group = group
-        procs = group.procs_files() if group is not None else []
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.groups = list(groups)
+        procs = [g.procs_files() for g in self.groups]
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             parent.close()
@@ -395,30 +455,42 @@ class Zygote:
         self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
         if self.sock.recv(1) != b"R":
             raise RuntimeError("sandbox fork server failed to start")
-        self.uid_seq = 0
+        self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
+        self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
-    def _read_int(self) -> int:
-        data = b""
-        while len(data) < 4:
-            chunk = self.sock.recv(4 - len(data))
-            if not chunk:
-                raise RuntimeError("sandbox fork server died")
-            data += chunk
-        return struct.unpack(">i", data)[0]
+    def _next(self) -> tuple[bytes, int, int, list[int]]:
+        msg, fds, _, _ = socket.recv_fds(self.sock, _MSG.size, 2)
+        if len(msg) != _MSG.size:
+            for fd in fds:
+                os.close(fd)
+            raise RuntimeError("sandbox fork server died")
+        kind, pid, value = _MSG.unpack(msg)
+        if kind == b"x":
+            if pid in self.forget:
+                self.forget.discard(pid)
+            else:
+                self.exits[pid] = value
+        return kind, pid, value, fds
+
+    def wait_exit(self, pid: int) -> int:
+        """The exit code (or minus the signal) of sandbox `pid`, once the fork server reaped it."""
+        while pid not in self.exits:
+            self._next()
+        return self.exits.pop(pid)
 
     def spawn(self, limits: Limits, stdio: tuple[int, int] | None = None) -> "Sandbox":
-        """Start one sandbox; `stdio` (stdin_fd, stdout_fd) become its fds 0 and 1 (the caller
-        keeps and closes its own copies), else both are /dev/null."""
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.uid_seq += 1
-        uid = UID_BASE + os.getpid() * 256 + self.uid_seq % 256
-        req = json.dumps({"uid": uid, "limits": dataclasses.asdict(limits)}).encode()
-        socket.send_fds(self.sock, [req], [theirs.fileno(), *(stdio or ())])
-        theirs.close()
-        msg, fds, _, _ = socket.recv_fds(self.sock, 4, 1)
-        if len(msg) < 4 or not fds:
+        """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
+        (stdin_fd, stdout_fd) become the program's fds 0 and 1, sent with its first request
+        (the caller keeps and closes its own copies); else both stay /dev/null."""
+        self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
+        while True:
+            kind, pid, slot, fds = self._next()
+            if kind == b"s":
+                break
+        if len(fds) != 2:
             raise RuntimeError("sandbox fork server died")
-        return Sandbox(self, struct.unpack(">i", msg)[0], fds[0], ours)
+        group = self.groups[slot] if self.groups else None
+        return Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
 
     def close(self) -> None:
         """Let the fork server exit on its own, else kill it."""
@@ -444,14 +516,16 @@ class Zygote:
 class Sandbox:
     """One running program: framed JSON request/response with CPU and wall budgets."""
 
-    def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket,
-                 max_reply: int = 32 << 20):
+    def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket, group=None,
+                 stdio: tuple[int, int] | None = None, max_reply: int = 32 << 20):
         self.zygote, self.pid, self.pidfd, self.sock = zygote, pid, pidfd, sock
-        self.group = zygote.group
+        self.group = group
         self.cpus = self.group.cpus if self.group is not None else float(os.cpu_count() or 1)
         self.max_reply = max_reply
+        self._stdio = list(stdio) if stdio else []  # sent with the first request
         self.buf = b""
         self.status: int | None = None
+        self._killed = False
         self._exited = False
         self._cpu = 0.0
         self._bound = 0.0  # upper bound on CPU seconds used since the budget began (no cgroup)
@@ -460,8 +534,13 @@ class Sandbox:
 
     def send(self, obj) -> None:
         data = json.dumps(obj).encode()
+        frame = struct.pack(">I", len(data)) + data
         try:
-            self.sock.sendall(struct.pack(">I", len(data)) + data)
+            if self._stdio:
+                sent = socket.send_fds(self.sock, [frame], self._stdio)
+                self._stdio = []
+                frame = frame[sent:]
+            self.sock.sendall(frame)
         except OSError as e:
             raise SandboxDied(str(e)) from e
 
@@ -538,14 +617,20 @@ class Sandbox:
                 if need is not None and len(self.buf) > 4 + self.max_reply:
                     raise OutputLimit("reply too large")
 
-    def kill(self) -> int:
-        """Kill the sandbox (its whole PID namespace); returns its exit code or -signal."""
-        if self.status is None:
+    def kill(self, wait: bool = True) -> int | None:
+        """Kill the sandbox (its whole PID namespace). With `wait`, return its exit code or
+        minus the signal once the fork server has reaped it; else return at once (None)."""
+        if not self._killed:
+            self._killed = True
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.sock.close()
-            self.status = self.zygote._read_int()
             os.close(self.pidfd)
+            if not wait:
+                self.zygote.forget.add(self.pid)
+                self.zygote.exits.pop(self.pid, None)
+        if wait and self.status is None and self.pid not in self.zygote.forget:
+            self.status = self.zygote.wait_exit(self.pid)
         return self.status

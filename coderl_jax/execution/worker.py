@@ -77,14 +77,21 @@ def main(argv: list[str]) -> int:
         print("coderl worker: namespaces requested but unavailable", file=sys.stderr)
         return 3
     limits = sandbox.Limits(**config.get("limits", {}))
-    group = None
-    if namespaces:
-        group = cgroups.SandboxGroup.create(
-            f"{cgroups.PREFIX}{os.getpid()}",
-            memory_bytes=(limits.memory_mb + limits.scratch_mb + 512) << 20,
-            max_pids=limits.nproc + 8)
+    groups = []
+    if namespaces:  # two, alternately used by consecutive sandboxes (see sandbox.zygote_main)
+        for slot in range(2):
+            g = cgroups.SandboxGroup.create(
+                f"{cgroups.PREFIX}{os.getpid()}-{slot}",
+                memory_bytes=(limits.memory_mb + limits.scratch_mb + 512) << 20,
+                max_pids=limits.nproc + 8)
+            if g is None:
+                for made in groups:
+                    made.remove()
+                groups = []
+                break
+            groups.append(g)
     packages = tuple(config.get("packages") or sandbox.rootfs.DEFAULT_PACKAGES)
-    zygote = sandbox.Zygote(namespaces, group, packages)
+    zygote = sandbox.Zygote(namespaces, groups, packages)
     from coderl_jax.execution.checkers import JudgeTimeout, ProgramRun
 
     sys.set_int_max_str_digits(4300)  # json.loads of a reply: no huge (quadratic) int literals
@@ -97,8 +104,8 @@ def main(argv: list[str]) -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     isolation = {"mode": "namespaces" if namespaces else "basic",
                  "filesystem": "allow-list" if namespaces else "none",
-                 "cpu_accounting": f"cgroup {group.kind}" if group else "proc",
-                 "memory_cgroup": bool(group and "memory" in group.dirs),
+                 "cpu_accounting": f"cgroup {groups[0].kind}" if groups else "proc",
+                 "memory_cgroup": bool(groups and "memory" in groups[0].dirs),
                  "seccomp": seccomp.available(), "packages": list(packages)}
     _write_frame(stdout, {"ready": True, "namespaces": namespaces, "isolation": isolation})
     try:
@@ -109,6 +116,7 @@ def main(argv: list[str]) -> int:
             if msg["op"] == "problem":
                 specs[msg["key"]] = msg["spec"]
                 continue
+            run = None
             try:
                 run = ProgramRun(specs[msg["key"]], msg["code"],
                                  lambda stdio=None: zygote.spawn(limits, stdio=stdio),
@@ -126,11 +134,12 @@ def main(argv: list[str]) -> int:
                 return 4
             except Exception as e:  # noqa: BLE001 - a judge bug must not take the worker down
                 result = _judge_error("judgeerror", e)
-            _write_frame(stdout, {"id": msg["id"], "result": result})
+            phases = {k: round(v, 6) for k, v in run.phases.items()} if run is not None else {}
+            _write_frame(stdout, {"id": msg["id"], "result": result, "phases": phases})
     finally:
         zygote.close()
-        if group is not None:
-            group.remove()
+        for g in groups:
+            g.remove()
 
 
 if __name__ == "__main__":
