@@ -350,3 +350,38 @@ def test_threads_forks_and_subprocess_pipes_still_work(pool):
             squares = tp.map(lambda x: x * x, range(4))
         ok = out == [1] and os.read(r, 1) == b'x' and squares == [0, 1, 4, 9]
         """))
+
+
+def test_interpreter_paths_under_tmp_stay_visible(tmp_path):
+    """A virtualenv may live under /tmp (a clone in /tmp): packages bound from there must stay
+    readable in the sandbox although both the staging root and each program's scratch space are
+    tmpfs mounts on /tmp."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    pkg = tmp_path / "site-packages" / "fakepkg"
+    pkg.mkdir(parents=True)
+    (pkg / "marker.txt").write_text("visible")
+    (tmp_path / "secret.txt").write_text("hidden")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            from coderl_jax.execution import syscalls as sc
+
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+            view = rootfs.plan()
+            view.packages.append(str(pkg))
+            under = rootfs.enter(view)
+            sc.unshare(sc.CLONE_NEWNS)
+            sc.mount("proc", "/proc", "proc", 0)
+            rootfs.mount_scratch("size=1m,mode=1777", under)
+            seen = [(pkg / "marker.txt").read_text(), (tmp_path / "secret.txt").exists(),
+                    under == [str(pkg)]]
+            os.write(w, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    out = os.read(r, 4096)
+    os.waitpid(pid, 0)
+    assert json.loads(out) == ["visible", False, True]

@@ -1,6 +1,14 @@
 """`coderl benchmark execute --problems SRC`: programs/s and tests/s of the sandbox pool against the
 naive baseline (one fresh `python` interpreter per program), measured in the same run.
 
+Two ratios: over all programs, and over the light ones (each judged in under `--light-s`
+seconds by the pool: the per-program path, not a few compute-bound programs, decides it), for
+which both sides run the light programs again. Also reported: where the workers' time went per
+program (spawn: taking a sandbox from the fork server; load: loading the program; replies:
+waiting for the program's answers; compile: compiling test code; end: killing the sandbox;
+judge: the rest of the judge's own work) and the CPU seconds per program of the whole pool
+(workers, fork servers and sandboxes, from the kernel's accounting of reaped children).
+
 The programs are the problems' reference solutions (MBPP `code`, HumanEval canonical solutions,
 APPS `solutions.json`; `--per-problem` caps how many per problem). The baseline runs the same
 programs with the same concurrency (`--workers`), each in `python -c <driver>` that executes the
@@ -97,6 +105,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, default=0, help="at most this many programs")
     parser.add_argument("--baseline-limit", type=int, default=0,
                         help="run the naive baseline on only the first N programs (0: all)")
+    parser.add_argument("--light-s", type=float, default=0.3,
+                        help="a program is light when the pool judged it in less (default 0.3 s)")
 
 
 def _naive(job: dict, timeout: float) -> list[int]:
@@ -110,8 +120,6 @@ def _naive(job: dict, timeout: float) -> list[int]:
 
 def run(args) -> dict:
     from coderl_jax.data.sources import load_problems, problems_by_id
-    from coderl_jax.execution.checkers import problem_spec
-    from coderl_jax.execution.pool import ExecutionPool
     from coderl_jax.errors import UserError
 
     problems = load_problems(args.problems, split=args.split)
@@ -123,29 +131,19 @@ def run(args) -> dict:
     if not rows:
         raise UserError(f"{args.problems}: no reference solutions to run")
 
-    t0 = time.perf_counter()
-    with ExecutionPool(workers=args.workers, timeout=args.timeout, cache_size=0) as pool:
-        results = pool.run(by_id, rows)
-        namespaces = pool.namespaces
-    pool_s = time.perf_counter() - t0
+    pool_s, results, phases, cpu_s = _run_pool(args, by_id, rows)
     pool_tests = sum(len(r["tests"]) for r in results)
+    namespaces = True if phases.get("_namespaces") else False
+    phases.pop("_namespaces", None)
 
     base_rows = rows[: args.baseline_limit] if args.baseline_limit else rows
-    specs = {}
-    jobs = []
-    for row in base_rows:
-        p = by_id[row["problem_id"]]
-        if p.problem_id not in specs:
-            specs[p.problem_id] = problem_spec(p)
-        spec = specs[p.problem_id]
-        jobs.append({"format": spec["format"], "code": row["code"], "tests": spec["tests"]})
-    wall = 5 * args.timeout + 1
-    t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(args.workers) as ex:
-        naive = list(ex.map(lambda j: _naive(j, wall), jobs))
-    naive_s = time.perf_counter() - t0
+    jobs = _naive_jobs(by_id, base_rows)
+    naive_s, naive = _run_naive(args, jobs)
     naive_tests = sum(len(r) for r in naive)
 
+    light = [row for row, r in zip(rows, results) if r["seconds"] < args.light_s]
+    light_s, _, _, _ = _run_pool(args, by_id, light) if light else (0.0, [], {}, 0.0)
+    light_naive_s, _ = _run_naive(args, _naive_jobs(by_id, light)) if light else (0.0, [])
     pool_pps = len(rows) / pool_s
     naive_pps = len(jobs) / naive_s
     agree = sum((r["result"] == 1) == (all(x == 1 for x in n) and bool(n))
@@ -165,4 +163,52 @@ def run(args) -> dict:
         "reference_seconds": round(naive_s, 3),
         "reference_agreement": round(agree / len(jobs), 4),
         "ratio": round(pool_pps / naive_pps, 2),
+        "light_programs": len(light),
+        "light_programs_per_s": round(len(light) / light_s, 2) if light else None,
+        "light_reference_programs_per_s": round(len(light) / light_naive_s, 2) if light else None,
+        "light_ratio": round(light_naive_s / light_s, 2) if light else None,
+        "phase_ms_per_program": {k: round(1000 * v / len(rows), 3) for k, v in phases.items()},
+        "cpu_s_per_program": round(cpu_s / len(rows), 5),
     }
+
+
+def _run_pool(args, by_id, rows):
+    """(seconds, results, wall seconds by phase summed over workers, CPU seconds of the pool's
+    processes) for one cold pool run with the cache off."""
+    import resource
+
+    from coderl_jax.execution.pool import ExecutionPool
+
+    def children_cpu():
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    cpu0 = children_cpu()
+    t0 = time.perf_counter()
+    with ExecutionPool(workers=args.workers, timeout=args.timeout, cache_size=0) as pool:
+        results = pool.run(by_id, rows)
+        phases = dict(pool.stats()["phase_seconds"])
+        phases["_namespaces"] = bool(pool.namespaces)
+    seconds = time.perf_counter() - t0
+    return seconds, results, phases, children_cpu() - cpu0  # workers are reaped by close()
+
+
+def _naive_jobs(by_id, rows) -> list[dict]:
+    from coderl_jax.execution.checkers import problem_spec
+
+    specs, jobs = {}, []
+    for row in rows:
+        p = by_id[row["problem_id"]]
+        if p.problem_id not in specs:
+            specs[p.problem_id] = problem_spec(p)
+        spec = specs[p.problem_id]
+        jobs.append({"format": spec["format"], "code": row["code"], "tests": spec["tests"]})
+    return jobs
+
+
+def _run_naive(args, jobs):
+    wall = 5 * args.timeout + 1
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as ex:
+        naive = list(ex.map(lambda j: _naive(j, wall), jobs))
+    return time.perf_counter() - t0, naive

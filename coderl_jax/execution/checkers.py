@@ -382,6 +382,9 @@ def _input_memfd(data: bytes) -> int:
         os.close(fd)
 
 
+_COMPILED: dict = {}  # (test source, name) -> code object
+
+
 class ProgramRun:
     """One program against one problem's tests, through sandboxes from `spawn(stdio=None)`."""
 
@@ -456,8 +459,14 @@ class ProgramRun:
         return reply
 
     def _compile(self, source: str, name: str):
+        """Test code compiled once per worker (every program of a problem runs the same asserts)."""
         t = time.perf_counter()
-        code = compile(source, name, "exec")
+        key = (source, name)
+        code = _COMPILED.get(key)
+        if code is None:
+            if len(_COMPILED) > 20000:
+                _COMPILED.clear()
+            code = _COMPILED[key] = compile(source, name, "exec")
         self.phases["compile"] += time.perf_counter() - t
         return code
 

@@ -26,6 +26,7 @@ import glob
 import importlib.metadata
 import os
 import site
+import stat
 import sys
 import sysconfig
 
@@ -129,15 +130,22 @@ def _target(root: str, path: str, is_dir: bool) -> str:
     return t
 
 
+def _isdir(fd: int) -> bool:
+    """From the fd: the path itself may be covered by the staging tmpfs by now."""
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
 def _bind(fd: int, target: str, flags: int) -> None:
     sc.mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND | sc.MS_REC)
     sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
 
 
-def enter(view: View, staging: str = "/tmp") -> None:
+def enter(view: View, staging: str = "/tmp") -> list[str]:
     """Build the root described by `view` on a tmpfs at `staging` and pivot into it.
 
-    Must run in a private mount namespace (the caller's `unshare(CLONE_NEWNS)`)."""
+    Must run in a private mount namespace (the caller's `unshare(CLONE_NEWNS)`). Returns the
+    bound paths that lie under /tmp (a virtualenv there): each sandbox's scratch tmpfs covers
+    them, so `rebind_under_scratch` binds them again on top of it."""
     sources = sorted(set(view.binds) | set(view.packages) | {f"/dev/{d}" for d in DEVICES})
     fds = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p in sources if os.path.exists(p)}
     try:
@@ -148,7 +156,7 @@ def enter(view: View, staging: str = "/tmp") -> None:
             os.symlink(target, root + path)
         for b in view.binds:
             if b in fds:
-                _bind(fds[b], _target(root, b, os.path.isdir(b)), RO)
+                _bind(fds[b], _target(root, b, _isdir(fds[b])), RO)
         covered = []
         for c in view.covers:
             if not _under(c, covered):
@@ -156,7 +164,7 @@ def enter(view: View, staging: str = "/tmp") -> None:
                 covered.append(c)
         for p in view.packages:
             if p in fds and not (_under(p, view.binds) and not _under(p, covered)):
-                _bind(fds[p], _target(root, p, os.path.isdir(p)), RO)
+                _bind(fds[p], _target(root, p, _isdir(fds[p])), RO)
         for c in covered:
             sc.mount(None, root + c, None, sc.MS_REMOUNT | RO)
         dev = root + "/dev"
@@ -175,7 +183,8 @@ def enter(view: View, staging: str = "/tmp") -> None:
             _makedirs(root + d)
         os.chmod(root + "/tmp", 0o1777)
         _makedirs(root + "/var")
-        os.symlink("/tmp", root + "/var/tmp")
+        if not os.path.lexists(root + "/var/tmp"):  # else a bound path lies under /var/tmp
+            os.symlink("/tmp", root + "/var/tmp")
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -184,3 +193,14 @@ def enter(view: View, staging: str = "/tmp") -> None:
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
     sc.mount(None, "/", None, sc.MS_REMOUNT | RO)
+    return [p for p in [*view.binds, *view.packages] if _under(p, ["/tmp"])]
+
+
+def mount_scratch(options: str, under: list[str]) -> None:
+    """In a sandbox's own mount namespace: a fresh tmpfs on /tmp, with the paths `enter` found
+    under /tmp bound again, read-only, inside it (as root; the program cannot remove them)."""
+    fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in under]  # this namespace's copies
+    sc.mount("tmpfs", "/tmp", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
+    for p, fd in zip(under, fds):
+        _bind(fd, _target("", p, _isdir(fd)), RO)
+        os.close(fd)

@@ -144,17 +144,18 @@ def _recv_msg(sock: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(msg), fds
 
 
-def _enter_program_namespaces(limits: Limits) -> None:
-    """In the sandbox (PID 1 of its PID namespace, still root): private IPC and mount namespaces,
-    its own /proc and scratch tmpfs."""
+def _enter_program_namespaces(limits: Limits, under_scratch: list[str]) -> None:
+    """In the sandbox (PID 1 of its PID namespace, still root): private IPC, cgroup and mount
+    namespaces, its own /proc and scratch tmpfs (with any interpreter path under /tmp bound
+    again inside it)."""
     sc.unshare(sc.CLONE_NEWNS | sc.CLONE_NEWIPC | sc.CLONE_NEWCGROUP)
-    sc.mount("tmpfs", SCRATCH, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
-             f"size={limits.scratch_mb}m,nr_inodes=16384,mode=1777")
     sc.mount("proc", "/proc", "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    rootfs.mount_scratch(f"size={limits.scratch_mb}m,nr_inodes=16384,mode=1777", under_scratch)
 
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
-                   cwd: str, base_vm: int, cgroup_fds: list[int]) -> None:
+                   cwd: str, base_vm: int, cgroup_fds: list[int],
+                   under_scratch: list[str] = ()) -> None:
     """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime (which waits
     for its first request, and takes the program's standard input and output from it when it
     carries them). Never returns."""
@@ -163,7 +164,7 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
             os.write(cg, b"0")
         if namespaces:
-            _enter_program_namespaces(limits)
+            _enter_program_namespaces(limits, list(under_scratch))
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         for target in (0, 1, 2):
@@ -316,8 +317,9 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
         view = rootfs.plan(packages)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        rootfs.enter(view)
+        under_scratch = rootfs.enter(view)
     else:
+        under_scratch = []
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     worker = os.getppid()
     seq, slot = 0, 0
@@ -341,7 +343,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
             sock.close()
             ours.close()
             _sandbox_child(theirs.fileno(), uid, limits, namespaces, cwd, base_vm,
-                           cgroup_fds[slot])
+                           cgroup_fds[slot], under_scratch)
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
         theirs.close()
