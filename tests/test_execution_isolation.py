@@ -385,3 +385,25 @@ def test_interpreter_paths_under_tmp_stay_visible(tmp_path):
     out = os.read(r, 4096)
     os.waitpid(pid, 0)
     assert json.loads(out) == ["visible", False, True]
+
+
+def test_remove_tree_handles_deep_nesting_without_recursion(tmp_path):
+    """The basic mode's scratch clean-up: a folder nested far beyond Python's recursion limit
+    (and an unreadable folder on the way) is removed, and no link is followed out of it."""
+    from coderl_jax.execution.sandbox import remove_tree
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    top = tmp_path / "scratch"
+    top.mkdir()
+    os.symlink(outside, top / "link")
+    fd = os.open(top, os.O_RDONLY)
+    for i in range(sys.getrecursionlimit() + 500):
+        os.mkdir("d", dir_fd=fd)
+        new = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = new
+    os.close(fd)
+    os.chmod(top / "d", 0o000)
+    remove_tree(str(top))
+    assert not top.exists() and outside.read_text() == "keep"

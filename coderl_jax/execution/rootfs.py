@@ -17,7 +17,14 @@ The root holds, read-only, nosuid, nodev:
 
 Nothing else exists: no /home, /root, /srv, /opt, /mnt, /sys, no checkout, no dataset, no host
 /tmp. The sources are opened (O_PATH) before anything is covered, so a virtualenv under /tmp
-is bound like any other.
+is bound like any other (and bound again inside each program's scratch tmpfs).
+
+Why this mechanism: a new root holds only what was put in it, so what is not allowed does not
+exist (not even to `stat` or `listdir`), whatever path a program guesses; it needs nothing but
+mount namespaces (no Landlock, which would deny access but leave paths visible and needs Linux
+5.13, and no path filtering, which seccomp cannot do on pointers); and it is built once per fork
+server, so a program pays only for its own /proc and /tmp mounts. Hiding folders inside the
+host's tree (the earlier design) was a deny-list: anything not named stayed readable.
 """
 from __future__ import annotations
 
