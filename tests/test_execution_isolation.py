@@ -25,6 +25,10 @@ ONE = Problem("one", "double", "stdin", Cases(inputs=("2\n",), outputs=("4\n",))
 THREE = Problem("three", "double", "stdin",
                 Cases(inputs=("2\n", "3\n", "4\n"), outputs=("4\n", "6\n", "8\n")))
 ANSWER = "\nprint(int(input()) * 2)\n"
+# A program's /tmp starts empty but for the paths to an interpreter that lives under /tmp (a
+# clone's .venv there), bound again inside it.
+SCRATCH_TOP = sorted({p.split("/")[2] for p in rootfs.plan().binds + rootfs.plan().packages
+                      if p.startswith("/tmp/")})
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +200,7 @@ def test_filesystem_is_the_allow_list(pool, tmp_path):
         extra = [p for p in seen if not (p.startswith('/etc/') or p.startswith('/dev/')
                                          or os.path.islink(p))]
         ok = not extra and not any(os.path.exists(p) for p in planted)
-        ok = ok and os.getcwd() == '/tmp' and os.listdir('/tmp') == []
+        ok = ok and os.getcwd() == '/tmp' and sorted(os.listdir('/tmp')) == {SCRATCH_TOP!r}
         """)
     defended(pool, attack)
 
@@ -255,7 +259,7 @@ def test_deeply_nested_scratch_folders_do_not_break_the_next_program(pool):
             os.chdir('d')
         ok = True
         """))
-    defended(pool, "import os\nok = os.listdir('/tmp') == []")
+    defended(pool, f"import os\nok = sorted(os.listdir('/tmp')) == {SCRATCH_TOP!r}")
 
 
 # -- 5. CPU limits that cannot be dodged ----------------------------------------------------------
@@ -377,7 +381,7 @@ def test_interpreter_paths_under_tmp_stay_visible(tmp_path):
             sc.mount("proc", "/proc", "proc", 0)
             rootfs.mount_scratch("size=1m,mode=1777", under)
             seen = [(pkg / "marker.txt").read_text(), (tmp_path / "secret.txt").exists(),
-                    under == [str(pkg)]]
+                    str(pkg) in under]
             os.write(w, json.dumps(seen).encode())
         finally:
             os._exit(0)
