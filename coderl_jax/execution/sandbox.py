@@ -161,6 +161,7 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
     carries them). Never returns."""
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        sc.set_name("coderl-sandbox")
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
             os.write(cg, b"0")
         if namespaces:
@@ -303,6 +304,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     two cgroups (`cgroup_procs[slot]`), so a program's CPU counter holds neither the previous
     program's teardown nor the next one's set-up."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    sc.set_name("coderl-forksrv")
     os.setsid()
     cgroup_fds = [[os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs]
                   for procs in cgroup_procs] or [[]]
