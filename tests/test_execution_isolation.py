@@ -411,3 +411,39 @@ def test_remove_tree_handles_deep_nesting_without_recursion(tmp_path):
     os.chmod(top / "d", 0o000)
     remove_tree(str(top))
     assert not top.exists() and outside.read_text() == "keep"
+
+
+@pytest.mark.parametrize("hierarchy", ["v1", "v2"])
+def test_cgroup_counts_cpu_of_processes_already_reaped(hierarchy, monkeypatch):
+    """SandboxGroup's CPU counter (v1 cpuacct, or v2 cpu.stat where v1 is absent, as on most
+    current hosts) keeps the CPU of a process after it has exited and been reaped."""
+    import time
+
+    from coderl_jax.execution import cgroups
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if hierarchy == "v2":
+        real = cgroups._v1_dir
+        monkeypatch.setattr(cgroups, "_v1_dir", lambda c, paths: None if c == "cpuacct"
+                            else real(c, paths))
+    group = cgroups.SandboxGroup.create(f"{cgroups.PREFIX}{os.getpid()}-t{hierarchy}",
+                                        memory_bytes=1 << 30, max_pids=16)
+    if group is None:
+        pytest.skip(f"no writable cgroup {hierarchy} hierarchy here")
+    try:
+        assert group.kind == hierarchy
+        before = group.cpu_seconds()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            for path in group.procs_files():
+                with open(path, "w") as f:
+                    f.write("0")
+            t = time.process_time()
+            while time.process_time() - t < 0.3:
+                pass
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert group.cpu_seconds() - before >= 0.25
+    finally:
+        group.remove()
