@@ -6,7 +6,10 @@ Process tree (one per pool worker):
       └─ zygote (forked before any test is seen; modules pre-imported; own network and mount
          namespace, pivoted into the allow-listed root of `rootfs`)
            └─ sandbox P, one per program: PID 1 of a fresh PID namespace, in fresh IPC and mount
-              namespaces, an unprivileged uid of its own, a seccomp filter
+              namespaces, an unprivileged uid of its own, a seccomp filter. The fork server keeps
+              the next one forked and isolated ahead of need (a spare, waiting for its first
+              request) and reaps ended ones in the background, so neither the fork nor the
+              teardown is on the worker's path.
 
 Threat model: the program is adversarial (RL optimises against the verdict). It must not pass
 without solving the problem, harm or observe the host, or carry state to later programs. What
