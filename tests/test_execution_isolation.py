@@ -447,3 +447,58 @@ def test_cgroup_counts_cpu_of_processes_already_reaped(hierarchy, monkeypatch):
         assert group.cpu_seconds() - before >= 0.25
     finally:
         group.remove()
+
+
+def test_a_finished_programs_processes_are_all_killed_at_once():
+    """When a program ends, every process it has gets SIGKILL at the same moment (the cgroup's
+    kill), not only after its PID 1 has torn down a large address space: otherwise its children
+    would run on beside the next program, with which they share the network namespace."""
+    from coderl_jax.execution import cgroups
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    probe = cgroups.SandboxGroup.create(f"{cgroups.PREFIX}{os.getpid()}-probe", 1 << 30, 8)
+    has_kill = probe is not None and "kill" in probe.dirs
+    if probe is not None:
+        probe.remove()
+    if not has_kill:
+        pytest.skip("no cgroup v2 cgroup.kill on this host")
+    problem = Problem("m", "f", "assert", Cases(asserts=("assert f(2) == 4",)))
+    code = textwrap.dedent("""
+        import os, time
+        ballast = bytearray(600 * 1024 * 1024)  # PID 1's exit tears this down first
+        for i in range(0, len(ballast), 4096):
+            ballast[i] = 1
+        for _ in range(3):
+            if os.fork() == 0:
+                while True:
+                    time.sleep(0.001)
+        def f(x):
+            return 2 * x
+        """)
+    with ExecutionPool(workers=1, timeout=10.0, wall_timeout=30.0) as p:
+        r = p.run_one(problem, code)
+        assert r["result"] == 1, r
+        worker = p._workers[0].proc.pid
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    st = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            uid = int(st["Uid"].split()[0])
+            if (uid - (1 << 30)) // 256 != worker or st["NSpid"].split()[-1] == "1":
+                continue  # not this worker's, or a PID 1 (the program's own, or the spare)
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    flags = int(f.read().rsplit(")", 1)[1].split()[6])
+            except OSError:
+                continue
+            killed = any(int(st[k], 16) & (1 << 8) for k in ("SigPnd", "ShdPnd"))
+            exiting = flags & 0x4  # PF_EXITING: it got its SIGKILL and is being torn down
+            if st["State"].split()[0] not in ("Z", "X") and not killed and not exiting:
+                alive.append(int(entry))
+        assert alive == [], alive

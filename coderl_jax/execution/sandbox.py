@@ -629,6 +629,8 @@ class Sandbox:
         minus the signal once the fork server has reaped it; else return at once (None)."""
         if not self._killed:
             self._killed = True
+            if self.group is not None:
+                self.group.kill()  # every process of the program, at once
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except ProcessLookupError:
