@@ -31,8 +31,12 @@ is defended, and how (mode "namespaces", used when running as root):
     anonymous session keyring (keyring calls are then refused by seccomp).
   * IPC: System V shared memory, semaphores, message queues and POSIX queues live in the
     sandbox's IPC namespace and die with it; /dev/shm is its private tmpfs.
-  * Network: the zygote's network namespace (made once: creating one costs milliseconds) holds
-    only a down loopback; sandboxes run one at a time, so none can talk to another either.
+  * Network: the zygote's network namespace (made once per fork server) holds only a down
+    loopback. Programs run one at a time: when one ends, every process it has is SIGKILLed at
+    once through its cgroup (v2 `cgroup.kill`) before the next program gets its sandbox, so none
+    can meet another through that namespace (abstract sockets). Hosts without `cgroup.kill`
+    (Linux < 5.14, or no v2 hierarchy) kill its PID 1 only, and its other processes die when PID
+    1 has exited, a millisecond or so later.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
     filter (`seccomp`) refusing namespace creation, mounts, keyrings, ptrace, bpf, perf,
     userfaultfd, io_uring and other kernel surface no judged program needs.
