@@ -12,9 +12,10 @@ process the program ever created, including children the kernel has already reap
   * CPU share: a CFS quota of one CPU (`cpu.cfs_quota_us` / `cpu.max`), so a program's tree cannot
     take more than one core from the other workers, and CPU used grows at most as fast as wall time.
 
-A fork server runs one program at a time but forks the next sandbox while the last one is torn
-down, so it uses two groups alternately: a program's CPU is its group's counter's growth while it
-runs, with neither neighbour's set-up or teardown in it. The worker (outside the sandbox's mount namespace)
+A fork server runs one program at a time but forks the next sandboxes while the last one is
+torn down, so it uses three groups in turn: a program's CPU is its group's counter's growth while
+it runs, with neither neighbour's set-up nor teardown in it, and the worker can tell when the
+previous program is entirely gone (its group empty) before the next one starts. The worker (outside the sandbox's mount namespace)
 creates the groups and reads them; the fork server keeps open `cgroup.procs` files into which
 each sandbox writes itself before it drops privileges. Hosts without a writable cgroup
 filesystem get `None` from `SandboxGroup.create` and the sandbox falls back to reading /proc.
@@ -183,6 +184,11 @@ class SandboxGroup:
             if line.startswith(b"usage_usec "):
                 return int(line.split()[1]) / 1e6
         raise OSError("cpu.stat without usage_usec")
+
+    def empty(self) -> bool:
+        """Whether no process is left in the group (a killed program fully gone)."""
+        with open(os.path.join(self._folders[0], "cgroup.procs"), "rb") as f:
+            return not f.read(1)
 
     def kill(self) -> bool:
         """SIGKILL every process in the group at once (v2 `cgroup.kill`, Linux 5.14+); False

@@ -412,15 +412,16 @@ class ProgramRun:
         self._deadline = 0.0
         self._wall_start: float | None = None
         self._cpu_spent = 0.0  # CPU seconds of the tests before the current one
+        self._budget_box = None  # the sandbox the current budget's CPU is read from
 
     # -- sandbox plumbing --------------------------------------------------------------------------
     def _begin_budget(self) -> None:
         """A new CPU budget (one test's); the wall budget is the program's: `wall_timeout`
         seconds plus WALL_PER_CPU per CPU second it has used, over all its tests."""
-        cpu = self.sandbox.start_budget()
-        if self._cpu0 is not None:
-            self._cpu_spent += max(cpu - self._cpu0, 0.0)
-        self._cpu0 = cpu
+        if self._cpu0 is not None and self._budget_box is not None:  # the last budget's use
+            self._cpu_spent += max(self._budget_box.cpu() - self._cpu0, 0.0)
+        self._cpu0 = self.sandbox.start_budget()
+        self._budget_box = self.sandbox  # standard-input tests each have their own
         if self._wall_start is None:
             self._wall_start = time.monotonic()
         self._deadline = self._wall_start + self.wall_timeout + WALL_PER_CPU * self._cpu_spent

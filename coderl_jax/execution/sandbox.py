@@ -34,9 +34,10 @@ is defended, and how (mode "namespaces", used when running as root):
   * Network: the zygote's network namespace (made once per fork server) holds only a down
     loopback. Programs run one at a time: when one ends, every process it has is SIGKILLed at
     once through its cgroup (v2 `cgroup.kill`) before the next program gets its sandbox, so none
-    can meet another through that namespace (abstract sockets). Hosts without `cgroup.kill`
-    (Linux < 5.14, or no v2 hierarchy) kill its PID 1 only, and its other processes die when PID
-    1 has exited, a millisecond or so later.
+    can meet another through that namespace (abstract sockets), and the next program starts only
+    once the previous one's cgroup is empty (no process, lock or socket of it is left). Hosts
+    without `cgroup.kill` (Linux < 5.14, or no v2 hierarchy) kill its PID 1 first and the rest
+    when PID 1 has exited; the wait for an empty group holds there too.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
     filter (`seccomp`) refusing namespace creation, mounts, keyrings, ptrace, bpf, perf,
     userfaultfd, io_uring and other kernel surface no judged program needs.
@@ -307,9 +308,10 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 packages=rootfs.DEFAULT_PACKAGES) -> None:
     """The fork server: keeps one sandbox forked ahead (a spare, already isolated and waiting),
     hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
-    one, and reaps sandboxes as they end, reporting each exit status. Sandboxes alternate between
-    two cgroups (`cgroup_procs[slot]`), so a program's CPU counter holds neither the previous
-    program's teardown nor the next one's set-up."""
+    one, and reaps sandboxes as they end, reporting each exit status. Sandboxes take the cgroups
+    (`cgroup_procs[slot]`) in turn, so a program's CPU counter holds neither the previous
+    program's teardown nor the next one's set-up, and the worker can wait for the previous
+    program's group to be empty before the next program starts (`Zygote.spawn`)."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name("coderl-forksrv")
     os.setsid()
@@ -378,7 +380,10 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                                | ({spare.pid} if spare else set()))
                 remove_tree(done.cwd)
             code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
-            sock.send(_MSG.pack(b"x", done.pid, code))
+            try:
+                sock.send(_MSG.pack(b"x", done.pid, code))
+            except OSError:  # the worker is gone; the next recv ends the loop
+                pass
         if sock not in ready:
             continue
         try:
@@ -439,8 +444,8 @@ class OutputLimit(Exception):
 
 
 class Zygote:
-    """Worker-side handle on the fork server. `groups` (two `cgroups.SandboxGroup`s, or none)
-    hold the sandboxes it starts, alternately, and count their CPU."""
+    """Worker-side handle on the fork server. `groups` (`cgroups.SandboxGroup`s, or none) hold
+    the sandboxes it starts, in turn, and count their CPU."""
 
     def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES):
         self.namespaces = namespaces
@@ -501,7 +506,16 @@ class Zygote:
         if len(fds) != 2:
             raise RuntimeError("sandbox fork server died")
         group = self.groups[slot] if self.groups else None
-        return Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
+        sandbox = Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
+        if self.groups:  # the previous program entirely gone first: nothing of it meets this one
+            previous = self.groups[(slot - 1) % len(self.groups)]
+            deadline = time.monotonic() + 30
+            while not previous.empty():
+                if time.monotonic() > deadline:
+                    sandbox.kill(wait=False)
+                    raise RuntimeError("a killed sandbox did not end within 30 s")
+                time.sleep(0.0001)
+        return sandbox
 
     def close(self) -> None:
         """Let the fork server exit on its own, else kill it."""
@@ -562,6 +576,8 @@ class Sandbox:
             return self.group.cpu_seconds()
         import select
 
+        if self._killed:
+            return self._cpu  # its pidfd is closed; the last reading stands
         if not self._exited and select.select([self.pidfd], [], [], 0)[0]:
             self._exited = True  # reaped soon: its pid may name another process
         if not self._exited:

@@ -78,8 +78,8 @@ def main(argv: list[str]) -> int:
         return 3
     limits = sandbox.Limits(**config.get("limits", {}))
     groups = []
-    if namespaces:  # two, alternately used by consecutive sandboxes (see sandbox.zygote_main)
-        for slot in range(2):
+    if namespaces:  # used in turn by consecutive sandboxes (see sandbox.zygote_main)
+        for slot in range(3):
             g = cgroups.SandboxGroup.create(
                 f"{cgroups.PREFIX}{os.getpid()}-{slot}",
                 memory_bytes=(limits.memory_mb + limits.scratch_mb + 512) << 20,
