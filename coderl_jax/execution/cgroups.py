@@ -14,8 +14,7 @@ process the program ever created, including children the kernel has already reap
 
 A fork server runs one program at a time but forks the next sandboxes while the last one is
 torn down, so it uses three groups in turn: a program's CPU is its group's counter's growth while
-it runs, with neither neighbour's set-up nor teardown in it, and the worker can tell when the
-previous program is entirely gone (its group empty) before the next one starts. The worker (outside the sandbox's mount namespace)
+it runs, with neither neighbour's set-up nor teardown in it. The worker (outside the sandbox's mount namespace)
 creates the groups and reads them; the fork server keeps open `cgroup.procs` files into which
 each sandbox writes itself before it drops privileges. Hosts without a writable cgroup
 filesystem get `None` from `SandboxGroup.create` and the sandbox falls back to reading /proc.
@@ -94,7 +93,7 @@ class SandboxGroup:
     """The groups (one per hierarchy) holding one fork server's sandboxes."""
 
     def __init__(self, dirs: dict[str, str]):
-        self.dirs = dirs  # {"cpu", "kill": file; "memory", "pids", "quota": group folder}
+        self.dirs = dirs  # {"cpu": counter file; "memory", "pids", "quota": group folder}
         self.kind = "v2" if dirs.get("cpu", "").endswith("/cpu.stat") else "v1"
         self._cpu_fd = None
         cpu = dirs.get("cpu")
@@ -147,9 +146,6 @@ class SandboxGroup:
                 made["memory"] = mem
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(memory_bytes))
                 _write(os.path.join(mem, "memory.swap.max"), "0")
-        v2 = made.get("v2") or make(_v2_dir(paths))
-        if v2 and os.path.isfile(os.path.join(v2, "cgroup.kill")):
-            made["kill"] = os.path.join(v2, "cgroup.kill")
         pids = made.get("v2") if made.get("v2") and os.path.isfile(
             os.path.join(made["v2"], "pids.max")) else make(_v1_dir("pids", paths))
         if pids and _write(os.path.join(pids, "pids.max"), str(max_pids)):
@@ -184,19 +180,6 @@ class SandboxGroup:
             if line.startswith(b"usage_usec "):
                 return int(line.split()[1]) / 1e6
         raise OSError("cpu.stat without usage_usec")
-
-    def empty(self) -> bool:
-        """Whether no process is left in the group (a killed program fully gone)."""
-        with open(os.path.join(self._folders[0], "cgroup.procs"), "rb") as f:
-            return not f.read(1)
-
-    def kill(self) -> bool:
-        """SIGKILL every process in the group at once (v2 `cgroup.kill`, Linux 5.14+); False
-        where the host has no such file. Killing a sandbox's PID 1 alone leaves its other
-        processes running until PID 1 has torn its memory down (~1 ms or more): long enough for
-        them to meet the next program through the shared network namespace."""
-        path = self.dirs.get("kill")
-        return bool(path) and _write(path, "1")
 
     def memory_failures(self) -> int:
         """How often the memory limit was hit (v1 failcnt / v2 events' max), 0 if unknown."""

@@ -32,12 +32,10 @@ is defended, and how (mode "namespaces", used when running as root):
   * IPC: System V shared memory, semaphores, message queues and POSIX queues live in the
     sandbox's IPC namespace and die with it; /dev/shm is its private tmpfs.
   * Network: the zygote's network namespace (made once per fork server) holds only a down
-    loopback. Programs run one at a time: when one ends, every process it has is SIGKILLed at
-    once through its cgroup (v2 `cgroup.kill`) before the next program gets its sandbox, so none
-    can meet another through that namespace (abstract sockets), and the next program starts only
-    once the previous one's cgroup is empty (no process, lock or socket of it is left). Hosts
-    without `cgroup.kill` (Linux < 5.14, or no v2 hierarchy) kill its PID 1 first and the rest
-    when PID 1 has exited; the wait for an empty group holds there too.
+    loopback. Programs run one at a time, and none meets the next through that namespace
+    (abstract sockets) or anything else shared (a lock on a library file): the next program gets
+    its sandbox only once the previous one's PID 1 has been reported exited, which the kernel
+    does after every other process of its PID namespace is gone and its own files are closed.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
     filter (`seccomp`) refusing namespace creation, mounts, keyrings, ptrace, bpf, perf,
     userfaultfd, io_uring and other kernel surface no judged program needs.
@@ -310,8 +308,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
     one, and reaps sandboxes as they end, reporting each exit status. Sandboxes take the cgroups
     (`cgroup_procs[slot]`) in turn, so a program's CPU counter holds neither the previous
-    program's teardown nor the next one's set-up, and the worker can wait for the previous
-    program's group to be empty before the next program starts (`Zygote.spawn`)."""
+    program's teardown nor the next one's set-up."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name("coderl-forksrv")
     os.setsid()
@@ -471,6 +468,7 @@ class Zygote:
         self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
         if self.sock.recv(1) != b"R":
             raise RuntimeError("sandbox fork server failed to start")
+        self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
         self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
         self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
@@ -507,15 +505,24 @@ class Zygote:
             raise RuntimeError("sandbox fork server died")
         group = self.groups[slot] if self.groups else None
         sandbox = Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
-        if self.groups:  # the previous program entirely gone first: nothing of it meets this one
-            previous = self.groups[(slot - 1) % len(self.groups)]
-            deadline = time.monotonic() + 30
-            while not previous.empty():
-                if time.monotonic() > deadline:
-                    sandbox.kill(wait=False)
-                    raise RuntimeError("a killed sandbox did not end within 30 s")
-                time.sleep(0.0001)
+        self._wait_previous(sandbox)
         return sandbox
+
+    def _wait_previous(self, sandbox: "Sandbox") -> None:
+        """Before a new program may run: the previous one entirely gone. Its PID 1 is reported
+        exited only after every other process of its namespace has been killed and reaped and
+        its own files are closed, so nothing of it (a process, lock, socket) meets this one."""
+        import select
+
+        fd, self.ending = self.ending, None
+        if fd is None:
+            return
+        try:
+            if not select.select([fd], [], [], 30)[0]:
+                sandbox.kill(wait=False)
+                raise RuntimeError("a killed sandbox did not end within 30 s")
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Let the fork server exit on its own, else kill it."""
@@ -649,14 +656,15 @@ class Sandbox:
         minus the signal once the fork server has reaped it; else return at once (None)."""
         if not self._killed:
             self._killed = True
-            if self.group is not None:
-                self.group.kill()  # every process of the program, at once
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             self.sock.close()
-            os.close(self.pidfd)
+            if self.zygote.namespaces and self.zygote.ending is None:
+                self.zygote.ending = self.pidfd  # the next spawn waits for its end
+            else:
+                os.close(self.pidfd)
             if not wait:
                 self.zygote.forget.add(self.pid)
                 self.zygote.exits.pop(self.pid, None)
