@@ -518,7 +518,14 @@ class ProgramRun:
             req["names"] = self.spec["names"]
         try:
             self._begin_budget()
-            reply = self._guard(lambda: self._request(req, "load"))
+            if stdio is not None:  # harness "real": loading only compiles, no program code runs
+                try:
+                    reply = self._guard(lambda: self._request(req, "load"), died=False)
+                except SandboxDied as e:  # so the sandbox failed, not the program: not its result
+                    self._end_sandbox()
+                    raise RuntimeError(f"sandbox ended before loading the program: {e}") from None
+            else:
+                reply = self._guard(lambda: self._request(req, "load"))
         except _Outcome as o:
             if o.code == FAILED or o.etype == "systemexit":
                 raise  # exited at import: failed (status 0) or a runtime error, as in a test

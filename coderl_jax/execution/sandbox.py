@@ -292,14 +292,18 @@ def remove_tree(path: str) -> None:
             pass
 
 
-_MSG = struct.Struct(">cii")  # zygote -> worker: kind (b"s" a sandbox, b"x" an exit), pid, value
+# zygote -> worker: kind (b"s" a sandbox, b"x" an exit), sandbox number, pid, slot or exit code.
+# Sandboxes are named by number, not pid: pids are reused, and exits arrive asynchronously.
+_MSG = struct.Struct(">ciii")
 
 
 class _Spare:
     """A sandbox forked ahead of need, set up and waiting for its first request."""
 
-    def __init__(self, pid: int, pidfd: int, sock: socket.socket, slot: int, cwd: str | None):
-        self.pid, self.pidfd, self.sock, self.slot, self.cwd = pid, pidfd, sock, slot, cwd
+    def __init__(self, sid: int, pid: int, pidfd: int, sock: socket.socket, slot: int,
+                 cwd: str | None):
+        self.sid, self.pid, self.pidfd, self.sock, self.slot, self.cwd = (
+            sid, pid, pidfd, sock, slot, cwd)
 
 
 def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[str]],
@@ -355,7 +359,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
         theirs.close()
-        return _Spare(pid, os.pidfd_open(pid), ours, slot, None if namespaces else cwd)
+        return _Spare(seq, pid, os.pidfd_open(pid), ours, slot, None if namespaces else cwd)
 
     def retire(s: _Spare) -> None:
         live[s.pidfd] = s
@@ -378,7 +382,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 remove_tree(done.cwd)
             code = os.waitstatus_to_exitcode(status)  # exit code, or minus the signal
             try:
-                sock.send(_MSG.pack(b"x", done.pid, code))
+                sock.send(_MSG.pack(b"x", done.sid, done.pid, code))
             except OSError:  # the worker is gone; the next recv ends the loop
                 pass
         if sock not in ready:
@@ -404,7 +408,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         limits = wanted
         if spare is None:
             spare = fork_spare()
-        socket.send_fds(sock, [_MSG.pack(b"s", spare.pid, spare.slot)],
+        socket.send_fds(sock, [_MSG.pack(b"s", spare.sid, spare.pid, spare.slot)],
                         [spare.pidfd, spare.sock.fileno()])
         retire(spare)
         spare = None
@@ -472,25 +476,25 @@ class Zygote:
         self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
         self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
-    def _next(self) -> tuple[bytes, int, int, list[int]]:
+    def _next(self) -> tuple[bytes, int, int, int, list[int]]:
         msg, fds, _, _ = socket.recv_fds(self.sock, _MSG.size, 2)
         if len(msg) != _MSG.size:
             for fd in fds:
                 os.close(fd)
             raise RuntimeError("sandbox fork server died")
-        kind, pid, value = _MSG.unpack(msg)
+        kind, sid, pid, value = _MSG.unpack(msg)
         if kind == b"x":
-            if pid in self.forget:
-                self.forget.discard(pid)
+            if sid in self.forget:
+                self.forget.discard(sid)
             else:
-                self.exits[pid] = value
-        return kind, pid, value, fds
+                self.exits[sid] = value
+        return kind, sid, pid, value, fds
 
-    def wait_exit(self, pid: int) -> int:
-        """The exit code (or minus the signal) of sandbox `pid`, once the fork server reaped it."""
-        while pid not in self.exits:
+    def wait_exit(self, sid: int) -> int:
+        """The exit code (or minus the signal) of sandbox `sid`, once the fork server reaped it."""
+        while sid not in self.exits:
             self._next()
-        return self.exits.pop(pid)
+        return self.exits.pop(sid)
 
     def spawn(self, limits: Limits, stdio: tuple[int, int] | None = None) -> "Sandbox":
         """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
@@ -498,13 +502,14 @@ class Zygote:
         (the caller keeps and closes its own copies); else both stay /dev/null."""
         self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
         while True:
-            kind, pid, slot, fds = self._next()
+            kind, sid, pid, slot, fds = self._next()
             if kind == b"s":
                 break
         if len(fds) != 2:
             raise RuntimeError("sandbox fork server died")
         group = self.groups[slot] if self.groups else None
         sandbox = Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
+        sandbox.sid = sid
         self._wait_previous(sandbox)
         return sandbox
 
@@ -551,6 +556,7 @@ class Sandbox:
     def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket, group=None,
                  stdio: tuple[int, int] | None = None, max_reply: int = 32 << 20):
         self.zygote, self.pid, self.pidfd, self.sock = zygote, pid, pidfd, sock
+        self.sid = pid  # the fork server's number for it (set by Zygote.spawn)
         self.group = group
         self.cpus = self.group.cpus if self.group is not None else float(os.cpu_count() or 1)
         self.max_reply = max_reply
@@ -665,9 +671,11 @@ class Sandbox:
                 self.zygote.ending = self.pidfd  # the next spawn waits for its end
             else:
                 os.close(self.pidfd)
-            if not wait:
-                self.zygote.forget.add(self.pid)
-                self.zygote.exits.pop(self.pid, None)
-        if wait and self.status is None and self.pid not in self.zygote.forget:
-            self.status = self.zygote.wait_exit(self.pid)
+            if not wait and self.zygote.exits.pop(self.sid, None) is None:
+                self.zygote.forget.add(self.sid)  # its exit report is dropped when it comes
+        if wait and self.status is None:
+            if self.sid in self.zygote.forget:  # killed earlier without waiting
+                self.status = -signal.SIGKILL
+            else:
+                self.status = self.zygote.wait_exit(self.sid)
         return self.status
