@@ -408,8 +408,11 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         limits = wanted
         if spare is None:
             spare = fork_spare()
-        socket.send_fds(sock, [_MSG.pack(b"s", spare.sid, spare.pid, spare.slot)],
-                        [spare.pidfd, spare.sock.fileno()])
+        try:
+            socket.send_fds(sock, [_MSG.pack(b"s", spare.sid, spare.pid, spare.slot)],
+                            [spare.pidfd, spare.sock.fileno()])
+        except OSError:  # the worker is gone: the next recv ends the loop
+            pass
         retire(spare)
         spare = None
 
