@@ -98,7 +98,6 @@ class SandboxGroup:
         self._cpu_fd = None
         cpu = dirs.get("cpu")
         if cpu:
-            self._cpu_file = cpu
             self._cpu_fd = os.open(cpu, os.O_RDONLY | os.O_CLOEXEC)
 
     @classmethod
@@ -180,24 +179,6 @@ class SandboxGroup:
             if line.startswith(b"usage_usec "):
                 return int(line.split()[1]) / 1e6
         raise OSError("cpu.stat without usage_usec")
-
-    def memory_failures(self) -> int:
-        """How often the memory limit was hit (v1 failcnt / v2 events' max), 0 if unknown."""
-        mem = self.dirs.get("memory")
-        if not mem:
-            return 0
-        for name in ("memory.failcnt", "memory.events"):
-            try:
-                with open(os.path.join(mem, name)) as f:
-                    text = f.read()
-            except OSError:
-                continue
-            if name == "memory.failcnt":
-                return int(text)
-            for line in text.splitlines():
-                if line.startswith("max "):
-                    return int(line.split()[1])
-        return 0
 
     def remove(self) -> None:
         """Remove the groups (every sandbox has ended)."""

@@ -46,6 +46,7 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nssw
 DEVICES = ("null", "zero", "full", "random", "urandom")
 DEFAULT_PACKAGES = ("numpy",)
 RO = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV
+SCRATCH = "/tmp"  # each program's own tmpfs (cwd and HOME); /var/tmp and /dev/shm link here
 
 
 @dataclasses.dataclass
@@ -147,7 +148,7 @@ def _bind(fd: int, target: str, flags: int) -> None:
     sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
 
 
-def enter(view: View, staging: str = "/tmp") -> list[str]:
+def enter(view: View, staging: str = SCRATCH) -> list[str]:
     """Build the root described by `view` on a tmpfs at `staging` and pivot into it.
 
     Must run in a private mount namespace (the caller's `unshare(CLONE_NEWNS)`). Returns the
@@ -183,15 +184,15 @@ def enter(view: View, staging: str = "/tmp") -> list[str]:
                       sc.MS_NOSUID | sc.MS_NOEXEC)
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
-                             ("shm", "/tmp")):
+                             ("shm", SCRATCH)):
             os.symlink(target, f"{dev}/{name}")
         sc.mount(None, dev, None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC)
-        for d in ("/proc", "/tmp"):
+        for d in ("/proc", SCRATCH):
             _makedirs(root + d)
-        os.chmod(root + "/tmp", 0o1777)
+        os.chmod(root + SCRATCH, 0o1777)
         _makedirs(root + "/var")
         if not os.path.lexists(root + "/var/tmp"):  # else a bound path lies under /var/tmp
-            os.symlink("/tmp", root + "/var/tmp")
+            os.symlink(SCRATCH, root + "/var/tmp")
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -200,14 +201,14 @@ def enter(view: View, staging: str = "/tmp") -> list[str]:
     sc.umount2(".", sc.MNT_DETACH)
     os.chdir("/")
     sc.mount(None, "/", None, sc.MS_REMOUNT | RO)
-    return [p for p in [*view.binds, *view.packages] if _under(p, ["/tmp"])]
+    return [p for p in [*view.binds, *view.packages] if _under(p, [SCRATCH])]
 
 
 def mount_scratch(options: str, under: list[str]) -> None:
     """In a sandbox's own mount namespace: a fresh tmpfs on /tmp, with the paths `enter` found
     under /tmp bound again, read-only, inside it (as root; the program cannot remove them)."""
     fds = [os.open(p, os.O_PATH | os.O_CLOEXEC) for p in under]  # this namespace's copies
-    sc.mount("tmpfs", "/tmp", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
+    sc.mount("tmpfs", SCRATCH, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, options)
     for p, fd in zip(under, fds):
         _bind(fd, _target("", p, _isdir(fd)), RO)
         os.close(fd)

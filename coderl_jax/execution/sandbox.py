@@ -61,6 +61,7 @@ import dataclasses
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import stat
@@ -72,7 +73,7 @@ from pathlib import Path
 from coderl_jax.execution import rootfs, seccomp
 from coderl_jax.execution import syscalls as sc
 
-SCRATCH = "/tmp"
+SCRATCH = rootfs.SCRATCH
 UID_BASE = 1 << 30
 
 
@@ -319,7 +320,6 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     cgroup_fds = [[os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs]
                   for procs in cgroup_procs] or [[]]
     import gc
-    import select
 
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
@@ -511,8 +511,7 @@ class Zygote:
         if len(fds) != 2:
             raise RuntimeError("sandbox fork server died")
         group = self.groups[slot] if self.groups else None
-        sandbox = Sandbox(self, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
-        sandbox.sid = sid
+        sandbox = Sandbox(self, sid, pid, fds[0], socket.socket(fileno=fds[1]), group, stdio)
         self._wait_previous(sandbox)
         return sandbox
 
@@ -520,7 +519,6 @@ class Zygote:
         """Before a new program may run: the previous one entirely gone. Its PID 1 is reported
         exited only after every other process of its namespace has been killed and reaped and
         its own files are closed, so nothing of it (a process, lock, socket) meets this one."""
-        import select
 
         fd, self.ending = self.ending, None
         if fd is None:
@@ -556,10 +554,10 @@ class Zygote:
 class Sandbox:
     """One running program: framed JSON request/response with CPU and wall budgets."""
 
-    def __init__(self, zygote: Zygote, pid: int, pidfd: int, sock: socket.socket, group=None,
+    def __init__(self, zygote: Zygote, sid: int, pid: int, pidfd: int, sock: socket.socket,
+                 group=None,
                  stdio: tuple[int, int] | None = None, max_reply: int = 32 << 20):
-        self.zygote, self.pid, self.pidfd, self.sock = zygote, pid, pidfd, sock
-        self.sid = pid  # the fork server's number for it (set by Zygote.spawn)
+        self.zygote, self.sid, self.pid, self.pidfd, self.sock = zygote, sid, pid, pidfd, sock
         self.group = group
         self.cpus = self.group.cpus if self.group is not None else float(os.cpu_count() or 1)
         self.max_reply = max_reply
@@ -590,7 +588,6 @@ class Sandbox:
         else the live process tree from /proc (the last value once the process has exited)."""
         if self.group is not None:
             return self.group.cpu_seconds()
-        import select
 
         if self._killed:
             return self._cpu  # its pidfd is closed; the last reading stands
@@ -618,7 +615,6 @@ class Sandbox:
         pread); without one, /proc is read only when an upper bound (the last reading plus the
         time waited times the CPUs the tree may use) says the budget could be spent.
         """
-        import select
 
         need = None
         while True:
