@@ -23,7 +23,7 @@ PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v
 
 def add_arguments(p) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"],
-                   help="model shape (SPEC §7) of the train and sample benchmarks")
+                   help="model shape (docs/SPEC.md §7) of the train and sample benchmarks")
     p.add_argument("--batch", type=int, default=8, help="rows per train step and sampler call")
     p.add_argument("--src-len", type=int, default=256, help="source / prompt tokens")
     p.add_argument("--tgt-len", type=int, default=256, help="training target tokens")

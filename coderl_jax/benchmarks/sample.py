@@ -27,7 +27,7 @@ COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
 
 def add_arguments(p) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"],
-                   help="model shape (SPEC §7)")
+                   help="model shape (docs/SPEC.md §7)")
     p.add_argument("--batch", type=int, default=8, help="rows sampled together")
     p.add_argument("--src-len", type=int, default=256, help="prompt tokens")
     p.add_argument("--new-tokens", type=int, default=128, help="generated tokens per row")

@@ -24,7 +24,7 @@ from coderl_jax.errors import UserError
 
 def add_arguments(p) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "base", "large"],
-                   help="model shape (SPEC §7)")
+                   help="model shape (docs/SPEC.md §7)")
     p.add_argument("--batch", type=int, default=8, help="rows per step")
     p.add_argument("--src-len", type=int, default=256, help="source tokens per row")
     p.add_argument("--tgt-len", type=int, default=256, help="target tokens per row")

@@ -1,4 +1,4 @@
-"""`coderl critic-score`: critic outcome probabilities per program and per token (SPEC §3).
+"""`coderl critic-score`: critic outcome probabilities per program and token (docs/SPEC.md §3).
 
     coderl critic-score --checkpoint CRITIC --problems SRC --programs IN.jsonl --out OUT.jsonl
 

@@ -42,7 +42,7 @@ def register(sub) -> None:
                    help="n@k ranking: critic P(passed), log-probability, or none (sample order); "
                         "auto: critic if every row has it, else logprob, else none")
     p.add_argument("--problems", default=None, metavar="SRC",
-                   help="problem source (SPEC §2) supplying each problem's difficulty")
+                   help="problem source (docs/SPEC.md §2) supplying each problem's difficulty")
     p.add_argument("--per-problem", action="store_true",
                    help="with --json, also include every problem's numbers under 'per_problem'")
     p.add_argument("--json", action="store_true", help="print one JSON object")

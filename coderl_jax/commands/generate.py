@@ -1,4 +1,4 @@
-"""`coderl generate`: sample (or greedily decode) programs for problems; one SPEC §3 row each.
+"""`coderl generate`: sample or greedily decode programs; one row per program (docs/SPEC.md §3).
 
 Rows are appended to `OUT.partial` and flushed as each chunk finishes, so an interrupted run keeps
 what it made; when every (problem, sample) pair is done the file is renamed to OUT (atomic).
