@@ -8,7 +8,8 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "docs" / "SPEC.md"
 # Where citations live (README.md besides).
 SCANNED = ("coderl_jax", "tests", "configs", "launch", "docs")
-SUFFIXES = {".py", ".md", ".sh", ".sbatch", ".txt", ""}
+SUFFIXES = {".py", ".md", ".sh", ".sbatch"}
+SKIPPED = {REPO / "tests" / "data"}  # fixtures: problem texts, not citations
 # `SPEC §4`, `SPEC §3/§4`, `SPEC §3-§4`, `docs/SPEC.md §6`, `[SPEC §8](docs/SPEC.md#...)`
 CITATION = re.compile(r"\b(SPEC|DESIGN)(?:\.md)?\]?\s+§(\d+)((?:\s*[-–/,]\s*§?\d+)*)")
 HEADING = re.compile(r"^## (\d+)\. (.+)$", re.M)
@@ -38,7 +39,8 @@ def scanned_files() -> list[Path]:
     files = [REPO / "README.md"]
     for top in SCANNED:
         files += [p for p in sorted((REPO / top).rglob("*"))
-                  if p.is_file() and p.suffix in SUFFIXES and "__pycache__" not in p.parts]
+                  if p.is_file() and p.suffix in SUFFIXES and "__pycache__" not in p.parts
+                  and not any(p.is_relative_to(d) for d in SKIPPED)]
     return [p for p in files if p != Path(__file__).resolve()]  # this file's examples aside
 
 
