@@ -136,6 +136,11 @@ def _difficulty_key(d: str) -> tuple:
     return (DIFFICULTY_ORDER.index(d) if d in DIFFICULTY_ORDER else len(DIFFICULTY_ORDER), d)
 
 
+def metric_keys(ks: Sequence[int], ns: Sequence[int] = ()) -> list[str]:
+    """The metric names of a summary: pass@k for each k, then n@k for n <= k."""
+    return [f"pass@{k}" for k in ks] + [f"{n}@{k}" for k in ks for n in ns if n <= k]
+
+
 def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
               ns: Sequence[int] = (), use_scores: bool = True, progress: bool = False) -> dict:
     """Mean pass@k (and n@k for n <= k when `ns` is given) overall and per difficulty.
@@ -154,7 +159,7 @@ def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
             p = min(short, key=lambda q: q.num_samples)
             raise UserError(f"k={k} exceeds the {p.num_samples} sample(s) of problem "
                             f"{p.problem_id} ({len(short)} problem(s) have fewer than {k})")
-    pairs = [(n, k) for k in ks for n in ns if n <= k]
+    pairs = [(n, k) for k in ks for n in ns if n <= k]  # the order of metric_keys
     if pairs:
         missing = [p.problem_id for p in problems if not p.has_filter]
         if missing:
@@ -181,10 +186,10 @@ def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
             entry[f"{n}@{k}"] = problem_n_at_k(p, n, k, use_scores)
         per_problem[p.problem_id] = entry
 
-    metric_keys = [f"pass@{k}" for k in ks] + [f"{n}@{k}" for n, k in pairs]
+    keys = metric_keys(ks, ns)
 
     def mean_of(entries: list[dict]) -> dict:
-        out = {key: float(np.mean([e[key] for e in entries])) for key in metric_keys}
+        out = {key: float(np.mean([e[key] for e in entries])) for key in keys}
         out["num_problems"] = len(entries)
         out["num_samples"] = int(sum(e["num_samples"] for e in entries))
         return out
@@ -195,4 +200,20 @@ def summarize(problems: Iterable[ProblemSamples], ks: Sequence[int],
     summary = mean_of(list(per_problem.values()))
     summary["by_difficulty"] = {d: mean_of(groups[d]) for d in sorted(groups, key=_difficulty_key)}
     summary["per_problem"] = per_problem
+    return summary
+
+
+def add_intervals(summary: dict, keys: Sequence[str], level: float, resamples: int,
+                  seed: int) -> dict:
+    """Add `key + "_ci": {"low", "high"}` (bootstrap over problems, coderl_jax/stats.py) for each
+    metric key, overall and per difficulty, from `summary["per_problem"]`; returns `summary`."""
+    from coderl_jax.stats import metric_intervals
+
+    if not level:
+        return summary
+    entries = list(summary["per_problem"].values())
+    summary.update(metric_intervals(entries, keys, level, resamples, seed))
+    for d, group in summary["by_difficulty"].items():
+        group.update(metric_intervals([e for e in entries if e["difficulty"] == d], keys,
+                                      level, resamples, seed))
     return summary
