@@ -27,6 +27,11 @@ STEPS = ("warm-up", "evaluate warm-up", "critic data", "critic", "offline RL",
          "evaluate offline RL", "online RL", "evaluate online RL", "critical sampling", "export")
 OUTCOME_NAMES = {-2: "compile error", -1: "runtime error", 0: "failed tests", 1: "passed"}
 KS = (1, 5)
+PASS_KEYS = tuple(f"heldout_pass@{k}" for k in KS)
+CI_LEVEL, CI_RESAMPLES = 0.90, 2000  # bootstrap intervals over held-out problems, seeded
+DIFFERENCES = {"offline_rl_minus_warmup": ("offline_rl", "warmup"),  # name: (B, A) of B - A
+               "online_rl_minus_warmup": ("online_rl", "warmup"),
+               "critical_minus_plain": ("critical_sampling", "plain_same_budget")}
 
 
 def default_config_path() -> Path:
@@ -62,19 +67,48 @@ def outcome_mix(rows: Sequence[dict]) -> dict[str, float]:
     return {name: counts.get(code, 0) / n for code, name in OUTCOME_NAMES.items()}
 
 
-def pass_at(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, float]:
-    """Mean over problems of the unbiased pass@k of the rows' hidden-test results."""
+def per_problem_pass(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, dict]:
+    """Each problem's unbiased pass@k of the rows' hidden-test results:
+    {problem_id: {"heldout_pass@k": ...}}, problems in row order."""
     from coderl_jax.evaluation import pass_at_k
 
     by_problem: dict[str, list[bool]] = collections.defaultdict(list)
     for r in rows:
         by_problem[r["problem_id"]].append(int(r["result"]) == 1)
-    out = {}
     for k in ks:
         if any(len(v) < k for v in by_problem.values()):
             raise UserError(f"pass@{k} needs at least {k} programs per problem")
-        out[f"heldout_pass@{k}"] = float(np.mean([pass_at_k(len(v), sum(v), k)
-                                                  for v in by_problem.values()]))
+    return {pid: {f"heldout_pass@{k}": pass_at_k(len(v), sum(v), k) for k in ks}
+            for pid, v in by_problem.items()}
+
+
+def pass_at(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, float]:
+    """Mean over problems of the unbiased pass@k of the rows' hidden-test results."""
+    per = list(per_problem_pass(rows, ks).values())
+    return {f"heldout_pass@{k}": float(np.mean([e[f"heldout_pass@{k}"] for e in per]))
+            for k in ks}
+
+
+def pass_intervals(per_problem: dict[str, dict], seed: int) -> dict:
+    """`heldout_pass@k_ci` ({"low", "high"}) of each k: bootstrap over problems (stats.py)."""
+    from coderl_jax.stats import metric_intervals
+
+    return metric_intervals(list(per_problem.values()), PASS_KEYS, CI_LEVEL, CI_RESAMPLES, seed)
+
+
+def pass_differences(per_problem: dict[str, dict[str, dict]], seed: int) -> dict:
+    """Each of DIFFERENCES' `B - A` of held-out pass@k with its paired bootstrap interval
+    (the same resampled problems for both stages)."""
+    from coderl_jax.stats import paired_difference
+
+    out = {}
+    for name, (b, a) in DIFFERENCES.items():
+        ids = sorted(per_problem[a])
+        if sorted(per_problem[b]) != ids:
+            raise UserError(f"{b} and {a} were measured on different problems")
+        out[name] = paired_difference([per_problem[a][i] for i in ids],
+                                      [per_problem[b][i] for i in ids], PASS_KEYS, CI_LEVEL,
+                                      CI_RESAMPLES, seed)
     return out
 
 
@@ -198,6 +232,7 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
                               "problems": {"train": len(train_problems),
                                            "heldout": len(heldout)}}
     stages = report["stages"]
+    per_problem: dict[str, dict] = {}  # stage -> its per-problem pass@k, for the differences
 
     def train(name: str, **fields):
         run = stage_config(cfg, name, seed, tok_path, **fields)
@@ -214,7 +249,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
             metrics, rows = evaluate_actor(model_cfg, params, heldout, tokenizer, ev, seed,
                                            pool, progress)
             write_jsonl(workdir / "eval" / f"{name}.jsonl", rows)
-            stages[name].update(metrics)
+            per_problem[name] = per_problem_pass(rows)
+            stages[name].update({**metrics, **pass_intervals(per_problem[name], seed)})
 
         stages["warmup"] = {"training": steps.run("warm-up", lambda: train("warmup"))}
         steps.run("evaluate warm-up", lambda: evaluate("warmup"))
@@ -237,7 +273,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
                             f"{workdir / 'critic'}")
         report["critic"] = {**{k: critic_eval[k] for k in (
             "accuracy", "majority_baseline", "majority_class", "num_programs",
-            "per_class_accuracy", "support")}, "training": critic_training}
+            "per_class_accuracy", "support", "auroc", "brier", "brier_baseline")},
+            "training": critic_training}
         critic_model = str(workdir / "critic" / "model")
 
         stages["offline_rl"] = {"training": steps.run("offline RL", lambda: train(
@@ -267,12 +304,17 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
         for kind in ("plain", "critical"):
             write_jsonl(workdir / "critical_sampling" / f"{kind}.jsonl", rows[kind])
         write_json(workdir / "critical_sampling" / "compare.json", out)
-        return {**pass_at(rows["critical"]), "outcomes": outcome_mix(rows["critical"]),
+        for name, kind in (("critical_sampling", "critical"), ("plain_same_budget", "plain")):
+            per_problem[name] = per_problem_pass(rows[kind])
+        return {**pass_at(rows["critical"]), **pass_intervals(per_problem["critical_sampling"],
+                                                              seed),
+                "outcomes": outcome_mix(rows["critical"]),
                 "budget_per_problem": out["budget"], "origins": out["origins"],
                 "n@k": {k: v for k, v in out["critical"].items()
                         if "@" in k and not k.startswith("pass@")},  # "1@5": ranked by critic
                 "seconds": out["seconds"]["critical"],
                 "plain_same_budget": {**pass_at(rows["plain"]),
+                                      **pass_intervals(per_problem["plain_same_budget"], seed),
                                       "outcomes": outcome_mix(rows["plain"]),
                                       "seconds": out["seconds"]["plain"]},
                 "calibration_rows": [(float(r["critic_score"]), int(r["result"]) == 1)
@@ -281,6 +323,10 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
     stages["critical_sampling"] = steps.run("critical sampling", critical)
     report["critic"]["calibration"] = calibration(
         stages["critical_sampling"].pop("calibration_rows"))
+    report["differences"] = pass_differences(per_problem, seed)
+    report["ci"] = {"level": CI_LEVEL, "resamples": CI_RESAMPLES, "seed": seed,
+                    "method": "percentile bootstrap over held-out problems (paired for "
+                              "differences)"}
 
     def export() -> dict:
         out = workdir / "export"
@@ -301,7 +347,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
 
 def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict:
     """Reliability table of the critic's P(passed) on held-out programs it never trained on:
-    per equal-width bin, the mean predicted probability and the observed pass rate."""
+    per equal-width bin, the mean predicted probability and the observed pass rate; and the
+    Brier score and AUROC of P(passed) on them (None when undefined)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     table = []
     scores = np.asarray([p for p, _ in pairs], np.float64)
@@ -313,5 +360,7 @@ def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict:
                       "programs": int(sel.sum()),
                       "mean_predicted": float(scores[sel].mean()) if sel.any() else None,
                       "pass_rate": float(passed[sel].mean()) if sel.any() else None})
-    return {"programs": len(pairs), "bins": table,
-            "brier": float(np.mean((scores - passed) ** 2)) if len(pairs) else None}
+    from coderl_jax.stats import auroc, brier
+
+    return {"programs": len(pairs), "bins": table, "brier": brier(scores, passed > 0),
+            "auroc": auroc(scores, passed > 0)}

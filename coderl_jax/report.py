@@ -1,5 +1,6 @@
-"""The demo's report: report.json (every measured number), report.md (the same as tables) and
-PNG plots (training curves, pass@k per stage, outcome mix per stage, critic calibration)."""
+"""The demo's report: report.json (every measured number), report.md (the same as tables, pass@k
+with its bootstrap interval and the paired differences between stages) and PNG plots (training
+curves, pass@k per stage with its interval, outcome mix per stage, critic calibration)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,9 @@ LABELS = {"warmup": "warm-up", "critic": "critic", "offline_rl": "offline RL",
           "online_rl": "online RL", "critical_sampling": "critical sampling",
           "plain_same_budget": "plain, same budget"}
 OUTCOMES = ("compile error", "runtime error", "failed tests", "passed")
+DIFFERENCE_LABELS = {"offline_rl_minus_warmup": "offline RL − warm-up",
+                     "online_rl_minus_warmup": "online RL − warm-up",
+                     "critical_minus_plain": "critical − plain sampling, same budget"}
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -62,7 +66,13 @@ def plot_pass_at_k(report: dict, out: Path) -> None:
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for i, k in enumerate(("heldout_pass@1", "heldout_pass@5")):
-        ax.bar(x + (i - 0.5) * 0.38, [r[k] for _, r in rows], 0.38, label=k.split("_")[1])
+        values = [r[k] for _, r in rows]
+        errors = None
+        if all(k + "_ci" in r for _, r in rows):  # the bootstrap interval as an error bar
+            errors = [[v - r[k + "_ci"]["low"] for v, (_, r) in zip(values, rows)],
+                      [r[k + "_ci"]["high"] - v for v, (_, r) in zip(values, rows)]]
+        ax.bar(x + (i - 0.5) * 0.38, values, 0.38, yerr=errors, capsize=3,
+               label=k.split("_")[1])
     ax.set_xticks(x, [name for name, _ in rows], fontsize=8)
     ax.set_ylabel("held-out problems solved")
     ax.set_title("pass@k on the held-out demo problems")
@@ -117,6 +127,13 @@ def _f(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _ci(r: dict, key: str, signed: bool = False) -> str:
+    """`0.123 [0.101, 0.146]`: the value and, when the report has it, its interval."""
+    fmt = (lambda v: f"{v:+.3f}") if signed else _f
+    ci = r.get(key + "_ci")
+    return fmt(r[key]) + ("" if ci is None else f" [{fmt(ci['low'])}, {fmt(ci['high'])}]")
+
+
 def markdown(report: dict) -> str:
     """report.md: the report's numbers as tables."""
     lines = ["# coderl-jax demo report", "",
@@ -128,7 +145,7 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for name, r in _pass_rows(report):
         o = r["outcomes"]
-        lines.append(f"| {name} | {_f(r['heldout_pass@1'])} | {_f(r['heldout_pass@5'])} | "
+        lines.append(f"| {name} | {_ci(r, 'heldout_pass@1')} | {_ci(r, 'heldout_pass@5')} | "
                      + " | ".join(_f(o[k], 2) for k in OUTCOMES) + " |")
     cs = report["stages"].get("critical_sampling", {})
     if cs:
@@ -136,18 +153,37 @@ def markdown(report: dict) -> str:
                   f"{cs['budget_per_problem']} programs per problem (origins: "
                   + ", ".join(f"{k} {v}" for k, v in cs["origins"].items()) + "); the other "
                   f"stages draw {report['config']['eval']['num_samples']}."]
+    ci = report.get("ci")
+    if ci:
+        lines += ["", f"In brackets: {100 * ci['level']:g}% intervals, bootstrap over the held-out "
+                  f"problems ({ci['resamples']} resamples, seed {ci['seed']})."]
+    diffs = report.get("differences")
+    if diffs:
+        lines += ["", "## Differences", "",
+                  "Paired over the same held-out problems (each resample draws the same problems "
+                  "for both sides); an interval above 0 is a gain the sampling noise does not "
+                  "explain.", "", "| difference | pass@1 | pass@5 |", "|---|---|---|"]
+        for name, d in diffs.items():
+            lines.append(f"| {DIFFERENCE_LABELS.get(name, name)} | "
+                         f"{_ci(d, 'heldout_pass@1', True)} | {_ci(d, 'heldout_pass@5', True)} |")
     c = report["critic"]
+    scores = ""
+    if c.get("brier") is not None:
+        scores = (f" Its P(passed) ranks passing above failing programs with AUROC "
+                  f"{_f(c.get('auroc'))} (0.5: chance); Brier score {_f(c['brier'])} vs "
+                  f"{_f(c.get('brier_baseline'))} for always predicting the held-out pass rate.")
     lines += ["", "## Critic", "",
               f"Held-out accuracy {_f(c['accuracy'])} on {c['num_programs']} programs vs "
               f"{_f(c['majority_baseline'])} for always predicting the training majority "
-              f"({c['majority_class']}).", "",
+              f"({c['majority_class']}).{scores}", "",
               "| class | programs | accuracy |", "|---|---|---|"]
     for name, acc in c["per_class_accuracy"].items():
         lines.append(f"| {name} | {c['support'][name]} | {_f(acc)} |")
     cal = c.get("calibration")
     if cal and cal["programs"]:
         lines += ["", f"Calibration of P(passed) on {cal['programs']} programs the final actor "
-                  f"sampled for held-out problems (Brier score {_f(cal['brier'])}):", "",
+                  f"sampled for held-out problems (Brier score {_f(cal['brier'])}, AUROC "
+                  f"{_f(cal.get('auroc'))}):", "",
                   "| P(passed) | programs | mean predicted | pass rate |", "|---|---|---|---|"]
         for b in cal["bins"]:
             lines.append(f"| {b['low']:.1f}–{b['high']:.1f} | {b['programs']} | "

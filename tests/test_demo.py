@@ -95,6 +95,27 @@ def test_demo_report_has_every_stage(demo_runs):
     assert cs["budget_per_problem"] == 6 and sum(cs["origins"].values()) == 36
     assert report["critic_data"]["problems"] == 24 and report["critic_data"]["samples"] == 48
     assert report["critic"]["calibration"]["programs"] == 36
+    # every stage's pass@k has its bootstrap interval; the differences are paired and match
+    assert report["ci"]["level"] == 0.9 and report["ci"]["seed"] == report["seed"]
+    for name, r in [*report["stages"].items(), ("plain", cs["plain_same_budget"])]:
+        for key in ("heldout_pass@1", "heldout_pass@5"):
+            assert 0.0 <= r[key + "_ci"]["low"] <= r[key + "_ci"]["high"] <= 1.0, (name, key)
+    diffs = report["differences"]
+    sides = {"offline_rl_minus_warmup": ("offline_rl", "warmup"),
+             "online_rl_minus_warmup": ("online_rl", "warmup")}
+    assert set(diffs) == set(sides) | {"critical_minus_plain"}
+    for name, (b, a) in sides.items():
+        for key in ("heldout_pass@1", "heldout_pass@5"):
+            assert diffs[name][key] == pytest.approx(report["stages"][b][key]
+                                                     - report["stages"][a][key])
+            assert -1.0 <= diffs[name][key + "_ci"]["low"] <= diffs[name][key + "_ci"]["high"]
+    assert diffs["critical_minus_plain"]["heldout_pass@1"] == pytest.approx(
+        cs["heldout_pass@1"] - cs["plain_same_budget"]["heldout_pass@1"])
+    # the critic's P(passed): AUROC (None only if one class is absent) and Brier score
+    for key in ("auroc", "brier", "brier_baseline"):
+        assert key in report["critic"]
+    assert 0.0 <= report["critic"]["brier"] <= 1.0
+    assert "auroc" in report["critic"]["calibration"]
     # the export is a transformers folder whose logits match ours (tested at 1e-5 elsewhere;
     # here a loose bound: it is the demo's own end-to-end check)
     assert (workdir / "export" / "actor_hf" / "config.json").is_file()
@@ -103,6 +124,9 @@ def test_demo_report_has_every_stage(demo_runs):
     md = (workdir / "report.md").read_text()
     assert "| warm-up |" in md and "| critical sampling |" in md
     assert f"{cs['heldout_pass@1']:.3f}" in md
+    ci = report["stages"]["warmup"]["heldout_pass@1_ci"]
+    assert f"| {report['stages']['warmup']['heldout_pass@1']:.3f} [{ci['low']:.3f}, " in md
+    assert "## Differences" in md and "| online RL − warm-up |" in md
     assert proc.stdout.endswith(md + "\n")  # the CLI ends by printing report.md
     # progress goes to stderr as one line per step
     assert proc.stderr.count("[demo ") == 20 and "[demo 10/10] export done" in proc.stderr

@@ -282,3 +282,115 @@ def test_evaluate_difficulty_from_problem_source(tmp_path):
     write_rows(f, rows)
     r = run_cli("--results", f, "--k", "1", "--problems", split)
     assert r.returncode == 2 and "problem 9999" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- intervals and --compare
+
+
+def bootstrap_by_loop(per_problem, level, resamples, seed):
+    """The percentile interval of the mean of per-problem values, resample by resample, with
+    the draws stats.py documents."""
+    import numpy as np
+
+    draws = np.random.default_rng(seed).integers(0, len(per_problem),
+                                                 size=(resamples, len(per_problem)),
+                                                 dtype=np.int32)
+    means = [sum(per_problem[j] for j in row) / len(row) for row in draws]
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return pytest.approx(low, rel=1e-9, abs=1e-12), pytest.approx(high, rel=1e-9, abs=1e-12)
+
+
+def test_evaluate_intervals_in_json_and_text(tmp_path):
+    f = write_rows(tmp_path / "r.jsonl", hand_rows())
+    r = run_cli("--results", f, "--k", "1,5", "--json", "--ci", "0.8", "--bootstrap", "400",
+                "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ci"] == {"level": 0.8, "resamples": 400, "seed": 3,
+                         "method": "percentile bootstrap over problems"}
+    assert out["pass@1"] == pytest.approx(7 / 15)  # the point estimates are unchanged
+    low, high = bootstrap_by_loop([0.4, 0.0, 1.0], 0.8, 400, 3)  # problems A, B, C
+    assert (out["pass@1_ci"]["low"], out["pass@1_ci"]["high"]) == (low, high)
+    low, high = bootstrap_by_loop([1.0, 0.0, 1.0], 0.8, 400, 3)
+    assert (out["pass@5_ci"]["low"], out["pass@5_ci"]["high"]) == (low, high)
+    # per difficulty, over that difficulty's problems only
+    inter = out["by_difficulty"]["interview"]
+    low, high = bootstrap_by_loop([0.0, 1.0], 0.8, 400, 3)
+    assert (inter["pass@1_ci"]["low"], inter["pass@1_ci"]["high"]) == (low, high)
+    assert out["by_difficulty"]["introductory"]["pass@1_ci"] == {"low": pytest.approx(0.4),
+                                                                 "high": pytest.approx(0.4)}
+    # text: "pass@1 0.467 [low, high]" and the settings
+    r = run_cli("--results", f, "--k", "1,5", "--ci", "0.8", "--bootstrap", "400", "--seed", "3")
+    ci = out["pass@1_ci"]
+    assert f"pass@1 0.467 [{ci['low']:.3f}, {ci['high']:.3f}]" in r.stdout.splitlines()
+    assert "80% intervals: bootstrap over problems, 400 resamples, seed 3" in r.stdout
+    # --ci 0: no intervals at all
+    out = json.loads(run_cli("--results", f, "--k", "1", "--json", "--ci", "0").stdout)
+    assert out["ci"] is None and not any(k.endswith("_ci") for k in out)
+    assert not any(k.endswith("_ci") for k in out["by_difficulty"]["interview"])
+
+
+def compare_files(tmp_path):
+    """A: the hand rows; B: the same with problem B's first two programs passing."""
+    a = hand_rows()
+    b = [dict(r, result=1) if r["problem_id"] == "B" and r["sample_index"] < 2 else r
+         for r in a]
+    for r in a + b:  # every program passes the example tests iff it passes the hidden ones
+        r["example_result"] = r["result"]
+    return write_rows(tmp_path / "a.jsonl", a), write_rows(tmp_path / "b.jsonl", b)
+
+
+def test_evaluate_compare_paired_difference(tmp_path):
+    fa, fb = compare_files(tmp_path)
+    r = run_cli("--compare", fa, fb, "--k", "1,5", "--n", "1", "--json", "--bootstrap", "500",
+                "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["num_problems"] == 3 and out["k"] == [1, 5] and out["n"] == [1]
+    assert out["a"]["file"] == str(fa) and out["b"]["file"] == str(fb)
+    # each side is what `--results` reports for it
+    for side, f in (("a", fa), ("b", fb)):
+        alone = json.loads(run_cli("--results", f, "--k", "1,5", "--n", "1", "--json",
+                                   "--bootstrap", "500", "--seed", "1").stdout)
+        for key in ("pass@1", "pass@5", "1@5", "pass@1_ci", "num_problems"):
+            assert out[side][key] == alone[key], (side, key)
+    # per problem (A, B, C): pass@1 0.4/0/1 -> 0.4/0.4/1; pass@5 1/0/1 -> 1/1/1
+    d = out["difference"]
+    assert d["pass@1"] == pytest.approx(0.4 / 3)
+    assert d["pass@5"] == pytest.approx(1 / 3)
+    assert d["1@5"] == pytest.approx(1 / 3)  # every filtered program is correct: 1@5 = pass@5
+    low, high = bootstrap_by_loop([0.0, 0.4, 0.0], 0.9, 500, 1)
+    assert (d["pass@1_ci"]["low"], d["pass@1_ci"]["high"]) == (low, high)
+    assert d["pass@5_ci"]["low"] >= 0.0  # no problem got worse in B
+    inter = out["by_difficulty"]["interview"]["difference"]
+    assert inter["pass@1"] == pytest.approx(0.2)
+    low, high = bootstrap_by_loop([0.4, 0.0], 0.9, 500, 1)  # problems B, C
+    assert (inter["pass@1_ci"]["low"], inter["pass@1_ci"]["high"]) == (low, high)
+    # text: one row per group and metric, A, B and B - A with intervals
+    r = run_cli("--compare", fa, fb, "--k", "1", "--bootstrap", "500", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    row = next(line.split() for line in r.stdout.splitlines()
+               if line.startswith("all") and "pass@1" in line)
+    assert row[:3] == ["all", "pass@1", "0.467"] and row[5] == "0.600" and row[8] == "+0.133"
+    assert "paired bootstrap over problems, 500 resamples, seed 1" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--compare", "A", "C"], "--compare needs the same problems in both files: 0 only in A, "
+                              "1 only in B (problem D is only in"),
+    (["--compare", "A", "B", "--results", "A"], "not both"),
+    ([], "give --results OUT.jsonl (or --compare A.jsonl B.jsonl)"),
+    (["--compare", "A", "B", "--example-results", "A"], "--example-results goes with --results"),
+    (["--results", "A", "--ci", "1.5"], "--ci must be 0 (no intervals) or a level between"),
+    (["--results", "A", "--bootstrap", "0"], "--bootstrap must be at least 1"),
+])
+def test_evaluate_compare_and_interval_errors_are_one_line(tmp_path, args, message):
+    fa, fb = compare_files(tmp_path)
+    fc = write_rows(tmp_path / "c.jsonl", hand_rows() + [
+        {"problem_id": "D", "sample_index": i, "result": 0} for i in range(5)])
+    paths = {"A": str(fa), "B": str(fb), "C": str(fc)}
+    r = run_cli(*[paths.get(a, a) for a in args])
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert message in r.stderr

@@ -8,8 +8,8 @@ import pytest
 
 from coderl_jax.config import RLConfig
 from coderl_jax.data.demo import build_demo
-from coderl_jax.rl.critic_train import (classification_report, ground_truth_rows,
-                                        heldout_problem_ids, split_rows)
+from coderl_jax.rl.critic_train import (classification_report, format_report,
+                                        ground_truth_rows, heldout_problem_ids, split_rows)
 from coderl_jax.train.run import base_config, run_config, train_stage
 
 
@@ -26,6 +26,17 @@ def test_classification_report_by_hand():
     # the baseline predicts the *training* majority when given
     assert classification_report(labels, preds, 4, majority_class=3)["majority_baseline"] == \
         pytest.approx(1 / 6)
+    assert "auroc" not in rep  # only with P(passed)
+    # P(passed) per program: the one passed program (last) scores 0.6; a failed one 0.6 too (a
+    # tie, half a pair) and the others lower -> AUROC (4 + 0.5) / 5; Brier by hand; the
+    # baseline always predicts the pass rate 1/6.
+    p = [0.1, 0.2, 0.6, 0.3, 0.0, 0.6]
+    rep = classification_report(labels, preds, 4, p_passed=p)
+    assert rep["auroc"] == pytest.approx(4.5 / 5)
+    assert rep["brier"] == pytest.approx((0.01 + 0.04 + 0.36 + 0.09 + 0 + 0.16) / 6)
+    assert rep["brier_baseline"] == pytest.approx((1 / 6) * (5 / 6))
+    assert "AUROC 0.900, Brier 0.110 vs 0.139" in format_report(rep)
+    assert classification_report([0, 2], [0, 2], 4, p_passed=[0.1, 0.2])["auroc"] is None
 
 
 def test_heldout_split_and_ground_truth():
@@ -115,4 +126,7 @@ def test_critic_beats_majority_baseline_on_heldout(tmp_path, capsys):
     logged = [json.loads(line) for line in open(tmp_path / "w" / "metrics.jsonl")]
     (row,) = [m for m in logged if "heldout/accuracy" in m]
     assert row["step"] == 120 and row["heldout/accuracy"] == report["accuracy"]
+    # P(passed) separates the held-out ground truth from the broken variants
+    assert report["auroc"] > 0.5 and row["heldout/auroc"] == report["auroc"]
+    assert 0 <= report["brier"] <= 1 and row["heldout/brier"] == report["brier"]
     assert (tmp_path / "w" / "model" / "model_config.json").is_file()

@@ -6,7 +6,8 @@ Each input row (at least `problem_id` and `code` or `output_ids`) is written bac
 `prompt_ids`, `program_ids` (the decoder targets the critic read), `probs` (class probabilities
 from compile error to passed) and `token_probs` (class probabilities at each program token): what
 CodeRL stores as gen_solutions_critic_scores.pkl. With `result` in the rows it also prints the
-critic's accuracy against the majority class. IN may also be a critic-data or CodeRL layout folder.
+critic's accuracy against the majority class and the AUROC and Brier score of its P(passed). IN
+may also be a critic-data or CodeRL layout folder.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def run(args) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     scorer = load_scorer(args.checkpoint, mesh=make_mesh(),
                          pool_padding=args.mode == "paper_faithful")
-    preds, labels = [], []
+    preds, labels, p_passed = [], [], []
     with atomic_write(args.out) as f, tqdm(total=len(rows), desc="critic-score", unit="prog",
                                            file=sys.stderr, disable=None) as bar:
         for row in score_rows(scorer, rows, table, tokenizer, batch_size=args.batch_size,
@@ -74,10 +75,12 @@ def run(args) -> int:
 
                 labels.append(outcome_class(row["result"], scorer.num_classes))
                 preds.append(max(range(scorer.num_classes), key=lambda c: row["probs"][c]))
+                p_passed.append(float(row["probs"][-1]))
     summary = {"programs": len(rows), "out": str(args.out)}
     if labels:
         from coderl_jax.rl.critic_train import classification_report
 
-        summary.update(classification_report(labels, preds, scorer.num_classes))
+        summary.update(classification_report(labels, preds, scorer.num_classes,
+                                             p_passed=p_passed))
     print(json.dumps(summary))
     return 0

@@ -6,8 +6,9 @@ problems counted as passed (`get_gt_info() -> (1, None)`; solutions reindented a
 A held-out part (`rl.eval_programs`, else `rl.eval_fraction` of the programs' problems, chosen by
 a seeded hash, with their ground truth as passed programs) is kept out of training; after the last step (and every `rl.eval_every` steps) the
 critic classifies it and the run reports accuracy overall and per class against the majority-class
-baseline (the training data's most common class), printed and logged to metrics.jsonl /
-TensorBoard (`heldout/...`) and `<workdir>/critic_eval.json`.
+baseline (the training data's most common class) and the AUROC and Brier score of its P(passed),
+printed and logged to metrics.jsonl / TensorBoard (`heldout/...`) and
+`<workdir>/critic_eval.json`.
 """
 from __future__ import annotations
 
@@ -33,8 +34,12 @@ def class_names(num_classes: int) -> tuple[str, ...]:
 
 
 def classification_report(labels: Sequence[int], preds: Sequence[int], num_classes: int,
-                          majority_class: int | None = None) -> dict:
-    """Accuracy, per-class accuracy (recall) and the majority-class baseline's accuracy.
+                          majority_class: int | None = None,
+                          p_passed: Sequence[float] | None = None) -> dict:
+    """Accuracy, per-class accuracy (recall) and the majority-class baseline's accuracy; with
+    `p_passed` (the critic's P(passed) per program) also the AUROC and Brier score of P(passed)
+    for "passed" (coderl_jax/stats.py) and the Brier score of always predicting the held-out pass
+    rate (`brier_baseline`; AUROC's baseline is 0.5).
 
     `majority_class`: the class the baseline always predicts (the training majority); default:
     the most common class of `labels` itself."""
@@ -51,20 +56,33 @@ def classification_report(labels: Sequence[int], preds: Sequence[int], num_class
         sel = labels == c
         support[names[c]] = int(sel.sum())
         per_class[names[c]] = float((preds[sel] == c).mean()) if sel.any() else None
-    return {"accuracy": float((preds == labels).mean()),
-            "majority_baseline": float((labels == majority_class).mean()),
-            "majority_class": names[majority_class], "num_programs": int(labels.size),
-            "per_class_accuracy": per_class, "support": support,
-            "predicted": {names[c]: int((preds == c).sum()) for c in range(num_classes)}}
+    report = {"accuracy": float((preds == labels).mean()),
+              "majority_baseline": float((labels == majority_class).mean()),
+              "majority_class": names[majority_class], "num_programs": int(labels.size),
+              "per_class_accuracy": per_class, "support": support,
+              "predicted": {names[c]: int((preds == c).sum()) for c in range(num_classes)}}
+    if p_passed is not None:
+        from coderl_jax.stats import auroc, brier
+
+        passed = labels == num_classes - 1  # the last class is "passed" (4-class and binary)
+        rate = float(passed.mean())
+        report.update(auroc=auroc(p_passed, passed), brier=brier(p_passed, passed),
+                      brier_baseline=rate * (1.0 - rate))
+    return report
 
 
 def format_report(report: dict, step: int | None = None) -> str:
     per = ", ".join(f"{k} {v:.3f} (n={report['support'][k]})" if v is not None
                     else f"{k} - (n=0)" for k, v in report["per_class_accuracy"].items())
     at = f" at step {step}" if step is not None else ""
+    scores = ""
+    if "brier" in report:
+        auc = "n/a" if report["auroc"] is None else f"{report['auroc']:.3f}"
+        scores = (f"; P(passed): AUROC {auc}, Brier {report['brier']:.3f} vs "
+                  f"{report['brier_baseline']:.3f} for the pass rate")
     return (f"critic held-out{at}: accuracy {report['accuracy']:.3f} vs majority-class baseline "
             f"{report['majority_baseline']:.3f} ('{report['majority_class']}', "
-            f"{report['num_programs']} programs); per class: {per}")
+            f"{report['num_programs']} programs){scores}; per class: {per}")
 
 
 def heldout_problem_ids(problem_ids: Sequence[str], fraction: float, seed: int = 0) -> set[str]:
@@ -146,11 +164,13 @@ class CriticEvaluation:
                                         pool_padding=self.pool_padding, place_params=False)
         else:
             self._scorer.set_params(params, place=False)
-        preds = [int(np.argmax(r["probs"])) for r in score_rows(
+        probs = [r["probs"] for r in score_rows(
             self._scorer, self.rows, self.table, self.tokenizer, batch_size=self.batch_size,
             max_source_len=self.max_source_len, max_target_len=self.max_target_len,
             mode=self.mode)]
-        report = classification_report(self.labels, preds, self.num_classes, self.majority_class)
+        preds = [int(np.argmax(p)) for p in probs]
+        report = classification_report(self.labels, preds, self.num_classes, self.majority_class,
+                                       p_passed=[float(p[-1]) for p in probs])
         report["step"] = step
         self.last = report
         self._log(report, step)
@@ -168,6 +188,9 @@ class CriticEvaluation:
 
         flat = {"heldout/accuracy": report["accuracy"],
                 "heldout/majority_baseline": report["majority_baseline"]}
+        for key in ("auroc", "brier"):
+            if report.get(key) is not None:
+                flat["heldout/" + key] = report[key]
         for name, value in report["per_class_accuracy"].items():
             if value is not None:
                 flat["heldout/accuracy_" + name.replace(" ", "_")] = value
