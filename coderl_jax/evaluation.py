@@ -17,6 +17,9 @@ over j divided by C(N, k) is the probability. Ties in the score are broken by sa
 (sample_index, then row order); with i.i.d. samples that is a uniformly random tie-break, and the
 same order is the whole ranking when no score is given.
 
+`add_intervals` gives each metric its bootstrap interval over problems (coderl_jax/stats.py),
+overall and per difficulty.
+
 Library code only: no JAX, no files; `coderl_jax/commands/evaluate.py` reads rows and prints.
 """
 from __future__ import annotations

@@ -383,6 +383,7 @@ def test_evaluate_compare_paired_difference(tmp_path):
     (["--compare", "A", "B", "--example-results", "A"], "--example-results goes with --results"),
     (["--results", "A", "--ci", "1.5"], "--ci must be 0 (no intervals) or a level between"),
     (["--results", "A", "--bootstrap", "0"], "--bootstrap must be at least 1"),
+    (["--results", "A", "--seed", "-1"], "--seed must be a non-negative integer"),
 ])
 def test_evaluate_compare_and_interval_errors_are_one_line(tmp_path, args, message):
     fa, fb = compare_files(tmp_path)

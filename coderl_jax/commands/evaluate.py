@@ -209,6 +209,8 @@ def _check_stats_flags(args) -> None:
         raise UserError(f"--ci must be 0 (no intervals) or a level between 0 and 1, got {args.ci}")
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
 
 
 def _load(path: str, args, example_path: str | None = None):
