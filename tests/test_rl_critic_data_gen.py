@@ -115,6 +115,7 @@ def test_critic_score_rows(critic_data, tok_dir, capsys):
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["programs"] == NUM_PROBLEMS * NUM_SAMPLES
         assert 0.0 <= summary["accuracy"] <= 1.0 and "majority_baseline" in summary
+        assert 0.0 <= summary["brier"] <= 1.0 and "auroc" in summary  # of P(passed)
         scored[mode] = read_jsonl(dest)
     rows = read_jsonl(out / "programs.jsonl")
     tok = load_tokenizer(str(tokenizer_dir))
