@@ -173,7 +173,7 @@ def build_from_vocab_merges(folder: Path):
 
 def load_tokenizer(path: str | Path | None = None) -> CodeT5Tokenizer:
     """CodeT5's tokenizer from a folder with vocab.json + merges.txt (optionally an HF folder's
-    added_tokens.json) or a `tokenizer.json`; `None` → $CODERL_TOKENIZER, else the packaged copy."""
+    added_tokens.json) or a `tokenizer.json`; `None`: $CODERL_TOKENIZER, else the packaged one."""
     from tokenizers import Tokenizer
 
     folder = Path(path) if path is not None else _default_path()

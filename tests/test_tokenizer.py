@@ -227,7 +227,8 @@ def test_default_is_the_packaged_tokenizer(monkeypatch, tmp_path):
 
     monkeypatch.delenv("CODERL_TOKENIZER", raising=False)
     tok = load_tokenizer()
-    assert tok.path == TOKENIZER_DIR and TOKENIZER_DIR.is_relative_to(Path(module.__file__).parent)
+    assert tok.path == TOKENIZER_DIR
+    assert TOKENIZER_DIR.is_relative_to(Path(module.__file__).parent)  # inside the package
     assert tok.vocab_size == 32100 and tok.encode("print(1)") == [1, 1188, 12, 21, 13, 2]
     assert "Salesforce" in (TOKENIZER_DIR / "LICENSE-CodeT5.txt").read_text()
     monkeypatch.setattr(module, "PACKAGED", tmp_path / "gone")
