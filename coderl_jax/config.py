@@ -256,7 +256,7 @@ class DataConfig:
     problems: str = "demo"  # SPEC §2 SRC
     split: str = ""  # "" = the source's default
     programs: str = ""  # critic / offline RL: rows of generated programs with results (jsonl)
-    tokenizer: str = ""  # "" = $CODERL_TOKENIZER or ../shared/codet5_tokenizer
+    tokenizer: str = ""  # "" = $CODERL_TOKENIZER, else the packaged CodeT5 tokenizer
     max_source_len: int = 600
     max_target_len: int = 512
     shuffle_seed: int = 0

@@ -26,12 +26,20 @@ NUM_EXTRA_IDS = 100
 _ENV = "CODERL_TOKENIZER"
 
 
-def _default_path() -> Path | None:
+# CodeT5's vocab.json + merges.txt shipped inside the package (BSD-3-Clause; SOURCE.md there).
+PACKAGED = Path(__file__).resolve().parent / "assets" / "codet5_tokenizer"
+
+
+def _default_path() -> Path:
+    """$CODERL_TOKENIZER when set, else the tokenizer shipped with the package."""
     if os.environ.get(_ENV):
         return Path(os.environ[_ENV])
-    repo = Path(__file__).resolve().parents[1]
-    candidate = repo.parent / "shared" / "codet5_tokenizer"
-    return candidate if candidate.is_dir() else None
+    if not (PACKAGED / "vocab.json").is_file() or not (PACKAGED / "merges.txt").is_file():
+        raise UserError(
+            f"the packaged CodeT5 tokenizer is missing ({PACKAGED}: was coderl-jax installed "
+            f"without its package data?); pass --tokenizer DIR (a folder with CodeT5's "
+            f"vocab.json and merges.txt) or set ${_ENV}")
+    return PACKAGED
 
 
 class CodeT5Tokenizer:
@@ -165,14 +173,10 @@ def build_from_vocab_merges(folder: Path):
 
 def load_tokenizer(path: str | Path | None = None) -> CodeT5Tokenizer:
     """CodeT5's tokenizer from a folder with vocab.json + merges.txt (optionally an HF folder's
-    added_tokens.json) or a `tokenizer.json`; `None` → $CODERL_TOKENIZER or ../shared/codet5_tokenizer."""
+    added_tokens.json) or a `tokenizer.json`; `None`: $CODERL_TOKENIZER, else the packaged one."""
     from tokenizers import Tokenizer
 
     folder = Path(path) if path is not None else _default_path()
-    if folder is None:
-        raise UserError(
-            "no tokenizer given: pass --tokenizer DIR (a folder with CodeT5's vocab.json and "
-            f"merges.txt, e.g. from huggingface.co/Salesforce/codet5-base) or set ${_ENV}")
     if folder.is_file() and folder.name == "tokenizer.json":
         folder = folder.parent
     if not folder.is_dir():

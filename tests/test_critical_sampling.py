@@ -119,11 +119,11 @@ def test_config_rejects_bad_values():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
     from coderl_jax.tokenizer import load_tokenizer
 
-    return load_tokenizer(shared_path("codet5_tokenizer"))
+    return load_tokenizer(TOKENIZER_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -340,11 +340,11 @@ def checkpoints(tmp_path_factory, models):
 
 
 def _cli(checkpoints, out, *extra):
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
     return cli.main(["critical-sampling", "--checkpoint", str(checkpoints / "actor"),
                      "--critic", str(checkpoints / "critic"),
-                     "--tokenizer", str(shared_path("codet5_tokenizer")),
+                     "--tokenizer", str(TOKENIZER_DIR),
                      "--problems", "demo", "--split", "heldout", "--limit", "2",
                      "--out", str(out), "--num-samples", str(N), "--rounds", "1",
                      "--top-m", str(TOP_M), "--max-new-tokens", str(MAX_NEW),
@@ -534,12 +534,12 @@ def test_compare_plain_vs_critical_same_budget(models, tokenizer, demo_items):
 
 @pytest.mark.slow
 def test_cli_compare(checkpoints, tmp_path, capsys):
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
     out = tmp_path / "compare.json"
     assert cli.main(["critical-sampling", "--compare", "--checkpoint", str(checkpoints / "actor"),
                      "--critic", str(checkpoints / "critic"),
-                     "--tokenizer", str(shared_path("codet5_tokenizer")), "--problems", "demo",
+                     "--tokenizer", str(TOKENIZER_DIR), "--problems", "demo",
                      "--split", "heldout", "--limit", "2", "--out", str(out),
                      "--num-samples", "2", "--rounds", "1", "--max-new-tokens", "8",
                      "--max-target-len", "64", "--workers", "2"]) == 0

@@ -2,7 +2,7 @@
 problems (standard input and call-based), MBPP and HumanEval."""
 import pytest
 
-from conftest import shared_path
+from conftest import data_path
 from coderl_jax.data.apps import load_apps
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import load_mbpp
@@ -21,7 +21,7 @@ def assert_same_text(got: str, want: str):
 
 
 def _apps(pid):
-    [p] = load_apps(shared_path("data", "apps", "train", pid))
+    [p] = load_apps(data_path("apps", "train", pid))
     return p
 
 
@@ -35,7 +35,7 @@ def test_apps_standard_input_prompt():
     assert_same_text(prompt[:len(head)], head)
     assert_same_text(prompt[-len(tail):], tail)
     # CodeRL's sample_task on the raw files: "\nQUESTION:\n" + q + "\n" + "" + "\n" + type + ...
-    q = (shared_path("data", "apps", "train", "0001") / "question.txt").read_text()
+    q = (data_path("apps", "train", "0001") / "question.txt").read_text()
     assert_same_text(prompt, "\nQUESTION:\n" + q + "\n\n\nUse Standard Input format\n\nANSWER:\n")
 
 
@@ -49,7 +49,7 @@ def test_apps_call_based_prompt():
             "List[int], k: int) -> int:\n        \n\nUse Call-Based format\n\nANSWER:\n")
     assert_same_text(prompt[:len(head)], head)
     assert_same_text(prompt[-len(tail):], tail)
-    folder = shared_path("data", "apps", "train", "2404")
+    folder = data_path("apps", "train", "2404")
     q, s = (folder / "question.txt").read_text(), (folder / "starter_code.py").read_text()
     assert_same_text(prompt, "\nQUESTION:\n" + q + "\n" + s + "\n\nUse Call-Based format\n"
                      "\nANSWER:\n")
@@ -79,7 +79,7 @@ def test_starter_code_decides_answer_type():
 
 
 def test_mbpp_prompt_is_text_plus_first_test():
-    p = {q.problem_id: q for q in load_mbpp(shared_path("data", "mbpp", "mbpp.jsonl"), "test")}["11"]
+    p = {q.problem_id: q for q in load_mbpp(data_path("mbpp", "mbpp.jsonl"), "test")}["11"]
     want = ("\nQUESTION:\nWrite a python function to remove first and last occurrence of a given "
             "character from the string.\nassert remove_Occ(\"hello\",\"l\") == \"heo\"\n"
             "\nUse Call-Based format\n\nANSWER:\n")

@@ -1,5 +1,6 @@
-"""Readers: APPS folders, MBPP .jsonl, HumanEval, SRC resolution — on the shared real data and on
-small fixtures written here, including the bad-input cases."""
+"""Readers: APPS folders, MBPP .jsonl, HumanEval, SRC resolution — on the real data slices in
+tests/data (and the full sets in ../shared where present) and on small fixtures written here,
+including the bad-input cases."""
 import gzip
 import json
 import subprocess
@@ -9,7 +10,7 @@ import warnings
 
 import pytest
 
-from conftest import REPO, shared_path
+from conftest import REPO, data_path
 from coderl_jax.data.apps import load_apps, load_problem
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import SPLITS, load_mbpp, split_of
@@ -41,7 +42,7 @@ CALL_IO = {"fn_name": "add", "inputs": [[1, 2], [3, 4]], "outputs": [3, 7]}
 
 # ------------------------------------------------------------------------------ APPS, real
 def test_apps_real_train_split():
-    problems = load_apps(shared_path("data", "apps", "train"))
+    problems = load_apps(data_path("apps", "train"))
     assert [p.problem_id for p in problems] == ["0001", "0111", "2287", "2404", "4184"]
     by = problems_by_id(problems)
     p = by["0001"]
@@ -55,20 +56,19 @@ def test_apps_real_train_split():
     assert q.tests.inputs == ([[2, 3, 4, 7, 11], 5],) and q.tests.outputs == (9,)
     assert q.starter_code.startswith("class Solution:\n    def findKthPositive(")
     assert q.difficulty == "introductory" and len(q.solutions) == 58
-    root = shared_path("data", "apps", "train")
+    root = data_path("apps", "train")
     for p in problems:  # texts read verbatim
         assert p.question == (root / p.problem_id / "question.txt").read_text(encoding="utf-8")
         assert list(p.solutions) == json.loads(
             (root / p.problem_id / "solutions.json").read_text(encoding="utf-8"))
 
 
-def test_apps_real_test_sample_with_example_tests():
-    root = shared_path("data", "apps")
+def _check_apps_test_sample(root, num_problems, num_tests):
     problems = load_apps(root / "test_sample", example_tests_dir=root / "test_example_tests")
-    assert len(problems) == 148
+    assert len(problems) == num_problems
     assert {p.difficulty for p in problems} == {"introductory", "interview", "competition"}
     assert all(p.format == "stdin" and not p.solutions and len(p.tests) >= 3 for p in problems)
-    assert sum(len(p.tests) for p in problems) == 3101  # as SOURCE.md counts
+    assert sum(len(p.tests) for p in problems) == num_tests  # as SOURCE.md counts
     p = problems_by_id(problems)["0030"]
     assert p.example_tests == ProblemTests(inputs=("4 3\n", "5 2\n"), outputs=("3\n", "2\n"))
     # the examples are the first two hidden tests (SOURCE.md, check 2)
@@ -76,13 +76,21 @@ def test_apps_real_test_sample_with_example_tests():
     assert sum(1 for p in problems if p.example_tests) == 1  # only 0030 is in 0000-0049
 
 
+def test_apps_real_test_sample_with_example_tests():
+    _check_apps_test_sample(data_path("apps"), 5, 293)
+
+
+def test_apps_full_test_sample(shared):
+    _check_apps_test_sample(shared / "data" / "apps", 148, 3101)
+
+
 def test_apps_example_tests_folder_alone_is_refused():
     with pytest.raises(UserError, match="only example tests"):
-        load_apps(shared_path("data", "apps", "test_example_tests"))
+        load_apps(data_path("apps", "test_example_tests"))
 
 
 def test_apps_one_problem_folder():
-    folder = shared_path("data", "apps", "train", "4184")
+    folder = data_path("apps", "train", "4184")
     [p] = load_apps(folder)
     assert p.problem_id == "4184" and p.format == "call" and p.split == "train"
     assert p.tests.fn_name == "is_prime" and len(p.tests) == 8
@@ -172,15 +180,10 @@ def test_apps_split_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------ MBPP
-def test_mbpp_real_file_and_splits():
-    path = shared_path("data", "mbpp", "mbpp.jsonl")
-    start = time.perf_counter()
+def _check_mbpp_file(path, counts):
     problems = load_mbpp(path)
-    seconds = time.perf_counter() - start
-    assert seconds < 1.0, f"loading MBPP took {seconds:.2f} s"
-    assert len(problems) == 974
-    counts = {s: len(load_mbpp(path, split=s)) for s in SPLITS}
-    assert counts == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+    assert len(problems) == sum(counts.values())
+    assert {s: len(load_mbpp(path, split=s)) for s in SPLITS} == counts
     p = problems_by_id(problems)["11"]
     row = json.loads(path.read_text(encoding="utf-8").splitlines()[10])
     assert row["task_id"] == 11
@@ -189,12 +192,27 @@ def test_mbpp_real_file_and_splits():
     assert p.example_tests.asserts == (row["test_list"][0],)
     assert p.format == "assert" and p.source == "mbpp"
     with_setup = [q for q in problems if q.tests.setup_code]
-    assert with_setup and all(q.example_tests.setup_code == q.tests.setup_code for q in with_setup)
+    assert [q.problem_id for q in with_setup] == ["367", "927"]
+    assert all(q.example_tests.setup_code == q.tests.setup_code for q in with_setup)
     with_challenge = [q for q in problems if q.challenge_tests]
     assert len(with_challenge) == 11
     assert "\r\n" in problems[0].solutions[0]  # code kept verbatim
     for q in problems[:50]:
         assert Problem.from_json(q.to_json()) == q
+
+
+def test_mbpp_real_file_and_splits():
+    path = data_path("mbpp", "mbpp.jsonl")
+    start = time.perf_counter()
+    load_mbpp(path)
+    seconds = time.perf_counter() - start
+    assert seconds < 1.0, f"loading MBPP took {seconds:.2f} s"
+    _check_mbpp_file(path, {"prompt": 10, "test": 53, "validation": 10, "train": 22})
+
+
+def test_mbpp_full_file_and_splits(shared):
+    _check_mbpp_file(shared / "data" / "mbpp" / "mbpp.jsonl",
+                     {"prompt": 10, "test": 500, "validation": 90, "train": 374})
 
 
 def test_mbpp_split_boundaries():
@@ -291,13 +309,13 @@ def test_humaneval_bad_file(tmp_path):
 
 # ------------------------------------------------------------------------------ SRC
 def test_load_problems_resolves_every_src_kind(tmp_path):
-    apps = shared_path("data", "apps")
+    apps = data_path("apps")
     assert len(load_problems(str(apps / "train"))) == 5
     assert [p.problem_id for p in load_problems(str(apps / "train" / "0111"))] == ["0111"]
     assert len(load_problems(str(apps), split="train")) == 5
-    mbpp = shared_path("data", "mbpp", "mbpp.jsonl")
-    assert len(load_problems(str(mbpp))) == 974
-    assert len(load_problems(str(mbpp), split="validation")) == 90
+    mbpp = data_path("mbpp", "mbpp.jsonl")
+    assert len(load_problems(str(mbpp))) == 95
+    assert len(load_problems(str(mbpp), split="validation")) == 10
     assert len(load_problems("humaneval")) == 164
     with pytest.raises(UserError, match="only a 'test' split"):
         load_problems("humaneval", split="train")
@@ -326,13 +344,13 @@ def test_duplicate_ids_are_refused():
 
 
 def test_cli_data_show(tmp_path):
-    mbpp = shared_path("data", "mbpp", "mbpp.jsonl")
+    mbpp = data_path("mbpp", "mbpp.jsonl")
     out = subprocess.run([sys.executable, "-m", "coderl_jax", "data", "show", str(mbpp),
                           "--split", "train", "--json"], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["problems"] == 374 and info["splits"] == {"train": 374}
+    assert info["problems"] == 22 and info["splits"] == {"train": 22}
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\n")
     out = subprocess.run([sys.executable, "-m", "coderl_jax", "data", "show", str(bad)],

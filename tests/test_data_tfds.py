@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, shared_path
+from conftest import REPO, data_path
 from coderl_jax.data.apps import load_apps
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import load_mbpp
@@ -16,7 +16,7 @@ from test_data_readers import CALL_IO, STDIN_IO, write_apps_problem
 
 
 def test_mbpp_build_and_read_back(tmp_path):
-    manual = shared_path("data", "mbpp")
+    manual = data_path("mbpp")
     folder = prepare("mbpp", tmp_path / "tfds", manual_dir=manual)
     assert folder == tmp_path / "tfds" / "mbpp" / "1.0.0"
     assert sorted(p.name for p in folder.glob("*.array_record*")) == [
@@ -54,9 +54,9 @@ def test_apps_build_from_manual_dir_and_read_back(tmp_path):
     assert len(load_prepared(folder)) == 3
 
 
-def test_apps_build_from_shared_data(tmp_path):
+def test_apps_build_from_real_data(tmp_path):
     """The real APPS problems (call-based tests with nested lists included) survive the trip."""
-    train = shared_path("data", "apps", "train")
+    train = data_path("apps", "train")
     manual = tmp_path / "manual"
     manual.mkdir()
     (manual / "train").symlink_to(train, target_is_directory=True)
@@ -96,11 +96,11 @@ def test_prepare_and_read_errors(tmp_path):
 def test_cli_prepare(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "coderl_jax", "data", "prepare", "--dataset", "mbpp",
-         "--manual-dir", str(shared_path("data", "mbpp")), "--data-dir", str(tmp_path), "--json"],
+         "--manual-dir", str(data_path("mbpp")), "--data-dir", str(tmp_path), "--json"],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)  # stdout holds only the JSON line
-    assert info["splits"] == {"prompt": 10, "test": 500, "train": 374, "validation": 90}
+    assert info["splits"] == {"prompt": 10, "test": 53, "train": 22, "validation": 10}
     assert info["path"] == str(tmp_path / "mbpp" / "1.0.0")
     out = subprocess.run(
         [sys.executable, "-m", "coderl_jax", "data", "prepare", "--dataset", "mbpp",

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, shared_path
+from conftest import REPO
 
 # every stage, as small as it goes: a few steps each, 6 held-out problems, 20 training problems'
 # critic data
@@ -52,20 +52,20 @@ run_demo(load_config(default_config_path(), sys.argv[2:]), Path(sys.argv[1]), pr
 
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
-    """Two runs of the miniature demo with the same seed: the CLI, then the library."""
-    tokenizer_dir = shared_path("codet5_tokenizer")
+    """Two runs of the miniature demo with the same seed: the CLI, then the library; both with
+    the default tokenizer (the packaged one), as a user's first run has."""
     cache = tmp_path_factory.mktemp("jax_cache")
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache),
+    env = {**{k: v for k, v in os.environ.items() if k != "CODERL_TOKENIZER"},
+           "JAX_COMPILATION_CACHE_DIR": str(cache),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     first = tmp_path_factory.mktemp("demo1")
-    mini = MINI + [f"tokenizer={tokenizer_dir}"]
     proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir", str(first),
-                           "--no-progress", *[f"--config.{o}" for o in mini]], cwd=REPO,
+                           "--no-progress", *[f"--config.{o}" for o in MINI]], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = tmp_path_factory.mktemp("demo2")
-    lib = subprocess.run([sys.executable, "-c", LIBRARY_RUN, str(second), *mini], cwd=REPO,
+    lib = subprocess.run([sys.executable, "-c", LIBRARY_RUN, str(second), *MINI], cwd=REPO,
                          env=env, capture_output=True, text=True, timeout=900)
     assert lib.returncode == 0, lib.stderr[-3000:]
     assert any(cache.iterdir())  # the cache was written (and so read by the second run)

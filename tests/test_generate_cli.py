@@ -32,9 +32,9 @@ def tokenizer(tokenizer_dir_module):
 
 @pytest.fixture(scope="module")
 def tokenizer_dir_module():
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
-    return shared_path("codet5_tokenizer")
+    return TOKENIZER_DIR
 
 
 def _generate(checkpoint, tok_dir, out, *extra, src="demo"):
@@ -144,9 +144,9 @@ def test_resume_refuses_a_corrupt_file(checkpoint, tokenizer_dir_module, tmp_pat
 
 
 def test_mbpp_source(checkpoint, tokenizer_dir_module, tmp_path):
-    from conftest import shared_path
+    from conftest import data_path
 
-    mbpp = shared_path("data", "mbpp", "mbpp.jsonl")
+    mbpp = data_path("mbpp", "mbpp.jsonl")
     out = tmp_path / "mbpp.jsonl"
     assert _generate(checkpoint, tokenizer_dir_module, out, "--greedy", src=str(mbpp)) == 0
     rows = _rows(out)

@@ -18,9 +18,9 @@ NUM_PROBLEMS, NUM_SAMPLES = 3, 2
 
 @pytest.fixture(scope="module")
 def tok_dir():
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
-    return shared_path("codet5_tokenizer")
+    return TOKENIZER_DIR
 
 
 @pytest.fixture(scope="module")

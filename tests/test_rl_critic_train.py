@@ -89,9 +89,9 @@ def _critic_programs(path, n_problems: int):
 
 @pytest.mark.slow
 def test_critic_beats_majority_baseline_on_heldout(tmp_path, capsys):
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
-    tok_dir = shared_path("codet5_tokenizer")
+    tok_dir = TOKENIZER_DIR
     rows = _critic_programs(tmp_path / "programs.jsonl", 80)
     assert {r["result"] for r in rows} == {-2, -1, 0}  # ground truth adds the passed class
     cfg = base_config("tiny", "critic")

@@ -21,9 +21,9 @@ TINY = ModelConfig(d_model=32, d_ff=64, num_encoder_layers=1, num_decoder_layers
 
 @pytest.fixture(scope="module")
 def tok_dir():
-    from conftest import shared_path
+    from conftest import TOKENIZER_DIR
 
-    return shared_path("codet5_tokenizer")
+    return TOKENIZER_DIR
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@ an independent pure-Python byte-level BPE on real programs and questions; exact 
 import json
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
+from conftest import TOKENIZER_DIR, data_path
 from coderl_jax.errors import UserError
 from coderl_jax.tokenizer import load_tokenizer
 
@@ -24,7 +25,7 @@ SPECIAL_TEXTS = [
 
 @pytest.fixture(scope="module")
 def tok():
-    return load_tokenizer(shared_path("codet5_tokenizer"))
+    return load_tokenizer(TOKENIZER_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def reference():
     transformers = pytest.importorskip("transformers")
     from tokenizers import AddedToken
 
-    folder = shared_path("codet5_tokenizer")
+    folder = TOKENIZER_DIR
     ref = transformers.RobertaTokenizer(
         vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
         mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False,
@@ -50,13 +51,13 @@ def reference():
 
 @pytest.fixture(scope="module")
 def mbpp_rows():
-    path = shared_path("data", "mbpp", "mbpp.jsonl")
+    path = data_path("mbpp", "mbpp.jsonl")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")
 def apps_texts():
-    root = shared_path("data", "apps")
+    root = data_path("apps")
     texts = [p.read_text(encoding="utf-8") for p in sorted(root.glob("*/*/question.txt"))]
     for p in sorted(root.glob("train/*/solutions.json")):
         texts += json.loads(p.read_text(encoding="utf-8"))[:10]
@@ -145,9 +146,10 @@ def test_matches_roberta_tokenizer_on_special_cases(tok, reference):
 
 
 def test_matches_roberta_tokenizer_on_real_programs(tok, reference, mbpp_rows, apps_texts):
-    texts = [r["code"] for r in mbpp_rows[:400]] + [r["text"] for r in mbpp_rows[:200]] + \
-        [t for r in mbpp_rows[:100] for t in r["test_list"]] + apps_texts
-    assert len(texts) > 800
+    texts = [r["code"] for r in mbpp_rows] + [r["text"] for r in mbpp_rows] + \
+        [t for r in mbpp_rows for t in r["test_list"] + r["challenge_test_list"]] + \
+        [r["test_setup_code"] for r in mbpp_rows if r["test_setup_code"]] + apps_texts
+    assert len(texts) > 500
     ours = tok.batch_encode(texts)
     theirs = reference(texts)["input_ids"]
     mismatched = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
@@ -156,7 +158,7 @@ def test_matches_roberta_tokenizer_on_real_programs(tok, reference, mbpp_rows, a
 
 
 def test_matches_pure_python_bpe(tok, mbpp_rows, apps_texts):
-    ref = PyBPE(shared_path("codet5_tokenizer"))
+    ref = PyBPE(TOKENIZER_DIR)
     texts = [r["code"] for r in mbpp_rows[::5]] + apps_texts[:40] + SPECIAL_TEXTS[:1] + \
         SPECIAL_TEXTS[4:6]
     for text in texts:
@@ -190,11 +192,11 @@ def test_batch_encode_speed(tok, mbpp_rows):
     seconds = time.perf_counter() - start
     n = sum(map(len, ids))
     print(f"batch_encode: {len(texts)} texts, {n} tokens in {seconds:.3f} s")
-    assert seconds < 2.0  # all 974 MBPP problems: a small fraction of a second normally
+    assert seconds < 2.0  # the 95 MBPP problems of tests/data: milliseconds normally
 
 
 def test_hf_folder_forms(tok, tmp_path, reference):
-    folder = shared_path("codet5_tokenizer")
+    folder = TOKENIZER_DIR
     # an HF-style folder: vocab + merges + added_tokens.json (CodeT5's published layout)
     hf = tmp_path / "hf"
     hf.mkdir()
@@ -214,8 +216,24 @@ def test_hf_folder_forms(tok, tmp_path, reference):
 
 
 def test_default_path_from_environment(monkeypatch, tok):
-    monkeypatch.setenv("CODERL_TOKENIZER", str(shared_path("codet5_tokenizer")))
+    monkeypatch.setenv("CODERL_TOKENIZER", str(TOKENIZER_DIR))
     assert load_tokenizer().encode("print(1)") == tok.encode("print(1)")
+
+
+def test_default_is_the_packaged_tokenizer(monkeypatch, tmp_path):
+    """No argument and no $CODERL_TOKENIZER: the copy shipped inside the package (with its
+    licence beside it); without that copy, a one-line error that says what to pass."""
+    from coderl_jax import tokenizer as module
+
+    monkeypatch.delenv("CODERL_TOKENIZER", raising=False)
+    tok = load_tokenizer()
+    assert tok.path == TOKENIZER_DIR
+    assert TOKENIZER_DIR.is_relative_to(Path(module.__file__).parent)  # inside the package
+    assert tok.vocab_size == 32100 and tok.encode("print(1)") == [1, 1188, 12, 21, 13, 2]
+    assert "Salesforce" in (TOKENIZER_DIR / "LICENSE-CodeT5.txt").read_text()
+    monkeypatch.setattr(module, "PACKAGED", tmp_path / "gone")
+    with pytest.raises(UserError, match=r"packaged CodeT5 tokenizer is missing.*--tokenizer DIR"):
+        load_tokenizer()
 
 
 def test_bad_tokenizer_folders(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO, shared_path
+from conftest import REPO, data_path
 
 from coderl_jax.cli import main
 from coderl_jax.train.metrics import read_metrics
@@ -17,7 +17,7 @@ SMALL = ["--config.model.num_encoder_layers=1", "--config.model.num_decoder_laye
 
 
 def _train(workdir, *extra, tokenizer_dir):
-    apps = shared_path("data", "apps", "train")
+    apps = data_path("apps", "train")
     return main(["train", "--config", str(REPO / "configs" / "tiny.py"), "--workdir",
                  str(workdir), f"--config.data.problems={apps}",
                  "--config.data.tokenizer", str(tokenizer_dir), *SMALL, *extra])
@@ -71,7 +71,7 @@ def test_critic_and_offline_rl_stages_run(tmp_path, tokenizer_dir, capsys, stage
     from coderl_jax.data.sources import load_problems
     from coderl_jax.files import write_jsonl
 
-    problems = load_problems(str(shared_path("data", "apps", "train")))
+    problems = load_problems(str(data_path("apps", "train")))
     rows = []
     for p in problems:
         for k, code in enumerate(p.solutions[:4]):

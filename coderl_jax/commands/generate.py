@@ -21,7 +21,7 @@ def register(sub) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="actor checkpoint (orbax folder)")
     p.add_argument("--tokenizer", default=None,
-                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or ../shared)")
+                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or the packaged one)")
     p.add_argument("--problems", required=True,
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several (demo, MBPP)")
