@@ -17,9 +17,21 @@ import ml_collections
 from coderl_jax.errors import UserError
 
 
+MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A T5 v1.0 / CodeT5 encoder-decoder (SPEC §7)."""
+    """A T5 v1.0 / CodeT5 encoder-decoder (SPEC §7).
+
+    `matmul_precision` is the `jax.lax.Precision` of every matmul and einsum of the model
+    (forward and backward, so training, sampling and critic scoring alike): "default", "high",
+    "highest", or "auto" = "highest" on GPUs and "default" on CPU and TPU. On a GPU, JAX's
+    default float32 precision rounds matmul operands to TF32 (10-bit mantissa), which breaks
+    parity with HF's float32 PyTorch model; "highest" keeps float32. On CPU every precision is
+    full float32. On TPU "default" is one bfloat16 pass (the configs that run there compute in
+    bfloat16 anyway); ask for "highest" for float32 parity checks there.
+    """
 
     vocab_size: int = 32100
     d_model: int = 512
@@ -41,6 +53,12 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: bool = False  # rematerialise each layer in the backward pass
     scan_layers: bool = False  # lax.scan over the layer stack (fast compiles at depth)
+    matmul_precision: str = "auto"  # auto | default | high | highest (see the docstring)
+
+    def __post_init__(self):
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise UserError(f"model.matmul_precision must be one of "
+                            f"{', '.join(MATMUL_PRECISIONS)}; got {self.matmul_precision!r}")
 
 
 @dataclasses.dataclass(frozen=True)
