@@ -61,24 +61,23 @@ def declared(filename: str) -> set[str]:
     return names
 
 
-def third_party_imports(*folders: Path) -> dict[str, set[str]]:
+def third_party_imports(*files: Path) -> dict[str, set[str]]:
     """Top-level module -> files importing it (absolute imports, lazy ones included), leaving
     out the standard library, the project and the test folder's own modules."""
     local = {"coderl_jax", "configs"} | {p.stem for p in (REPO / "tests").glob("*.py")}
     found: dict[str, set[str]] = {}
-    for folder in folders:
-        for path in folder.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in local:
-                        found.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in local:
+                    found.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return found
 
 
@@ -87,13 +86,14 @@ def test_every_import_is_declared_and_every_pin_is_used():
     dists = {k: {_norm(d) for d in v}
              for k, v in importlib.metadata.packages_distributions().items()}
     problems = []
-    package = third_party_imports(REPO / "coderl_jax", REPO / "configs")
+    package = third_party_imports(*(REPO / "coderl_jax").rglob("*.py"),
+                                  *(REPO / "configs").glob("*.py"))
     for module, files in sorted(package.items()):
         allowed = test if module in OPTIONAL_IMPORTS else runtime
         if not dists.get(module, set()) & allowed:
             problems.append(f"{module} (imported by {sorted(files)[0]}) is not pinned in "
                             f"{'requirements-test.txt' if module in OPTIONAL_IMPORTS else 'requirements.txt'}")
-    tests = third_party_imports(REPO / "tests")
+    tests = third_party_imports(*(REPO / "tests").glob("*.py"))  # not tests/data's programs
     for module, files in sorted(tests.items()):
         if not dists.get(module, set()) & (runtime | test):
             problems.append(f"{module} (imported by {sorted(files)[0]}) is not pinned in "
