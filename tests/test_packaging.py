@@ -89,10 +89,10 @@ def test_every_import_is_declared_and_every_pin_is_used():
     package = third_party_imports(*(REPO / "coderl_jax").rglob("*.py"),
                                   *(REPO / "configs").glob("*.py"))
     for module, files in sorted(package.items()):
-        allowed = test if module in OPTIONAL_IMPORTS else runtime
-        if not dists.get(module, set()) & allowed:
-            problems.append(f"{module} (imported by {sorted(files)[0]}) is not pinned in "
-                            f"{'requirements-test.txt' if module in OPTIONAL_IMPORTS else 'requirements.txt'}")
+        optional = module in OPTIONAL_IMPORTS
+        if not dists.get(module, set()) & (test if optional else runtime):
+            where = "requirements-test.txt" if optional else "requirements.txt"
+            problems.append(f"{module} (imported by {sorted(files)[0]}) is not pinned in {where}")
     tests = third_party_imports(*(REPO / "tests").glob("*.py"))  # not tests/data's programs
     for module, files in sorted(tests.items()):
         if not dists.get(module, set()) & (runtime | test):
