@@ -3,6 +3,10 @@
 Library code receives these dataclasses, never a ConfigDict. `load_config(path, overrides)` reads
 `configs/X.py` (a module with `get_config()`), applies `--config.a.b=v` overrides and returns
 the ConfigDict; `model_config(cfg.model)` and friends turn sections into dataclasses.
+
+The configs ship with the package (`configs/` of a checkout is the subpackage `coderl_jax.configs`
+of an installed one): a config path that exists is used as given; otherwise `configs/X.py`, `X.py`
+or `X` name the shipped config X, so `--config configs/tiny.py` works from any folder.
 """
 from __future__ import annotations
 
@@ -17,9 +21,21 @@ import ml_collections
 from coderl_jax.errors import UserError
 
 
+MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A T5 v1.0 / CodeT5 encoder-decoder (SPEC §7)."""
+    """A T5 v1.0 / CodeT5 encoder-decoder (SPEC §7).
+
+    `matmul_precision` is the `jax.lax.Precision` of every matmul and einsum of the model
+    (forward and backward, so training, sampling and critic scoring alike): "default", "high",
+    "highest", or "auto" = "highest" on GPUs and "default" on CPU and TPU. On a GPU, JAX's
+    default float32 precision rounds matmul operands to TF32 (10-bit mantissa), which breaks
+    parity with HF's float32 PyTorch model; "highest" keeps float32. On CPU every precision is
+    full float32. On TPU "default" is one bfloat16 pass (the configs that run there compute in
+    bfloat16 anyway); ask for "highest" for float32 parity checks there.
+    """
 
     vocab_size: int = 32100
     d_model: int = 512
@@ -41,6 +57,12 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: bool = False  # rematerialise each layer in the backward pass
     scan_layers: bool = False  # lax.scan over the layer stack (fast compiles at depth)
+    matmul_precision: str = "auto"  # auto | default | high | highest (see the docstring)
+
+    def __post_init__(self):
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise UserError(f"model.matmul_precision must be one of "
+                            f"{', '.join(MATMUL_PRECISIONS)}; got {self.matmul_precision!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,16 +105,38 @@ def from_config_dict(cls, section: ml_collections.ConfigDict | dict | None):
     return cls(**values)
 
 
+def configs_dir() -> Path:
+    """The configs shipped with the package: coderl_jax/configs when installed, else (a source
+    checkout, editable install or PYTHONPATH) configs/ beside the package."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def config_path(path: str | Path) -> Path:
+    """`path` when it is a file; else the shipped config that `configs/X.py`, `X.py` or `X` names.
+    Any other missing path is a UserError."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.parent in (Path("."), Path("configs")) and p.name:
+        shipped = configs_dir() / (p.name if p.suffix == ".py" else f"{p.name}.py")
+        if shipped.is_file():
+            return shipped
+        raise UserError(f"config file not found: {path} (nor {shipped.name} among the shipped "
+                        f"configs in {shipped.parent})")
+    raise UserError(f"config file not found: {path}")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
-    """Import `path` (a python file with get_config()) and apply `a.b=v` overrides.
+    """Import `path` (a python file with get_config(); see `config_path`) and apply `a.b=v`
+    overrides.
 
     `FILE.py:ARG` calls get_config(ARG) (ml_collections' convention), e.g. a pod topology."""
     path, arg = str(path), None
     if not Path(path).is_file() and ":" in path:
         path, arg = path.rsplit(":", 1)
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+    path = config_path(path)
     spec = importlib.util.spec_from_file_location(f"_coderl_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:

@@ -35,8 +35,10 @@ DIFFERENCES = {"offline_rl_minus_warmup": ("offline_rl", "warmup"),  # name: (B,
 
 
 def default_config_path() -> Path:
-    """configs/demo.py of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[1] / "configs" / "demo.py"
+    """The shipped configs/demo.py (coderl_jax.configs.demo when installed)."""
+    from coderl_jax.config import configs_dir
+
+    return configs_dir() / "demo.py"
 
 
 class Progress:

@@ -1,5 +1,8 @@
 """The Flax T5 against HF transformers' PyTorch T5 (random weights), and against itself:
-cached vs uncached decoding, scanned/rematerialised vs plain layers, sharded vs one device."""
+cached vs uncached decoding, scanned/rematerialised vs plain layers, sharded vs one device.
+
+On a GPU (not yet run with `model.matmul_precision`, whose "auto" is "highest" there):
+`JAX_PLATFORMS=cuda pytest tests/test_t5.py`; the sharded test needs 8 devices."""
 import dataclasses
 import functools
 
@@ -15,6 +18,7 @@ from coderl_jax import convert  # noqa: E402
 from coderl_jax.models import t5  # noqa: E402
 
 TOL = 1e-5  # float32 Flax vs PyTorch, absolute, on logits
+P32 = jax.lax.Precision.HIGHEST  # for the model's matmul helpers called directly
 TINY = dict(vocab_size=512, d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2,
             num_heads=4, d_kv=16)
 
@@ -129,7 +133,8 @@ def test_padding_is_ignored(tiny):
 
 
 def test_logits_match_hf_at_codet5_small_widths():
-    """CodeT5-small's widths (vocab 32100, d 512, ff 2048, 8 heads of 64), one layer each."""
+    """CodeT5-small's widths (vocab 32100, d 512, ff 2048, 8 heads of 64), one layer each.
+    (On CPU: logits up to 17.4, max difference 4.8e-6, i.e. TOL is about 5 float32 steps.)"""
     model = hf_model(seed=1, vocab_size=32100, d_model=512, d_ff=2048, num_layers=1,
                      num_decoder_layers=1, num_heads=8, d_kv=64)
     config, params = to_flax(model)
@@ -319,14 +324,14 @@ def test_weight_matmul_gradients(spec, a_shape, b_shape):
     rng = np.random.default_rng(0)
     a, b = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in (a_shape, b_shape))
     w = jnp.asarray(rng.normal(size=jnp.einsum(spec, a, b).shape), jnp.float32)
-    ours = jax.grad(lambda a, b: jnp.sum(w * t5._matmul32(spec, a, b)), (0, 1))(a, b)
-    ref = jax.grad(lambda a, b: jnp.sum(w * jnp.einsum(spec, a, b)), (0, 1))(a, b)
+    ours = jax.grad(lambda a, b: jnp.sum(w * t5._matmul32(spec, P32, a, b)), (0, 1))(a, b)
+    ref = jax.grad(lambda a, b: jnp.sum(w * jnp.einsum(spec, a, b, precision=P32)), (0, 1))(a, b)
     for x, y in zip(ours, ref):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-6)
 
     a16, b16 = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
-    jaxpr = jax.make_jaxpr(jax.grad(lambda a, b: jnp.sum(w * t5._matmul32(spec, a, b)), (0, 1)))(
-        a16, b16)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda a, b: jnp.sum(w * t5._matmul32(spec, P32, a, b)),
+                                    (0, 1)))(a16, b16)
     dots = [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
     assert len(dots) == 3  # forward, d/da, d/db
     for e in dots:
@@ -340,7 +345,8 @@ def test_shared_bias_gradient(bias_rows):
     scores = jnp.asarray(rng.normal(size=(3, 2, 4, 5)), jnp.float32)
     bias = jnp.asarray(rng.normal(size=(bias_rows, 2, 4, 5)), jnp.float32)
     w = jnp.asarray(rng.normal(size=scores.shape), jnp.float32)
-    ours = jax.grad(lambda s, b: jnp.sum(w * jnp.tanh(t5._add_bias(s, b))), (0, 1))(scores, bias)
+    add = functools.partial(t5._add_bias, P32)
+    ours = jax.grad(lambda s, b: jnp.sum(w * jnp.tanh(add(s, b))), (0, 1))(scores, bias)
     ref = jax.grad(lambda s, b: jnp.sum(w * jnp.tanh(s + b)), (0, 1))(scores, bias)
     for x, y in zip(ours, ref):
         assert x.shape == y.shape

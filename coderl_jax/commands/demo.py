@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--workdir", default="demo_workdir",
                    help="stage folders, report.json, report.md and plots go here")
     p.add_argument("--config", default=None,
-                   help="the demo's settings (default: configs/demo.py of this source tree)")
+                   help="the demo's settings (default: the shipped configs/demo.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.epilog = ("Override any setting with --config.SECTION.FIELD=VALUE, e.g. "
                 "--config.warmup.train.num_steps=100 --config.eval.limit=20.")
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     path = args.config or default_config_path()
     if args.config is None and not path.is_file():
-        raise UserError(f"no configs/demo.py beside the package ({path}); pass --config")
+        raise UserError(f"the package ships no configs/demo.py ({path}); pass --config")
     cfg = load_config(path, args.overrides)
     run_demo(cfg, args.workdir, progress=not args.no_progress)
     print((Path(args.workdir) / "report.md").read_text())

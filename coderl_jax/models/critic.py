@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
-from coderl_jax.models.t5 import T5, init_params
+from coderl_jax.models.t5 import T5, init_params, matmul_precision
 
 Array = jax.Array
 PyTree = Any
@@ -46,11 +46,14 @@ class ErrorHead(nn.Module):
     def __call__(self, x: Array) -> Array:
         c, k = self.config, self.critic
         dtype, param_dtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
+        precision = matmul_precision(c)  # ModelConfig.matmul_precision, as in the backbone
         h = nn.Dense(k.hidden, dtype=dtype, param_dtype=param_dtype, name="hidden",
+                     precision=precision,
                      kernel_init=_torch_linear_init(c.d_model, ("embed", "critic_hidden")),
                      bias_init=_torch_linear_init(c.d_model, ("critic_hidden",)))(x)  # [b, t, hidden]
         h = nn.relu(h)
         out = nn.Dense(k.num_classes, dtype=dtype, param_dtype=param_dtype, name="out",
+                       precision=precision,
                        kernel_init=_torch_linear_init(k.hidden, ("critic_hidden", "classes")),
                        bias_init=_torch_linear_init(k.hidden, ("classes",)))(h)  # [b, t, classes]
         return out.astype(jnp.float32)

@@ -5,6 +5,9 @@ and shared by all its layers, unscaled dot-product attention, tied embeddings wi
 d_model^-0.5 rescale before the LM head. Every parameter carries logical axis names; activations
 are constrained with logical names too, so one rules table maps the model onto any mesh.
 
+Every matmul and einsum (forward and hand-written backward) runs at `matmul_precision(config)`
+(`ModelConfig.matmul_precision`; "auto": HIGHEST on GPUs, DEFAULT on CPU and TPU).
+
 Usage: `T5(config).apply({'params': params}, ..., method=T5.encode / T5.decode)`, or the pure
 helpers below (`init_params`, `init_cache`, `decode_step`, ...), which jit cleanly.
 
@@ -52,18 +55,36 @@ def _constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
     return nn.with_logical_constraint(x, axes)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _matmul32(spec: str, a: Array, b: Array) -> Array:
+_PRECISIONS = {"default": jax.lax.Precision.DEFAULT, "high": jax.lax.Precision.HIGH,
+               "highest": jax.lax.Precision.HIGHEST}
+
+
+def resolve_precision(name: str, backend: str) -> jax.lax.Precision:
+    """`ModelConfig.matmul_precision` on `backend`: "auto" is HIGHEST on GPUs (their DEFAULT
+    rounds float32 operands to TF32, which loses parity with HF's float32 model) and DEFAULT on
+    CPU (always full float32 there) and TPU (bfloat16 passes; its configs compute in bfloat16)."""
+    if name == "auto":
+        name = "highest" if backend in ("gpu", "cuda", "rocm") else "default"
+    return _PRECISIONS[name]
+
+
+def matmul_precision(config: ModelConfig) -> jax.lax.Precision:
+    """The precision of every matmul and einsum of the model, on the backend being traced for."""
+    return resolve_precision(config.matmul_precision, jax.default_backend())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _matmul32(spec: str, precision: jax.lax.Precision, a: Array, b: Array) -> Array:
     """A weight matmul ([..., K] x [K, N] or [..., K] x [N, K]) of same-dtype `a`, `b`,
     accumulated and returned in float32."""
-    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32, precision=precision)
 
 
-def _matmul32_fwd(spec, a, b):
-    return _matmul32(spec, a, b), (a, b)
+def _matmul32_fwd(spec, precision, a, b):
+    return _matmul32(spec, precision, a, b), (a, b)
 
 
-def _matmul32_bwd(spec, residuals, g):
+def _matmul32_bwd(spec, precision, residuals, g):
     # The cotangent enters in the operands' dtype, so a bfloat16 model's backward matmuls are
     # bf16 x bf16 -> f32 as well (float32 x bf16 operands would be upcast to a float32 matmul,
     # ~3x slower on CPUs with bf16 units). "A,B->C": dA = "C,B->A", dB = "A,C->B".
@@ -71,15 +92,17 @@ def _matmul32_bwd(spec, residuals, g):
     in_a, rest = spec.split(",")
     in_b, out = rest.split("->")
     g = g.astype(a.dtype)
-    da = jnp.einsum(f"{out},{in_b}->{in_a}", g, b, preferred_element_type=jnp.float32)
-    db = jnp.einsum(f"{in_a},{out}->{in_b}", a, g, preferred_element_type=jnp.float32)
+    da = jnp.einsum(f"{out},{in_b}->{in_a}", g, b, preferred_element_type=jnp.float32,
+                    precision=precision)
+    db = jnp.einsum(f"{in_a},{out}->{in_b}", a, g, preferred_element_type=jnp.float32,
+                    precision=precision)
     return da.astype(a.dtype), db.astype(b.dtype)
 
 
 _matmul32.defvjp(_matmul32_fwd, _matmul32_bwd)
 
 
-def _einsum32(spec: str, a: Array, b: Array, dtype) -> Array:
+def _einsum32(spec: str, a: Array, b: Array, dtype, precision: jax.lax.Precision) -> Array:
     """einsum of `a` and `b` cast to the compute dtype, accumulated and returned in float32.
 
     With bfloat16 inputs this is the form XLA CPU hands to its AMX/bf16 kernels (a bf16-output
@@ -87,37 +110,39 @@ def _einsum32(spec: str, a: Array, b: Array, dtype) -> Array:
     Attention's batched contractions keep JAX's own transpose rule: XLA CPU has no bf16 x bf16
     -> f32 kernel for some of their backward layouts ("bqhd,bhqk->bkhd" at 256 tokens).
     """
-    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32,
+                      precision=precision)
 
 
 def _dot_general32(lhs: Array, rhs: Array, dimension_numbers, precision=None, **_) -> Array:
-    """nn.Dense's matmul ([..., in] x [in, out]) through `_matmul32`, in the input dtype."""
+    """nn.Dense's matmul ([..., in] x [in, out]) through `_matmul32`, in the input dtype, at the
+    Dense's `precision` (set by `_dense`)."""
     (contract_l, contract_r), batch = dimension_numbers
     assert contract_l == (lhs.ndim - 1,) and contract_r == (0,) and batch == ((), ()), \
         dimension_numbers
     letters = "abcdefghijklmnopqrstuvw"[:lhs.ndim - 1]
-    out = _matmul32(f"{letters}y,yz->{letters}z", lhs, rhs.astype(lhs.dtype))
+    out = _matmul32(f"{letters}y,yz->{letters}z", precision, lhs, rhs.astype(lhs.dtype))
     return out.astype(lhs.dtype)
 
 
-@jax.custom_vjp
-def _add_bias(scores: Array, bias: Array) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _add_bias(precision: jax.lax.Precision, scores: Array, bias: Array) -> Array:
     """scores [b, h, q, k] + bias [1 | b, h, q, k] (the position bias all rows share)."""
     return scores + bias
 
 
-def _add_bias_fwd(scores, bias):
+def _add_bias_fwd(precision, scores, bias):
     return scores + bias, bias.shape[0]
 
 
-def _add_bias_bwd(bias_rows, g):
+def _add_bias_bwd(precision, bias_rows, g):
     # The bias's cotangent sums g over the batch. As a contraction with a ones vector this is
     # one pass over g; XLA CPU otherwise fuses the 6 layers' batch-reductions into one reduce
     # that ran ~10x slower (0.23 s of a codet5-small step).
     if bias_rows == g.shape[0]:
         return g, g
     ones = jnp.ones((g.shape[0],), g.dtype)
-    return g, jnp.einsum("bhqk,b->hqk", g, ones)[None]
+    return g, jnp.einsum("bhqk,b->hqk", g, ones, precision=precision)[None]
 
 
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
@@ -178,13 +203,15 @@ class Embed(nn.Module):
     def attend(self, x: Array) -> Array:
         # [b, l, embed] -> [b, l, vocab]
         dtype = jnp.dtype(self.config.dtype)
-        return _matmul32("bld,vd->blv", x.astype(dtype), self.embedding.astype(dtype))
+        return _matmul32("bld,vd->blv", matmul_precision(self.config), x.astype(dtype),
+                         self.embedding.astype(dtype))
 
 
 def _dense(features: int, stddev: float, axes: tuple[str | None, ...], config: ModelConfig,
            name: str) -> nn.Dense:
     return nn.Dense(features, use_bias=False, dtype=jnp.dtype(config.dtype),
                     param_dtype=jnp.dtype(config.param_dtype), dot_general=_dot_general32,
+                    precision=matmul_precision(config),
                     kernel_init=nn.with_logical_partitioning(_normal(stddev), axes), name=name)
 
 
@@ -239,10 +266,10 @@ class MultiHeadAttention(nn.Module):
     def _scores(self, q: Array, k: Array, bias: Array | None, mask: Array | None,
                 k_spec: str = "bkhd") -> Array:
         # q [b,q,h,kv], k [b,k,h,kv] (or heads-first [b,h,k,kv]: k_spec "bhkd") -> f32 [b,h,q,k]
-        dtype = jnp.dtype(self.config.dtype)
-        scores = _einsum32(f"bqhd,{k_spec}->bhqk", q, k, dtype)
+        dtype, precision = jnp.dtype(self.config.dtype), matmul_precision(self.config)
+        scores = _einsum32(f"bqhd,{k_spec}->bhqk", q, k, dtype, precision)
         if bias is not None:
-            scores = _add_bias(scores, bias)
+            scores = _add_bias(precision, scores, bias)
         if mask is not None:
             scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         return scores
@@ -259,7 +286,8 @@ class MultiHeadAttention(nn.Module):
         dtype = jnp.dtype(self.config.dtype)
         weights = jax.nn.softmax(self._scores(q, k, bias, mask), axis=-1).astype(dtype)
         weights = self.dropout(weights, deterministic=deterministic)  # [b, h, q, k]
-        return self._output(_einsum32("bhqk,bkhd->bqhd", weights, v, dtype).astype(dtype))
+        return self._output(_einsum32("bhqk,bkhd->bqhd", weights, v, dtype,
+                                      matmul_precision(self.config)).astype(dtype))
 
     def attend_cached(self, q: Array, k_cache: Array, v_cache: Array, k_new: Array,
                       v_new: Array, bias_cache: Array, bias_new: Array, mask: Array) -> Array:
@@ -271,15 +299,17 @@ class MultiHeadAttention(nn.Module):
                                   self._scores(q, k_new, bias_new, None)], axis=-1)
         weights = jax.nn.softmax(scores, axis=-1).astype(dtype)  # [b, h, 1, T + 1]
         t = k_cache.shape[2]
-        out = (_einsum32("bhqk,bhkd->bqhd", weights[..., :t], v_cache, dtype)
-               + _einsum32("bhqk,bkhd->bqhd", weights[..., t:], v_new, dtype))
+        precision = matmul_precision(self.config)
+        out = (_einsum32("bhqk,bhkd->bqhd", weights[..., :t], v_cache, dtype, precision)
+               + _einsum32("bhqk,bkhd->bqhd", weights[..., t:], v_new, dtype, precision))
         return self._output(out.astype(dtype))
 
     def attend_encoded(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """Cross-attention of one step over cached encoder keys/values [b,h,s,kv]."""
         dtype = jnp.dtype(self.config.dtype)
         weights = jax.nn.softmax(self._scores(q, k, None, mask, "bhkd"), axis=-1).astype(dtype)
-        return self._output(_einsum32("bhqk,bhkd->bqhd", weights, v, dtype).astype(dtype))
+        return self._output(_einsum32("bhqk,bhkd->bqhd", weights, v, dtype,
+                                      matmul_precision(self.config)).astype(dtype))
 
 
 class Mlp(nn.Module):

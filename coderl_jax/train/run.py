@@ -16,7 +16,7 @@ from coderl_jax.errors import UserError
 FINAL_MODEL_DIR = "model"
 # model fields that are run-time choices, taken from the run's config even when the
 # architecture comes from an initial checkpoint
-RUNTIME_MODEL_FIELDS = ("dtype", "remat", "scan_layers", "dropout_rate")
+RUNTIME_MODEL_FIELDS = ("dtype", "remat", "scan_layers", "dropout_rate", "matmul_precision")
 
 
 @dataclasses.dataclass(frozen=True)
