@@ -34,7 +34,7 @@ def _stage(name: str, **fields) -> ml_collections.ConfigDict:
 def get_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.seed = 0
-    cfg.tokenizer = ""  # "" = $CODERL_TOKENIZER or ../shared/codet5_tokenizer
+    cfg.tokenizer = ""  # "" = $CODERL_TOKENIZER or the packaged CodeT5 tokenizer
     # actor warm-up: cross-entropy on the reference programs of the 299 training problems
     cfg.warmup = _stage("tiny", train__num_steps=600, train__batch_size=16, train__log_every=25,
                         optimizer__learning_rate=1e-2, optimizer__warmup_steps=20)

@@ -49,3 +49,10 @@ def shared(request) -> Path:
 def tokenizer_dir() -> Path:
     """The CodeT5 tokenizer shipped with the package."""
     return TOKENIZER_DIR
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """This checkout `pip install`ed (not editable) into a fresh venv (tests/package_install.py)."""
+    from package_install import install_checkout
+    return install_checkout(tmp_path_factory.mktemp("installed"))

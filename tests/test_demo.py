@@ -1,6 +1,7 @@
 """`coderl demo` at miniature scale: every stage runs, the report holds SPEC §8's numbers,
 the plots are images, the export reloads in PyTorch with the same logits, and a second run
-with the same seed gives the same numbers."""
+with the same seed gives the same numbers. The first run is a user's: `coderl demo` of the
+package pip-installed into a fresh venv, run from a folder outside the checkout."""
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from conftest import REPO
 
 # every stage, as small as it goes: a few steps each, 6 held-out problems, 20 training problems'
 # critic data
-MINI = ["warmup.train.num_steps=6", "critic.train.num_steps=3", "offline_rl.train.num_steps=2",
+MINI = ["warmup.train.num_steps=20", "critic.train.num_steps=3", "offline_rl.train.num_steps=2",
         "online_rl.train.num_steps=2", "eval.limit=6", "eval.num_samples=5",
         "critic_data.num_samples=2", "critic_data.limit=24", "critical_sampling.num_samples=3",
         "critical_sampling.rounds=1"]
@@ -51,18 +52,20 @@ run_demo(load_config(default_config_path(), sys.argv[2:]), Path(sys.argv[1]), pr
 
 
 @pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory):
-    """Two runs of the miniature demo with the same seed: the CLI, then the library; both with
-    the default tokenizer (the packaged one), as a user's first run has."""
+def demo_runs(tmp_path_factory, installed):
+    """Two runs of the miniature demo with the same seed: the installed `coderl` CLI from
+    another folder, then the library from the checkout; both with the default tokenizer (the
+    packaged one), as a user's first run has."""
     cache = tmp_path_factory.mktemp("jax_cache")
-    env = {**{k: v for k, v in os.environ.items() if k != "CODERL_TOKENIZER"},
+    env = {**installed.env,
            "JAX_COMPILATION_CACHE_DIR": str(cache),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     first = tmp_path_factory.mktemp("demo1")
-    proc = subprocess.run([sys.executable, "-m", "coderl_jax", "demo", "--workdir", str(first),
-                           "--no-progress", *[f"--config.{o}" for o in MINI]], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([installed.venv / "bin" / "coderl", "demo", "--workdir", str(first),
+                           "--no-progress", *[f"--config.{o}" for o in MINI]],
+                          cwd=installed.elsewhere, env=env, capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = tmp_path_factory.mktemp("demo2")
     lib = subprocess.run([sys.executable, "-c", LIBRARY_RUN, str(second), *MINI], cwd=REPO,
@@ -82,7 +85,7 @@ def test_demo_report_has_every_stage(demo_runs):
     assert report["problems"] == {"train": 299, "heldout": 6}
     assert report["seconds"] > 0 and all(v > 0 for v in report["step_seconds"].values())
     # each stage trained the steps asked for and logged them
-    assert report["stages"]["warmup"]["training"]["steps"] == 6
+    assert report["stages"]["warmup"]["training"]["steps"] == 20
     assert report["critic"]["training"]["steps"] == 3
     assert report["stages"]["online_rl"]["training"]["steps"] == 2
     # eval: 6 problems x 5 samples, outcome shares sum to 1

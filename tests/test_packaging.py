@@ -13,18 +13,15 @@ import ast
 import filecmp
 import importlib.metadata
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from package_install import run
 
 from coderl_jax.config import config_path, configs_dir, load_config
 from coderl_jax.errors import UserError
@@ -131,67 +128,26 @@ def test_a_config_path_that_exists_wins_else_the_shipped_one(tmp_path, monkeypat
         config_path(tmp_path / "elsewhere" / "tiny.py")  # only bare names fall back
 
 
-# the demo at its smallest (as in test_demo.py), with the issue's 20 warm-up steps
-SHORT_DEMO = ["warmup.train.num_steps=20", "critic.train.num_steps=3",
-              "offline_rl.train.num_steps=2", "online_rl.train.num_steps=2", "eval.limit=6",
-              "eval.num_samples=5", "critic_data.num_samples=2", "critic_data.limit=24",
-              "critical_sampling.num_samples=3", "critical_sampling.rounds=1"]
-
-
-def copy_checkout(dest: Path) -> Path:
-    """The files of this checkout a clone would have (tracked and not ignored), copied."""
-    try:
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "-co",
-                              "--exclude-standard"], capture_output=True, check=True).stdout
-        files = [f for f in out.decode().split("\0") if f and (REPO / f).is_file()]
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout
-        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "__pycache__", "build", "*.egg-info", "demo_workdir"))
-        return dest
-    for f in files:
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, dest / f)
-    return dest
-
-
-def run(cmd, cwd, env, timeout=600):
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
 @pytest.mark.slow
-def test_pip_install_then_demo_from_another_folder(tmp_path):
-    source = copy_checkout(tmp_path / "clone")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                "['purelib'])"], capture_output=True, text=True,
-                               check=True).stdout.strip())
-    here = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "deps.pth").write_text("".join(f"{p}\n" for p in sorted(here)))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CODERL_TOKENIZER")}
-
-    # pip (this environment's, run by the venv's python) builds and installs the package into
-    # the venv; the build backend is this environment's setuptools
-    run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", source], elsewhere, env)
+def test_pip_install_into_a_fresh_venv(installed):
+    """The package installed for real (not editable) into a fresh venv: code, configs and
+    package data come from the venv; the declared pins are what the tests' environment holds.
+    (test_demo.py runs `coderl demo` of this install from another folder.)"""
+    python, site, source, elsewhere, env = (installed.python, installed.site, installed.source,
+                                            installed.elsewhere, installed.env)
     probe = run([python, "-c", "import coderl_jax, coderl_jax.demo as d; "
                  "print(coderl_jax.__file__); print(d.default_config_path())"], elsewhere, env)
     module, demo_config = map(Path, probe.stdout.split())
     assert module.is_relative_to(site) and demo_config.is_relative_to(site), probe.stdout
     assert demo_config.is_file()
     assets = source / "coderl_jax" / "assets"
+    assert (assets / "codet5_tokenizer" / "vocab.json").is_file()
     for f in (p for p in assets.rglob("*") if p.is_file()):  # package data, byte for byte
         assert filecmp.cmp(f, site / "coderl_jax" / "assets" / f.relative_to(assets),
                            shallow=False), f
 
     # the declared dependencies, test extra included, are exactly what is installed
-    report = tmp_path / "report.json"
+    report = installed.venv.parent / "report.json"
     run([python, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
          "--quiet", "--report", report, f"{source}[test]"], elsewhere, env)
     to_install = [i["metadata"]["name"] for i in json.loads(report.read_text())["install"]]
@@ -203,19 +159,3 @@ def test_pip_install_then_demo_from_another_folder(tmp_path):
          "load_config('configs/codet5_large.py:v4-32')"], elsewhere, env)
     recipe = run([python, "-m", "coderl_jax.configs.eval_mbpp", "--help"], elsewhere, env)
     assert "--checkpoint" in recipe.stdout
-
-    if not (site / "coderl_jax" / "assets" / "codet5_tokenizer" / "vocab.json").is_file():
-        # the package ships no tokenizer yet: take ../shared's copy
-        tokenizer = REPO.parent / "shared" / "codet5_tokenizer"
-        if not tokenizer.is_dir():
-            pytest.skip(f"the package ships no tokenizer and {tokenizer} is absent")
-        env["CODERL_TOKENIZER"] = str(tokenizer)
-    proc = run([venv / "bin" / "coderl", "demo", "--workdir", "D", "--no-progress",
-                *[f"--config.{o}" for o in SHORT_DEMO]], elsewhere, env, timeout=1800)
-    report_md = (elsewhere / "D" / "report.md").read_text()
-    assert report_md.startswith("# coderl-jax demo report")
-    assert proc.stdout.rstrip().endswith(report_md.rstrip())  # printed at the end
-    result = json.loads((elsewhere / "D" / "report.json").read_text())
-    assert set(result["stages"]) >= {"warmup", "offline_rl", "online_rl", "critical_sampling"}
-    assert result["stages"]["warmup"]["training"]["steps"] == 20
-    assert (elsewhere / "D" / "export" / "actor_hf" / "config.json").is_file()
