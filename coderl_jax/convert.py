@@ -273,7 +273,7 @@ def read_hf_dir(hf_dir: PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         paths.check_bucket(d)
         raise UserError(f"HF model folder not found: {d}")
     if paths.is_remote(d):
-        with paths.local_folder(d) as local:
+        with paths.local_copy(d) as local:
             return read_hf_dir(local)
     if not (d / "config.json").is_file():
         raise UserError(f"{d} has no config.json (not an HF model folder)")

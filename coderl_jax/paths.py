@@ -24,6 +24,17 @@ PathLike = Union[str, os.PathLike]
 REMOTE_PREFIXES = ("gs://",)
 
 
+def _no_stale_listings() -> None:
+    """gcsfs caches folder listings forever by default, so checkpoints another process (a
+    killed run, another host of a pod) wrote would stay invisible; list afresh every time."""
+    import fsspec.config
+
+    fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
+
+
+_no_stale_listings()
+
+
 def is_remote(path: PathLike) -> bool:
     """Whether `path` names an object store (gs://) rather than the local file system."""
     return os.fspath(path).startswith(REMOTE_PREFIXES)
@@ -131,9 +142,10 @@ def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
 
 
 @contextlib.contextmanager
-def local_folder(path: PathLike) -> Iterator[epath.Path]:
-    """A local folder with the files of `path`: itself when local, else a temporary copy of
-    the bucket folder (for readers that need real files, e.g. safetensors)."""
+def local_copy(path: PathLike) -> Iterator[epath.Path]:
+    """`path` as a local file or folder of the same name: itself when local, else a temporary
+    copy of the bucket's file or folder (for readers that need real files: safetensors,
+    array_record, transformers), removed afterwards."""
     p = as_path(path)
     if not is_remote(p):
         yield p
@@ -142,8 +154,11 @@ def local_folder(path: PathLike) -> Iterator[epath.Path]:
 
     with tempfile.TemporaryDirectory(prefix="coderl-") as tmp:
         local = epath.Path(tmp) / p.name
-        local.mkdir()
-        _copy_tree(p, local)
+        if p.is_dir():
+            local.mkdir()
+            _copy_tree(p, local)
+        else:
+            p.copy(local)
         yield local
 
 

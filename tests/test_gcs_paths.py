@@ -82,6 +82,17 @@ def test_files_and_appends_on_a_bucket(gcs):
     assert not (base / "dir" / "stale.txt").exists() and not local.exists()
 
 
+def test_listings_show_what_another_process_wrote(gcs):
+    """No stale folder listings: a checkpoint written by another process (a killed run, another
+    host) is seen at once."""
+    folder = paths.as_path(f"gs://{BUCKET}/other")
+    assert not folder.exists() and list(paths.as_path(f"gs://{BUCKET}").iterdir()) is not None
+    subprocess.run([sys.executable, "-c", "from etils import epath; "
+                    f"epath.Path('gs://{BUCKET}/other/x.txt').write_text('x')"],
+                   check=True, env=dict(os.environ))
+    assert folder.is_dir() and [p.name for p in folder.iterdir()] == ["x.txt"]
+
+
 def test_missing_bucket_and_object_are_user_errors(gcs):
     from coderl_jax.files import read_jsonl
 
@@ -145,7 +156,7 @@ def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path, capsys):
     path, params = gs_model
     for out in (tmp_path / "hf", f"gs://{BUCKET}/hf"):
         assert cli.main(["convert", "to-hf", "--checkpoint", path, "--out", str(out)]) == 0
-        with paths.local_folder(out) as local:
+        with paths.local_copy(out) as local:
             hf_config = json.loads((local / "config.json").read_text())
             state = load_file(str(local / "model.safetensors"))
         config = model_config_from_hf(hf_config)
@@ -186,7 +197,8 @@ def test_bad_bucket_input_is_a_one_line_error(gcs, tmp_path, capsys, argv, fragm
 def _train_argv(workdir, tokenizer_dir, num_steps):
     return ["train", "--config", str(REPO / "configs" / "tiny.py"), "--workdir", workdir,
             "--config.data.tokenizer", str(tokenizer_dir), f"--config.train.num_steps={num_steps}",
-            "--config.checkpoint.every_steps=1", "--config.checkpoint.keep=2", *SMALL]
+            "--config.checkpoint.every_steps=1", "--config.checkpoint.keep=2",
+            "--config.optimizer.schedule=constant", "--config.optimizer.warmup_steps=2", *SMALL]
 
 
 def _latest_step(workdir) -> int:
@@ -201,41 +213,42 @@ def _latest_step(workdir) -> int:
 
 @pytest.mark.slow
 def test_train_on_a_bucket_killed_and_resumed_matches_an_uninterrupted_run(
-        gcs, tokenizer_dir, capsys):
-    """`coderl train` to gs://: killed (SIGKILL) once step 2's checkpoint is committed, then
-    resumed; its metrics and final model equal an uninterrupted run's."""
+        gcs, tokenizer_dir, tmp_path, capsys):
+    """`coderl train` to gs://: killed (SIGKILL) once a checkpoint past step 2 is committed,
+    then resumed; its metrics and final model equal an uninterrupted run's. (A constant
+    learning rate after warm-up keeps the trajectory independent of num_steps, so the killed
+    run can be given many steps: it is surely still running when killed.)"""
     from coderl_jax.checkpoint_io import load_model
     from coderl_jax.train.metrics import read_metrics
 
-    steps = 6
+    killed = f"gs://{BUCKET}/runs/killed"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "coderl_jax",
+                                 *_train_argv(killed, tokenizer_dir, 500)],
+                                env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None and _latest_step(killed) < 2:
+                time.sleep(0.5)
+            alive = proc.poll() is None
+        finally:
+            proc.kill()
+            proc.wait()
+    assert alive, "the run ended before it was killed: " + log.read_text()[-2000:]
+    at_kill = _latest_step(killed)
+    steps = at_kill + 2
+
+    assert cli.main(_train_argv(killed, tokenizer_dir, steps)) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["start_step"] == at_kill and resumed["steps_run"] == 2
+
     straight = f"gs://{BUCKET}/runs/straight"
     assert cli.main(_train_argv(straight, tokenizer_dir, steps)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps_run"] == steps
     tb = list(paths.as_path(straight).joinpath("tensorboard").iterdir())
     assert len(tb) == 1 and tb[0].name.startswith("events.out.tfevents.")
     assert tb[0].stat().length > 0
-
-    killed = f"gs://{BUCKET}/runs/killed"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "coderl_jax",
-                             *_train_argv(killed, tokenizer_dir, steps)],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        while proc.poll() is None and _latest_step(killed) < 2:
-            time.sleep(0.2)
-        alive = proc.poll() is None
-        proc.kill()
-    finally:
-        proc.kill()
-        proc.wait()
-    assert alive, "the run ended before it could be killed"
-    at_kill = _latest_step(killed)
-    assert 2 <= at_kill < steps
-
-    assert cli.main(_train_argv(killed, tokenizer_dir, steps)) == 0
-    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert resumed["start_step"] == at_kill and resumed["steps_run"] == steps - at_kill
 
     a, b = read_metrics(straight), read_metrics(killed)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, steps + 1))
