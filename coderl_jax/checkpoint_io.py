@@ -86,7 +86,8 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
     path = paths.absolute(path)
     remote = paths.is_remote(path)
     paths.check_bucket(path)
-    if path.exists() and not (path.is_dir() and (is_model_dir(path) or not any(path.iterdir()))):
+    if path.exists() and not (path.is_dir() and {p.name for p in path.iterdir()} <= {
+            CONFIG_FILE, PARAMS_DIR}):  # empty, a model, or one whose save was interrupted
         raise UserError(f"{path} exists and is not a model checkpoint; refusing to replace it")
     tmp = path if remote else path.parent / f".{path.name}.saving"
     lead = jax.process_index() == 0

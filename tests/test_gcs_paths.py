@@ -105,6 +105,21 @@ def test_missing_bucket_and_object_are_user_errors(gcs):
     assert str(paths.absolute(f"gs://{BUCKET}/a/b")) == f"gs://{BUCKET}/a/b"
 
 
+def test_tfds_dataset_on_a_bucket(gcs, capsys):
+    """`coderl data prepare --data-dir gs://...` builds and uploads; the bucket folder is a
+    problems SRC."""
+    from coderl_jax.data import demo
+    from coderl_jax.data.sources import load_problems
+
+    assert cli.main(["data", "prepare", "--dataset", "demo", "--data-dir", f"gs://{BUCKET}/tfds",
+                     "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["path"].startswith(f"gs://{BUCKET}/tfds/")
+    assert paths.as_path(result["path"]).joinpath("dataset_info.json").is_file()
+    assert result["splits"]["heldout"] == len(demo.load_demo(split="heldout"))
+    assert load_problems(result["path"], "heldout") == demo.load_demo(split="heldout")
+
+
 # ------------------------------------------------------------- commands on a bucket model
 
 
@@ -132,6 +147,25 @@ def test_model_checkpoint_on_a_bucket_round_trips(gs_model):
     loaded, config, critic = load_model(path)
     assert critic is None and config == model_preset("tiny", dropout_rate=0.0)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_bucket_model_is_complete_only_with_its_config(gs_model):
+    """On a bucket the config is written last: without it (a save cut short) the folder is no
+    checkpoint, and the next save replaces it."""
+    from coderl_jax.checkpoint_io import CONFIG_FILE, load_model, save_model
+    from coderl_jax.config import model_preset
+
+    _, params = gs_model
+    config = model_preset("tiny", dropout_rate=0.0)
+    path = f"gs://{BUCKET}/models/cut"
+    save_model(path, params, config)
+    paths.as_path(path).joinpath(CONFIG_FILE).unlink()
+    with pytest.raises(UserError, match="not a model checkpoint"):
+        load_model(path)
+    doubled = jax.tree.map(lambda a: np.asarray(a) * 2, params)
+    save_model(path, doubled, config)
+    for a, b in zip(jax.tree.leaves(doubled), jax.tree.leaves(load_model(path)[0])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
