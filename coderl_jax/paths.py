@@ -4,13 +4,14 @@
 paths, Google Cloud Storage (through gcsfs) for `gs://`. orbax and tensorstore take these paths
 as they are. A bucket has no rename and no append, so the few operations that need them here
 (`replace_dir`, `Appender`) do what a bucket can: write objects whole, newest state last.
-Point every client at a GCS emulator with `STORAGE_EMULATOR_HOST` (gcsfs, google-cloud-storage,
-tensorboardX) and `TENSORSTORE_GCS_HTTP_URL` (orbax's array writes).
+(epath would switch to tf.io.gfile wherever TensorFlow is installed; `EPATH_USE_TF=false`, set
+here unless the environment says otherwise, keeps gcsfs, the client tested.) Point the clients at a GCS emulator with `STORAGE_EMULATOR_HOST` (gcsfs, also
+behind TensorBoard's files, see `train/tensorboard.py`) and `TENSORSTORE_GCS_HTTP_URL` (orbax's
+array writes).
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import time
 from typing import IO, Iterator, Union
@@ -33,6 +34,7 @@ def _no_stale_listings() -> None:
 
 
 _no_stale_listings()
+os.environ.setdefault("EPATH_USE_TF", "false")
 
 
 def is_remote(path: PathLike) -> bool:
@@ -65,28 +67,31 @@ def bucket_of(path: PathLike) -> str:
 
 
 def check_bucket(path: PathLike) -> None:
-    """For a gs:// path, a UserError when its bucket is missing or cannot be reached."""
+    """For a gs:// path, a UserError when its bucket is missing or cannot be reached (each
+    bucket found is remembered, so this costs one request per bucket and process)."""
     if not is_remote(path):
         return
     bucket = bucket_of(path)
-    if not _bucket_exists(bucket):
-        raise UserError(f"bucket not found: gs://{bucket} (for {os.fspath(path)})")
-
-
-@functools.lru_cache(maxsize=64)
-def _bucket_exists(bucket: str) -> bool:
+    if bucket in _FOUND_BUCKETS:
+        return
     try:
-        return bool(epath.Path(f"gs://{bucket}").exists())
-    except Exception as e:  # credentials, network: say which in one line
+        found = epath.Path(f"gs://{bucket}").exists()
+    except Exception as e:  # credentials, network: say which, in one line
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"cannot reach gs://{bucket}: {first[:300]}") from e
+    if not found:
+        raise UserError(f"bucket not found: gs://{bucket} (for {os.fspath(path)})")
+    _FOUND_BUCKETS.add(bucket)
+
+
+_FOUND_BUCKETS: set[str] = set()
 
 
 def require_exists(path: PathLike, what: str = "file") -> epath.Path:
     """`as_path(path)`, or a UserError naming a missing bucket or a missing `what`."""
     p = as_path(path)
+    check_bucket(p)  # first: a missing bucket or bad credentials say so in one line
     if not p.exists():
-        check_bucket(p)
         raise UserError(f"{what} not found: {p}")
     return p
 

@@ -48,13 +48,14 @@ def free_port() -> int:
 
 
 def client_env(url: str) -> dict[str, str]:
-    """Environment variables that send gcsfs, google-cloud-storage (tensorboardX) and
+    """Environment variables that send gcsfs (epath, so every file but orbax's arrays) and
     tensorstore (orbax's arrays) to the emulator at `url`."""
     return {
-        "STORAGE_EMULATOR_HOST": url,  # gcsfs and google-cloud-storage
-        "TENSORSTORE_GCS_HTTP_URL": url,  # tensorstore's gcs kvstore
-        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # tensorstore: no credential search
-        "GOOGLE_CLOUD_PROJECT": "test-project",  # google-cloud-storage's Client()
+        "STORAGE_EMULATOR_HOST": url,  # gcsfs (and google-cloud-storage)
+        "TENSORSTORE_GCS_HTTP_URL": url,  # tensorstore's documented alternative-server setting
+        # tensorstore's fixed test token: no search for Google credentials (there are none here)
+        "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+        "GOOGLE_CLOUD_PROJECT": "test-project",  # gcsfs: a project for bucket-level calls
         # gcsfs asks the storage-control API whether a bucket is zonal; an emulator has no such
         # API (and no credentials to ask with), so use plain GCS directly.
         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
