@@ -28,10 +28,11 @@ SMALL = ["--config.model.num_encoder_layers=1", "--config.model.num_decoder_laye
          "--config.train.batch_size=8", "--config.train.log_every=1", "--no-progress"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gcs():
     """The emulator's URL; the clients of this process (and of subprocesses given
-    `os.environ`) talk to it. One per session: gcsfs and tensorstore read their endpoint once."""
+    `os.environ`) talk to it. One for the module: gcsfs and tensorstore read their endpoint
+    once per process, so no other module may start a second one."""
     with emulator(BUCKET) as url, pytest.MonkeyPatch.context() as mp:
         for key, value in client_env(url).items():
             mp.setenv(key, value)
