@@ -181,6 +181,20 @@ def test_generate_reads_and_writes_the_bucket(gs_model, tokenizer_dir, capsys):
         {(r["problem_id"], i) for r in rows for i in (0, 1)})
     assert len(rows) == 4 and all(1 <= len(r["output_ids"]) <= 4 for r in rows)
     assert not paths.as_path(out + ".partial").exists()
+    # the next stages read and write the bucket too
+    results = f"gs://{BUCKET}/gen/results.jsonl"
+    assert cli.main(["run-tests", "--problems", "demo", "--programs", out, "--out", results,
+                     "--workers", "1"]) == 0
+    executed = [json.loads(line) for line in paths.as_path(results).read_text().splitlines()]
+    assert [(r["problem_id"], r["sample_index"]) for r in executed] == \
+        [(r["problem_id"], r["sample_index"]) for r in rows]
+    assert all(r["result"] in (-2, -1, 0, 1) for r in executed)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--results", results, "--k", "1", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    passed = sum(1 for r in executed if r["result"] == 1)
+    assert metrics["num_problems"] == 2 and 0.0 <= metrics["pass@1"] <= 1.0
+    assert (metrics["pass@1"] > 0) == (passed > 0)
 
 
 def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path, capsys):
@@ -236,6 +250,23 @@ def _train_argv(workdir, tokenizer_dir, num_steps):
             "--config.optimizer.schedule=constant", "--config.optimizer.warmup_steps=2", *SMALL]
 
 
+def _tb_scalars(data: bytes, tag: str) -> dict[int, float]:
+    """{step: value} of one scalar in a TensorBoard event file's bytes."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out, pos = {}, 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        pos += 12 + length + 4  # length, its crc, the event, its crc
+        for value in event.summary.value:
+            if value.tag == tag:
+                out[event.step] = value.simple_value
+    return out
+
+
 def _latest_step(workdir) -> int:
     """The latest complete checkpoint step of a training workdir (0 when none)."""
     from coderl_jax.train.checkpoints import Checkpointer, has_checkpoint
@@ -281,13 +312,15 @@ def test_train_on_a_bucket_killed_and_resumed_matches_an_uninterrupted_run(
     straight = f"gs://{BUCKET}/runs/straight"
     assert cli.main(_train_argv(straight, tokenizer_dir, steps)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps_run"] == steps
-    tb = list(paths.as_path(straight).joinpath("tensorboard").iterdir())
-    assert len(tb) == 1 and tb[0].name.startswith("events.out.tfevents.")
-    assert tb[0].stat().length > 0
-
     a, b = read_metrics(straight), read_metrics(killed)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, steps + 1))
     np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=1e-6)
+    [tb] = paths.as_path(straight).joinpath("tensorboard").iterdir()
+    assert tb.name.startswith("events.out.tfevents.")
+    logged = _tb_scalars(tb.read_bytes(), "train/loss")
+    assert sorted(logged) == list(range(1, steps + 1))
+    np.testing.assert_allclose([logged[r["step"]] for r in a], [r["loss"] for r in a],
+                               rtol=1e-6)
     pa, _, _ = load_model(straight + "/model")
     pb, _, _ = load_model(killed + "/model")
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
