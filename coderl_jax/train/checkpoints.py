@@ -3,8 +3,9 @@
 `<workdir>/checkpoints/<step>/` holds three items: `state` (the sharded TrainState), `data` (each
 process's iterator state, `process_<i>-of-<n>.json`) and `meta` (stage and model config, so a
 checkpoint can be loaded without the config file). Saves are asynchronous and atomic: orbax
-writes into a temporary folder and renames it when every process has finished, so a run killed
-at any moment, even mid-save, restarts from the last complete step. Restoring takes an abstract
+writes into a temporary folder and renames it when every process has finished (on a gs:// bucket,
+which has no rename, it writes a `commit_success.txt` marker last instead), so a run killed at
+any moment, even mid-save, restarts from the last complete step. Restoring takes an abstract
 target carrying the *current* mesh's shardings, so a checkpoint moves between mesh shapes.
 """
 from __future__ import annotations
