@@ -4,8 +4,9 @@ A model checkpoint is a folder:
   model_config.json   {"model": {ModelConfig fields}, "critic": {CriticConfig fields} | null,
                        "format": "coderl-jax-model", "version": 1}
   params/             an orbax (StandardCheckpointer) checkpoint of the parameter tree
-The folder is built beside its destination and renamed into place, so an interrupted save never
-leaves a half-written checkpoint under the requested name.
+The folder is built beside its destination and renamed into place (on a bucket: its config is
+written last), so an interrupted save never leaves a half-written checkpoint under the
+requested name. Paths may be local or gs:// (`coderl_jax.paths`).
 
 `load_model` also accepts other folders that hold a model (a training workdir) through readers
 registered with `register_loader` or named in `LOADER_MODULES`.
@@ -15,15 +16,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
-import shutil
-from pathlib import Path
 from typing import Any, Callable
 
 import jax
+from etils import epath
 
+from coderl_jax import paths
 from coderl_jax.config import CriticConfig, ModelConfig, from_config_dict
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 PyTree = Any
 CONFIG_FILE = "model_config.json"
@@ -36,17 +37,17 @@ Loaded = tuple[PyTree, ModelConfig, "CriticConfig | None"]
 # `path` is not its kind. "module:function" strings are imported on first use, so the training
 # code can add its workdir reader here without this module importing it.
 LOADER_MODULES: list[str] = ["coderl_jax.train.checkpoints:load_workdir_model"]
-_LOADERS: list[Callable[[Path, Any], "Loaded | None"]] = []
+_LOADERS: list[Callable[[epath.Path, Any], "Loaded | None"]] = []
 
 
-def register_loader(fn: Callable[[Path, Any], "Loaded | None"]) -> None:
+def register_loader(fn: Callable[[epath.Path, Any], "Loaded | None"]) -> None:
     """Let `load_model` read another folder kind (e.g. a training workdir's latest model)."""
     if fn not in _LOADERS:
         _LOADERS.append(fn)
 
 
-def is_model_dir(path: str | Path) -> bool:
-    p = Path(path)
+def is_model_dir(path: PathLike) -> bool:
+    p = paths.as_path(path)
     return (p / CONFIG_FILE).is_file() and (p / PARAMS_DIR).is_dir()
 
 
@@ -55,12 +56,11 @@ def _config_json(model_config: ModelConfig, critic_config: CriticConfig | None) 
             "critic": dataclasses.asdict(critic_config) if critic_config is not None else None}
 
 
-def read_model_config(path: str | Path) -> tuple[ModelConfig, CriticConfig | None]:
+def read_model_config(path: PathLike) -> tuple[ModelConfig, CriticConfig | None]:
     """The (ModelConfig, CriticConfig | None) a model checkpoint folder records."""
-    p = Path(path) / CONFIG_FILE
+    p = paths.as_path(path) / CONFIG_FILE
     try:
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise UserError(f"{path} is not a model checkpoint (no {CONFIG_FILE})") from e
     except json.JSONDecodeError as e:
@@ -72,23 +72,33 @@ def read_model_config(path: str | Path) -> tuple[ModelConfig, CriticConfig | Non
     return model, critic
 
 
-def save_model(path: str | Path, params: PyTree, model_config: ModelConfig,
-               critic_config: CriticConfig | None = None) -> Path:
+def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
+               critic_config: CriticConfig | None = None) -> epath.Path:
     """Save params + config as a model checkpoint folder at `path`, replacing one already there.
 
-    Every process of a multi-host job calls this; process 0 writes the config and renames.
+    Locally the folder is built beside `path` and renamed into place. A bucket has no rename:
+    there the old config goes first, the params are written in place and the config last, so
+    a folder with a config is always complete. Every process of a multi-host job calls this;
+    process 0 writes the config (and renames).
     """
     import orbax.checkpoint as ocp
 
-    path = Path(path).absolute()
-    if path.exists() and not (path.is_dir() and (is_model_dir(path) or not any(path.iterdir()))):
+    path = paths.absolute(path)
+    remote = paths.is_remote(path)
+    paths.check_bucket(path)
+    if path.exists() and not (path.is_dir() and {p.name for p in path.iterdir()} <= {
+            CONFIG_FILE, PARAMS_DIR}):  # empty, a model, or one whose save was interrupted
         raise UserError(f"{path} exists and is not a model checkpoint; refusing to replace it")
-    tmp = path.parent / f".{path.name}.saving"
+    tmp = path if remote else path.parent / f".{path.name}.saving"
     lead = jax.process_index() == 0
     if lead:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)  # a stale one from an interrupted save
-        tmp.mkdir()
+        if remote:
+            (path / CONFIG_FILE).unlink(missing_ok=True)  # incomplete from here on
+            paths.rmtree(path / PARAMS_DIR)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            paths.rmtree(tmp)  # a stale one from an interrupted save
+            tmp.mkdir()
     _sync("coderl_save_model_start")
     try:
         ckptr = ocp.StandardCheckpointer()
@@ -96,22 +106,14 @@ def save_model(path: str | Path, params: PyTree, model_config: ModelConfig,
         ckptr.wait_until_finished()
         ckptr.close()
         if lead:
-            with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
-                json.dump(_config_json(model_config, critic_config), f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            old = None
-            if path.exists():
-                old = path.parent / f".{path.name}.old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            from coderl_jax.files import write_json
+
+            write_json(tmp / CONFIG_FILE, _config_json(model_config, critic_config))
+            if not remote:
+                paths.replace_dir(tmp, path)
     except BaseException:
-        if lead:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if lead and not remote:
+            paths.rmtree(tmp)
         raise
     _sync("coderl_save_model_end")
     return path
@@ -144,15 +146,13 @@ def abstract_params(model_config: ModelConfig, critic_config: CriticConfig | Non
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
-def load_model(path: str | Path, shardings: PyTree = None) -> Loaded:
+def load_model(path: PathLike, shardings: PyTree = None) -> Loaded:
     """(params, model_config, critic_config | None) from a model checkpoint folder.
 
     `shardings`: a tree of jax.sharding.Sharding matching the params (e.g. from
     partitioning.logical_to_mesh_sharding); by default params land on the first local device.
     """
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"checkpoint not found: {p}")
+    p = paths.require_exists(path, "checkpoint")
     if not p.is_dir():
         raise UserError(f"checkpoint is not a folder: {p}")
     if not is_model_dir(p):
@@ -170,7 +170,7 @@ def load_model(path: str | Path, shardings: PyTree = None) -> Loaded:
     target = abstract_params(model_config, critic_config, shardings)
     try:
         with ocp.StandardCheckpointer() as ckptr:
-            params = ckptr.restore(p.absolute() / PARAMS_DIR, target)
+            params = ckptr.restore(paths.absolute(p) / PARAMS_DIR, target)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot restore {p / PARAMS_DIR} for the model in {CONFIG_FILE}: "

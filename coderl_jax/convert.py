@@ -10,16 +10,18 @@ A critic's head is written as CodeRL names it: `error_head.0.*` (Linear d->hidde
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from etils import epath
 
+from coderl_jax import paths
 from coderl_jax.config import CriticConfig, ModelConfig
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 PyTree = Any
 
@@ -264,11 +266,15 @@ def _read_json(path: Path) -> dict:
     return value
 
 
-def read_hf_dir(hf_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(config.json dict, state dict of numpy arrays) of an HF model folder."""
-    d = Path(hf_dir)
+def read_hf_dir(hf_dir: PathLike) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config.json dict, state dict of numpy arrays) of an HF model folder (local or gs://)."""
+    d = paths.as_path(hf_dir)
     if not d.is_dir():
+        paths.check_bucket(d)
         raise UserError(f"HF model folder not found: {d}")
+    if paths.is_remote(d):
+        with paths.local_copy(d) as local:
+            return read_hf_dir(local)
     if not (d / "config.json").is_file():
         raise UserError(f"{d} has no config.json (not an HF model folder)")
     hf_config = _read_json(d / "config.json")
@@ -310,32 +316,32 @@ def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
             if hasattr(v, "detach")}
 
 
-def _atomic_dir(out: Path, fill: Callable[[Path], None]) -> None:
-    """Build a folder in a temp sibling with `fill`, then move it to `out` (replacing `out`)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _atomic_dir(out: epath.Path, fill: Callable[[Path], None]) -> None:
+    """Build a folder in a temp sibling with `fill`, then move it to `out` (replacing `out`);
+    for a bucket `out` the folder is built locally and uploaded."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    if paths.is_remote(out):
+        paths.check_bucket(out)
+        parent = None
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        parent = out.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
     try:
         fill(tmp)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old.{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        paths.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def write_hf_dir(out: str | Path, params: PyTree, config: ModelConfig,
-                 critic: CriticConfig | None = None) -> Path:
+def write_hf_dir(out: PathLike, params: PyTree, config: ModelConfig,
+                 critic: CriticConfig | None = None) -> epath.Path:
     """Write `config.json` + `model.safetensors` (atomically, as one folder) for `params`."""
     from safetensors.numpy import save_file
 
-    out = Path(out)
+    out = paths.absolute(out)
     state = params_to_hf_state(params, config, critic)
     hf_config = hf_config_from_model_config(config, critic)
 

@@ -10,7 +10,6 @@ into report.json, report.md and plots. Numbers depend only on the config and its
 from __future__ import annotations
 
 import collections
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any, Callable, Sequence
 import ml_collections
 import numpy as np
 
+from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 STAGE_DIRS = ("warmup", "critic_data", "critic", "offline_rl", "online_rl", "eval",
               "critical_sampling", "export")
@@ -137,7 +138,7 @@ def evaluate_actor(model_config, params, problems, tokenizer, ev, seed: int, poo
     return metrics, rows
 
 
-def training_summary(result, workdir: Path) -> dict:
+def training_summary(result, workdir: PathLike) -> dict:
     """Steps, time, tokens/s and the last logged metrics of a finished training stage."""
     last = {k: float(v) for k, v in result.last_metrics.items()
             if isinstance(v, (int, float, np.floating, np.integer))}
@@ -149,7 +150,7 @@ def training_summary(result, workdir: Path) -> dict:
 # ------------------------------------------------------------------------------------ export
 
 
-def torch_logit_diff(hf_dir: Path, model_config, params, problems, tokenizer,
+def torch_logit_diff(hf_dir: PathLike, model_config, params, problems, tokenizer,
                      max_source_len: int, max_target_len: int) -> float | None:
     """Max |logit difference| between our model and the exported HF model in PyTorch on a few
     held-out prompts with their reference programs; None when torch/transformers are absent."""
@@ -170,7 +171,8 @@ def torch_logit_diff(hf_dir: Path, model_config, params, problems, tokenizer,
     ours = np.asarray(t5.T5(model_config).apply(
         {"params": params}, batch["encoder_ids"], batch["encoder_mask"], dec_in,
         batch["target_mask"]))  # [b, t, vocab]
-    hf = transformers.T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
+    with paths.local_copy(hf_dir) as local:
+        hf = transformers.T5ForConditionalGeneration.from_pretrained(str(local)).eval()
     with torch.no_grad():
         theirs = hf(input_ids=torch.as_tensor(batch["encoder_ids"], dtype=torch.long),
                     attention_mask=torch.as_tensor(batch["encoder_mask"], dtype=torch.long),
@@ -199,7 +201,7 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, seed: int, tokenizer
     return run_config(stage)
 
 
-def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True
+def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool = True
              ) -> dict:
     """Run every stage in `workdir` (its demo folders are replaced) and write the report."""
     from coderl_jax import checkpoint_io, convert
@@ -215,13 +217,13 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: str | Path, progress: bool
     from coderl_jax.train.run import train_stage
 
     t_start = time.perf_counter()
-    workdir = Path(workdir)
+    workdir = paths.absolute(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file, not a folder")
     tokenizer = load_tokenizer(cfg.tokenizer or None)  # fail fast, before any folder is touched
-    workdir.mkdir(parents=True, exist_ok=True)
+    paths.make_dirs(workdir)
     for name in STAGE_DIRS:
-        shutil.rmtree(workdir / name, ignore_errors=True)
+        paths.rmtree(workdir / name)
     seed = int(cfg.seed)
     tok_path = str(tokenizer.path or "")
     train_problems, heldout = load_demo("train"), load_demo("heldout")

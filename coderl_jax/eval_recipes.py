@@ -145,8 +145,9 @@ def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = F
         for s in steps:
             print(format_command(s), file=out)
         return 0
-    workdir = Path(paths["workdir"])
-    workdir.mkdir(parents=True, exist_ok=True)
+    from coderl_jax import paths as storage
+
+    workdir = storage.make_dirs(paths["workdir"])
     settings_file = workdir / "settings.json"
     identity = json.loads(json.dumps({"recipe": cfg.name, "config": cfg.to_dict(),
                                       "paths": paths,
@@ -161,7 +162,7 @@ def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = F
     write_json(settings_file, record)
     for s in steps:
         entry = {"name": s.name, "command": format_command(s)}
-        if Path(s.output).exists():
+        if storage.as_path(s.output).exists():
             entry["status"] = "skipped (output exists)"
             record["steps"].append(entry)
             write_json(settings_file, record)
@@ -182,7 +183,7 @@ def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = F
             print(f"[{cfg.name}] step '{s.name}' failed with status {proc.returncode}",
                   file=sys.stderr)
             return proc.returncode
-    metrics = json.loads(Path(steps[-1].output).read_text(encoding="utf-8"))
+    metrics = json.loads(storage.as_path(steps[-1].output).read_text(encoding="utf-8"))
     record["metrics"] = {k: v for k, v in metrics.items() if "@" in k or k.startswith("num_")}
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(settings_file, record)

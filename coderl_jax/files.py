@@ -1,20 +1,36 @@
-"""Host-side file helpers: atomic writes and JSON-lines reading with clear errors."""
+"""Host-side file helpers: atomic writes and JSON-lines reading with clear errors, for local
+paths and gs:// alike (see `coderl_jax.paths`)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temp file beside `path`; on success rename it over `path`, else delete it."""
-    path = Path(path)
+def atomic_write(path: PathLike, mode: str = "w") -> Iterator[Any]:
+    """Open a temp file beside `path`; on success rename it over `path`, else delete it.
+
+    On a bucket the content gathers in memory and is uploaded as one object on success (an
+    object appears whole or not at all); on failure nothing is written."""
+    if paths.is_remote(path):
+        target = paths.as_path(path)
+        paths.check_bucket(target)
+        buf = io.BytesIO() if "b" in mode else io.StringIO()
+        yield buf
+        if "b" in mode:
+            target.write_bytes(buf.getvalue())
+        else:
+            target.write_text(buf.getvalue(), encoding="utf-8")
+        return
+    path = paths.absolute(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -29,7 +45,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
         raise
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
+def write_jsonl(path: PathLike, rows: Iterable[dict]) -> int:
     """Write rows as JSON lines atomically; returns the number written."""
     n = 0
     with atomic_write(path) as f:
@@ -39,19 +55,20 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
-def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+def write_json(path: PathLike, obj: Any, indent: int | None = 2) -> None:
     with atomic_write(path) as f:
         json.dump(obj, f, indent=indent)
         f.write("\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: PathLike) -> list[dict]:
     """Read JSON lines; a missing file or an invalid line is a UserError naming file and line."""
-    path = Path(path)
+    path = paths.as_path(path)
     if not path.is_file():
+        paths.check_bucket(path)
         raise UserError(f"file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with path.open("r", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

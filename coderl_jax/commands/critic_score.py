@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from coderl_jax.errors import UserError
 
@@ -42,9 +41,10 @@ def run(args) -> int:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if args.max_source_len < 2:
         raise UserError("--max-source-len must be >= 2")
-    if not Path(args.checkpoint).exists():
-        raise UserError(f"checkpoint not found: {args.checkpoint}")
-    if Path(args.out).is_dir():
+    from coderl_jax import paths
+
+    paths.require_exists(args.checkpoint, "checkpoint")
+    if paths.as_path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a .jsonl file path")
     from tqdm import tqdm
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from coderl_jax import paths as storage  # (`paths` names the run's input paths below)
 from coderl_jax.errors import UserError
 
 # flag -> CriticalSamplingConfig field (type from the dataclass)
@@ -160,12 +160,12 @@ def resolve(args):
     return paths, CriticalSamplingConfig(**values)
 
 
-def settings_path(out: Path) -> Path:
+def settings_path(out: storage.Path) -> storage.Path:
     name = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
     return out.with_name(name + ".settings.json")
 
 
-def partial_path(out: Path) -> Path:
+def partial_path(out: storage.Path) -> storage.Path:
     return out.with_name(out.name + ".partial")
 
 
@@ -177,9 +177,9 @@ def _validate(args, paths) -> None:
     if not args.out:
         raise UserError("--out is required")
     for key in ("checkpoint", "critic", "repair_checkpoint", "samples"):
-        if paths[key] and not Path(paths[key]).exists():
-            raise UserError(f"{key.replace('_', '-')} not found: {paths[key]}")
-    if Path(args.out).is_dir():
+        if paths[key]:
+            storage.require_exists(paths[key], key.replace("_", "-"))
+    if storage.as_path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a .jsonl file path")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
@@ -220,7 +220,7 @@ def run(args) -> int:
 
     from coderl_jax.commands.generate import read_done_rows
     from coderl_jax.data.sources import load_problems, problems_by_id
-    from coderl_jax.files import read_jsonl, write_json, write_jsonl
+    from coderl_jax.files import atomic_write, read_jsonl, write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import CriticalSampler, summarize_rows
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.tokenizer import load_tokenizer
@@ -245,7 +245,7 @@ def run(args) -> int:
             raise UserError(f"{paths['samples']} has no programs for problem {absent[0]} "
                             f"({len(absent)} problems missing)")
 
-    out = Path(args.out)
+    out = storage.as_path(args.out)
     part, part_settings = partial_path(out), settings_path(partial_path(out))
     record = settings_record(args, paths, cfg, problems)
     done = []
@@ -262,27 +262,24 @@ def run(args) -> int:
     models = _load_models(paths, mesh)
     sampler = CriticalSampler(models, tokenizer, cfg, mesh=mesh)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_dirs(out.parent)
     write_json(part_settings, record)
     kept = sampler._resume_state(problems, done)
-    with open(part, "w", encoding="utf-8") as f:  # exactly the complete rounds kept
+    with atomic_write(part) as f:  # exactly the complete rounds kept
         for rows in kept.values():
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     if kept:
         print(f"resuming: {sum(len(v) for v in kept.values())} programs of {len(kept)} problems "
               f"already in {part.name}", file=sys.stderr)
     total = len(problems) * cfg.total_per_problem
-    with open(part, "a", encoding="utf-8") as f, \
+    with storage.open_append(part) as f, \
             tqdm(total=total, desc="critical-sampling", unit="prog", file=sys.stderr,
                  disable=None) as bar:
         def on_rows(rows):
             for row in rows:
                 f.write(json.dumps(row) + "\n")
             f.flush()
-            os.fsync(f.fileno())
 
         rows = sampler.run(problems, initial_rows=initial,
                            done_rows=[r for v in kept.values() for r in v], on_rows=on_rows,
@@ -328,7 +325,7 @@ def run_compare(args, paths, cfg) -> int:
     result = compare_plain_vs_critical(models, tokenizer, problems, cfg, mesh=mesh,
                                        return_rows=True)
     rows = result.pop("rows")
-    out = Path(args.out)
+    out = storage.as_path(args.out)
     stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
     write_jsonl(out.with_name(stem + ".plain.jsonl"), rows["plain"])
     write_jsonl(out.with_name(stem + ".critical.jsonl"), rows["critical"])

@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def run_prepare(args) -> int:
-    from coderl_jax.data.tfds.read import data_sources, prepare
+    from coderl_jax.data.tfds.read import prepare, split_sizes
 
     start = time.perf_counter()
     try:
@@ -56,7 +56,7 @@ def run_prepare(args) -> int:
         raise
     except Exception as e:  # download or build failure: one line, not a traceback
         raise UserError(f"building {args.dataset} failed: {type(e).__name__}: {e}") from e
-    counts = {split: len(src) for split, src in sorted(data_sources(folder).items())}
+    counts = split_sizes(folder)
     result = {"dataset": args.dataset, "path": str(folder), "splits": counts,
               "seconds": round(time.perf_counter() - start, 3)}
     if args.json:

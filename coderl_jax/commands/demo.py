@@ -25,8 +25,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    from coderl_jax import paths
     from coderl_jax.config import load_config
     from coderl_jax.demo import default_config_path, run_demo
     from coderl_jax.errors import UserError
@@ -36,5 +35,5 @@ def run(args) -> int:
         raise UserError(f"the package ships no configs/demo.py ({path}); pass --config")
     cfg = load_config(path, args.overrides)
     run_demo(cfg, args.workdir, progress=not args.no_progress)
-    print((Path(args.workdir) / "report.md").read_text())
+    print((paths.as_path(args.workdir) / "report.md").read_text())
     return 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from coderl_jax.errors import UserError
 
@@ -148,10 +147,10 @@ def load_samples(results_path: str, example_path: str | None = None, rank_by: st
 
 def _iter_jsonl(path: str):
     """(label 'file:line', row) for each JSON object of a JSON-lines file, streamed."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"file not found: {path}")
-    with open(path, encoding="utf-8") as f:
+    from coderl_jax import paths
+
+    path = paths.require_exists(path, "file")
+    with path.open("r", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -4,16 +4,19 @@ Rows are appended to `OUT.partial` and flushed as each chunk finishes, so an int
 what it made; when every (problem, sample) pair is done the file is renamed to OUT (atomic).
 `--resume` continues from `OUT.partial` (and from OUT's rows, if a finished OUT exists): pairs
 already written are skipped, a truncated last line is dropped. Without `--resume` any earlier
-`OUT.partial` is discarded.
+`OUT.partial` is discarded. OUT may be a gs:// path: there the rows reach the bucket at most
+every 30 s (and when the run ends or is interrupted), and the final rename is a copy.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 
+from etils import epath
+
+from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.files import atomic_write
 
 
 def register(sub) -> None:
@@ -64,18 +67,17 @@ def _validate(args) -> None:
         raise UserError("--max-source-len must be >= 2")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
-    if not Path(args.checkpoint).exists():
-        raise UserError(f"checkpoint not found: {args.checkpoint}")
-    out = Path(args.out)
+    paths.require_exists(args.checkpoint, "checkpoint")
+    out = paths.as_path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a .jsonl file path")
 
 
-def partial_path(out: Path) -> Path:
+def partial_path(out: epath.Path) -> epath.Path:
     return out.with_name(out.name + ".partial")
 
 
-def read_done_rows(path: Path) -> list[str]:
+def read_done_rows(path: epath.Path) -> list[str]:
     """The complete JSON-object lines of a (partial) output file.
 
     Rows are written as one `line + newline` each, so only the text after the last newline can be
@@ -153,7 +155,7 @@ def run(args) -> int:
     mesh = make_mesh()
     config, params = load_actor(args.checkpoint, mesh)
 
-    out = Path(args.out)
+    out = paths.as_path(args.out)
     part = partial_path(out)
     done_lines: list[str] = []
     if args.resume:
@@ -184,12 +186,10 @@ def run(args) -> int:
     total = sum(len(r.sample_indices) for r in requests)
 
     # start the partial file from exactly the kept rows (drops a truncated tail)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(part, "w", encoding="utf-8") as f:
+    paths.make_dirs(out.parent)
+    with atomic_write(part) as f:
         for line in done_lines:
             f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     if done_lines:
         print(f"resuming: {len(done)} programs already in {part.name}, {total} to go",
               file=sys.stderr)
@@ -199,7 +199,7 @@ def run(args) -> int:
                           max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
                           sampling=sampling)
         try:
-            with open(part, "a", encoding="utf-8") as f, \
+            with paths.open_append(part) as f, \
                     tqdm(total=total, desc="generate", unit="prog", file=sys.stderr,
                          disable=None) as bar:
                 for s in sampler.sample(requests, seed=args.seed):
@@ -212,11 +212,10 @@ def run(args) -> int:
                     f.write(json.dumps(row) + "\n")
                     f.flush()
                     bar.update(1)
-                os.fsync(f.fileno())
         except KeyboardInterrupt:
             print(f"coderl generate: kept {len(read_done_rows(part))} programs in {part}; "
                   "rerun with --resume to continue", file=sys.stderr)
             raise
-    os.replace(part, out)
+    paths.replace_file(part, out)
     print(f"wrote {len(done) + total} programs to {out}", file=sys.stderr)
     return 0

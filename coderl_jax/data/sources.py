@@ -1,14 +1,13 @@
 """Resolve SPEC §2's SRC (where problems come from) to a list of `Problem` records.
 
-SRC is one of: an APPS split folder, one APPS problem folder, an MBPP `.jsonl` file, the word
+SRC is one of (local or on a gs:// bucket): an APPS split folder, one APPS problem folder, an MBPP `.jsonl` file, the word
 `humaneval`, the word `demo` (the bundled problem set), or a prepared TFDS dataset folder (one
 holding `dataset_info.json`, as `coderl data prepare` writes). `split` picks a part where the
 source has several (MBPP: train/test/validation/prompt; demo: train/heldout; TFDS: its splits).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
+from coderl_jax import paths
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 
@@ -28,7 +27,13 @@ def load_problems(src: str, split: str | None = None) -> list[Problem]:
         from coderl_jax.data.demo import load_demo  # written beside this module
 
         return load_demo(split=split)
-    path = Path(src)
+    path = paths.as_path(src)
+    if paths.is_remote(path):  # the readers below read local files: copy it down first
+        if not path.exists():
+            paths.check_bucket(path)
+            raise UserError(f"problems not found: {src!r}")
+        with paths.local_copy(path) as local:
+            return load_problems(str(local), split)
     if path.is_file():
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             if "humaneval" in path.name.lower():

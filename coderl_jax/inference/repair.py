@@ -31,9 +31,11 @@ import difflib
 import json
 import random
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from coderl_jax import paths
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
@@ -183,15 +185,20 @@ def write_repair_dataset(pairs: Sequence[RepairPair], problems_by_id: Mapping[st
     slot: HumanEval) are skipped and counted. The folder is built beside `out_dir` and renamed
     into place. Returns {"written": n, "skipped": m, "path": out_dir}.
     """
-    out_dir = Path(out_dir)
+    out_dir = paths.absolute(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} is a file; give a folder for the repair dataset")
     ours = (out_dir / "repair_pairs.json").is_file()
     if out_dir.exists() and any(out_dir.iterdir()) and not ours:
         raise UserError(f"{out_dir} exists and is not a repair dataset; refusing to replace it")
-    tmp = out_dir.parent / f".{out_dir.name}.writing"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # built beside out_dir (for a bucket: in a local temporary folder), then moved there
+    if paths.is_remote(out_dir):
+        paths.check_bucket(out_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.writing."))
+    else:
+        tmp = out_dir.parent / f".{out_dir.name}.writing"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     written = skipped = 0
     width = max(5, len(str(len(pairs))))
     try:
@@ -221,9 +228,7 @@ def write_repair_dataset(pairs: Sequence[RepairPair], problems_by_id: Mapping[st
         (tmp / "repair_pairs.json").write_text(json.dumps(
             {"pairs": written, "skipped": skipped, "format": dataclasses.asdict(fmt)}),
             encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        paths.replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Iterable
 
+from etils import epath
+
+from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 from coderl_jax.files import atomic_write
 from coderl_jax.rl.rewards import normalize_result
 
@@ -27,13 +30,13 @@ def to_coderl_result(result: int):
     return {1: True, 0: False}.get(r, r)
 
 
-def write_layout(root: str | Path, sample_rows: Iterable[dict],
+def write_layout(root: PathLike, sample_rows: Iterable[dict],
                  greedy_rows: Iterable[dict] = ()) -> int:
     """Write executed rows (with `problem_id`, `code`, `result`, `error_type`) per problem.
 
     Returns the number of problem folders written. Each file is written atomically.
     """
-    root = Path(root)
+    root = paths.as_path(root)
     samples: dict[str, list] = defaultdict(list)
     for row in sample_rows:
         samples[str(row["problem_id"])].append(
@@ -54,7 +57,7 @@ def write_layout(root: str | Path, sample_rows: Iterable[dict],
     return len(set(samples) | set(greedy))
 
 
-def _read_list(path: Path) -> list:
+def _read_list(path: epath.Path) -> list:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -64,9 +67,9 @@ def _read_list(path: Path) -> list:
     return data
 
 
-def read_layout(root: str | Path) -> tuple[list[dict], dict[str, int]]:
+def read_layout(root: PathLike) -> tuple[list[dict], dict[str, int]]:
     """Read a CodeRL layout back: (sample rows with SPEC §4 results, greedy result per problem)."""
-    root = Path(root)
+    root = paths.as_path(root)
     if not root.is_dir():
         raise UserError(f"critic data folder not found: {root}")
     rows, greedy = [], {}

@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from etils import epath
 
+from coderl_jax import paths
 from coderl_jax.errors import UserError
 from coderl_jax.files import write_json, write_jsonl
+from coderl_jax.paths import PathLike
 from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
 
 RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
@@ -84,7 +87,7 @@ def execute_rows(pool, problems_by_id: dict, rows: list[dict], desc: str = "exec
 # ------------------------------------------------------------------------------- the dataset
 
 
-def generate_critic_data(actor: str | tuple, problems: Sequence, out: str | Path, *,
+def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, *,
                          tokenizer=None, num_samples: int = 20, temperature: float = 0.6,
                          top_p: float = 0.95, max_new_tokens: int = 512,
                          max_source_len: int = 600, batch_size: int = 8, seed: int = 0,
@@ -108,7 +111,7 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: str | Path
         from coderl_jax.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer()
-    if isinstance(actor, (str, Path)):
+    if isinstance(actor, (str, Path, epath.Path)):
         from coderl_jax.commands.generate import load_actor
 
         config, params = load_actor(str(actor), mesh)
@@ -129,7 +132,7 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: str | Path
         greedy_rows = execute_rows(pool, table, greedy_rows, "execute greedy", progress)
         cache = pool.stats()
     t_exec = time.perf_counter() - t1
-    out = Path(out)
+    out = paths.as_path(out)
     write_jsonl(out / SAMPLES_FILE, samples)
     if greedy_rows:
         write_jsonl(out / GREEDY_FILE, greedy_rows)
@@ -203,17 +206,21 @@ def _builder_cls():
     return CriticDataBuilder
 
 
-def write_tfds(folder: str | Path, samples: list[dict], greedy_rows: list[dict]) -> Path:
-    """Build the TFDS dataset (array_record) under `folder`; returns the prepared folder."""
+def write_tfds(folder: PathLike, samples: list[dict], greedy_rows: list[dict]) -> epath.Path:
+    """Build the TFDS dataset (array_record) under `folder`; returns the prepared folder.
+    It is built in a temporary sibling (on a bucket: locally, then uploaded) and moved there."""
     import shutil
     import tempfile
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder = paths.absolute(folder)
+    local_parent = None
+    if not paths.is_remote(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        local_parent = folder.parent
     splits = {"samples": samples}
     if greedy_rows:
         splits["greedy"] = greedy_rows
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=local_parent))
     try:
         import tensorflow_datasets as tfds
         from absl import logging as absl_logging
@@ -229,16 +236,14 @@ def write_tfds(folder: str | Path, samples: list[dict], greedy_rows: list[dict])
         finally:
             absl_logging.set_verbosity(level)
         prepared = Path(builder.data_dir).relative_to(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        paths.replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder / prepared
 
 
-def _prepared_dir(folder: Path) -> Path:
+def _prepared_dir(folder: epath.Path) -> epath.Path:
     if (folder / "dataset_info.json").is_file():
         return folder
     found = sorted(folder.glob("*/*/dataset_info.json"))
@@ -247,11 +252,15 @@ def _prepared_dir(folder: Path) -> Path:
     return found[0].parent
 
 
-def read_tfds_rows(folder: str | Path, split: str = "samples") -> list[dict]:
-    """Rows of a critic-data TFDS dataset (a prepared folder or one above it), in row order."""
+def read_tfds_rows(folder: PathLike, split: str = "samples") -> list[dict]:
+    """Rows of a critic-data TFDS dataset (a prepared folder or one above it), in row order.
+    On a bucket the prepared folder is copied down first (array_record reads local files)."""
+    prepared = _prepared_dir(paths.as_path(folder))
+    if paths.is_remote(prepared):
+        with paths.local_copy(prepared) as local:
+            return read_tfds_rows(local, split)
     import tensorflow_datasets as tfds
 
-    prepared = _prepared_dir(Path(folder))
     try:
         sources = tfds.builder_from_directory(str(prepared)).as_data_source()
     except Exception as e:  # TFDS raises its own types for damaged folders

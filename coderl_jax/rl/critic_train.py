@@ -16,13 +16,14 @@ import collections
 import json
 import math
 import zlib
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from coderl_jax import paths
 from coderl_jax.config import RLConfig
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 EVAL_FILE = "critic_eval.json"
 
@@ -141,7 +142,7 @@ class CriticEvaluation:
     def __init__(self, rows: list[dict], problems_by_id: dict, tokenizer, *, num_classes: int,
                  majority_class: int, model_config, critic_config, mesh, rules, pool_padding: bool,
                  mode: str, batch_size: int, max_source_len: int, max_target_len: int,
-                 workdir: str | Path | None):
+                 workdir: PathLike | None):
         from coderl_jax.rl.rewards import outcome_class
 
         self.rows, self.table, self.tokenizer = rows, problems_by_id, tokenizer
@@ -151,7 +152,7 @@ class CriticEvaluation:
         self.mesh, self.rules, self.pool_padding, self.mode = mesh, rules, pool_padding, mode
         self.batch_size = batch_size
         self.max_source_len, self.max_target_len = max_source_len, max_target_len
-        self.workdir = Path(workdir) if workdir is not None else None
+        self.workdir = paths.as_path(workdir) if workdir is not None else None
         self._scorer = None
         self.last: dict | None = None
 
@@ -198,20 +199,16 @@ class CriticEvaluation:
         write_json(self.workdir / EVAL_FILE, report)
 
 
-def log_metrics(workdir: Path, step: int, metrics: dict) -> None:
+def log_metrics(workdir: PathLike, step: int, metrics: dict) -> None:
     """One row in <workdir>/metrics.jsonl and TensorBoard scalars under tensorboard/ (the tag
     is the key), beside the training loop's own rows."""
-    import os
+    from coderl_jax.train.metrics import summary_writer
 
-    from tensorboardX import SummaryWriter
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / "metrics.jsonl", "a", encoding="utf-8") as f:
+    workdir = paths.make_dirs(workdir)
+    with paths.open_append(workdir / "metrics.jsonl") as f:
         f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}})
                 + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tb = SummaryWriter(str(workdir / "tensorboard"))
+    tb = summary_writer(workdir / "tensorboard")
     for key, value in metrics.items():
         tb.add_scalar(key, float(value), int(step))
     tb.close()
@@ -300,6 +297,6 @@ def make_batch_source(context: dict) -> Any:
     return EvaluatedSource(source, evaluate, rl.eval_every, train.num_steps)
 
 
-def read_eval(workdir: str | Path) -> dict | None:
-    path = Path(workdir) / EVAL_FILE
+def read_eval(workdir: PathLike) -> dict | None:
+    path = paths.as_path(workdir) / EVAL_FILE
     return json.loads(path.read_text()) if path.is_file() else None

@@ -15,9 +15,9 @@ token carries the sequence return.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 from typing import Any
 
+from coderl_jax import paths
 from coderl_jax.config import RLConfig
 from coderl_jax.errors import UserError
 
@@ -50,7 +50,7 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
     if not rl.critic_checkpoint or all("token_probs" in r for r in rows):
         return rows
     workdir = context.get("workdir")
-    cached = Path(workdir) / SCORED_FILE if workdir is not None else None
+    cached = paths.as_path(workdir) / SCORED_FILE if workdir is not None else None
     if cached is not None and cached.is_file():
         return read_jsonl(cached)
     from coderl_jax.rl.scoring import load_scorer, score_rows

@@ -27,12 +27,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
+from coderl_jax import paths
 from coderl_jax.config import RLConfig
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 STATS_FILE = "online_stats.json"
 REFRESHED_CRITIC = "critic_refreshed"
@@ -72,7 +73,7 @@ class OnlineSource:
             self.mesh = make_mesh()
         self.rules = run.mesh.logical_axis_rules if run is not None else None
         self.model_config = context["model_config"]
-        self.workdir = Path(context["workdir"]) if context.get("workdir") else None
+        self.workdir = paths.as_path(context["workdir"]) if context.get("workdir") else None
         self.tokenizer = context.get("tokenizer")
         if self.tokenizer is None:
             from coderl_jax.tokenizer import load_tokenizer
@@ -448,7 +449,7 @@ def make_batch_source(context: dict) -> OnlineSource:
     return OnlineSource(context)
 
 
-def read_stats(workdir: str | Path) -> dict | None:
-    path = Path(workdir) / STATS_FILE
+def read_stats(workdir: PathLike) -> dict | None:
+    path = paths.as_path(workdir) / STATS_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -10,34 +10,37 @@ A PROGRAMS path (`data.programs`, `rl.greedy_programs`, `rl.eval_programs`) is o
 """
 from __future__ import annotations
 
-from pathlib import Path
+from etils import epath
 
+from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
 TFDS_DIR = "array_record"
 
 
-def _is_tfds(folder: Path) -> bool:
+def _is_tfds(folder: epath.Path) -> bool:
     """A prepared TFDS folder, or the data_dir above one (<name>/<version>/dataset_info.json)."""
     return (folder / "dataset_info.json").is_file() or any(folder.glob("*/*/dataset_info.json"))
 
 
-def _tfds_rows(folder: Path, split: str) -> list[dict]:
+def _tfds_rows(folder: epath.Path, split: str) -> list[dict]:
     from coderl_jax.rl.critic_data_gen import read_tfds_rows
 
     return read_tfds_rows(folder, split)
 
 
-def load_program_rows(path: str | Path) -> list[dict]:
+def load_program_rows(path: PathLike) -> list[dict]:
     """The sampled program rows at `path` (see module docstring)."""
     from coderl_jax.files import read_jsonl
 
-    path = Path(path)
+    path = paths.as_path(path)
     if path.is_file():
         return read_jsonl(path)
     if not path.is_dir():
+        paths.check_bucket(path)
         raise UserError(f"programs not found: {path} (a .jsonl file or a critic-data / CodeRL "
                         "layout folder)")
     if (path / SAMPLES_FILE).is_file():
@@ -53,12 +56,12 @@ def load_program_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-def load_greedy_results(path: str | Path) -> dict[str, int]:
+def load_greedy_results(path: PathLike) -> dict[str, int]:
     """`{problem_id: result}` of the greedy (baseline) programs at `path`."""
     from coderl_jax.files import read_jsonl
     from coderl_jax.rl.rewards import normalize_result
 
-    path = Path(path)
+    path = paths.as_path(path)
     if path.is_file():
         rows = read_jsonl(path)
     elif path.is_dir() and (path / GREEDY_FILE).is_file():
@@ -74,6 +77,7 @@ def load_greedy_results(path: str | Path) -> dict[str, int]:
                             "<problem>/baseline_solutions.json inside)")
         return greedy
     else:
+        paths.check_bucket(path)
         raise UserError(f"greedy programs not found: {path}")
     out = {}
     for n, row in enumerate(rows):
@@ -84,10 +88,10 @@ def load_greedy_results(path: str | Path) -> dict[str, int]:
     return out
 
 
-def greedy_source_for(programs: str | Path) -> Path | None:
+def greedy_source_for(programs: PathLike) -> epath.Path | None:
     """Where the greedy results of a PROGRAMS path live when none is given: the same folder
     (critic-data / CodeRL layout) or a `greedy.jsonl` beside a rows file; None if nowhere."""
-    p = Path(programs)
+    p = paths.as_path(programs)
     if p.is_dir():
         if (p / GREEDY_FILE).is_file() or _is_tfds(p):
             return p

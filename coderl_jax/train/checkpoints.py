@@ -3,8 +3,9 @@
 `<workdir>/checkpoints/<step>/` holds three items: `state` (the sharded TrainState), `data` (each
 process's iterator state, `process_<i>-of-<n>.json`) and `meta` (stage and model config, so a
 checkpoint can be loaded without the config file). Saves are asynchronous and atomic: orbax
-writes into a temporary folder and renames it when every process has finished, so a run killed
-at any moment, even mid-save, restarts from the last complete step. Restoring takes an abstract
+writes into a temporary folder and renames it when every process has finished (on a gs:// bucket,
+which has no rename, it writes a `commit_success.txt` marker last instead), so a run killed at
+any moment, even mid-save, restarts from the last complete step. Restoring takes an abstract
 target carrying the *current* mesh's shardings, so a checkpoint moves between mesh shapes.
 """
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -20,8 +20,10 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from coderl_jax import paths
 from coderl_jax.config import CheckpointConfig
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -72,19 +74,21 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 # ------------------------------------------------------------------------------ the manager
 
 
-def checkpoint_dir(workdir: str | Path) -> Path:
-    return Path(workdir).absolute() / CHECKPOINT_DIR
+def checkpoint_dir(workdir: PathLike) -> epath.Path:
+    return paths.absolute(workdir) / CHECKPOINT_DIR
 
 
 class Checkpointer:
     """Saves every `cfg.every_steps`, keeps the last `cfg.keep` (plus the best when
     `cfg.keep_best`), restores the latest complete step. Bookkeeping runs on process 0 (orbax)."""
 
-    def __init__(self, workdir: str | Path | None, cfg: CheckpointConfig | None = None,
-                 read_only: bool = False, directory: str | Path | None = None,
+    def __init__(self, workdir: PathLike | None, cfg: CheckpointConfig | None = None,
+                 read_only: bool = False, directory: PathLike | None = None,
                  _state_handler: ocp.CheckpointHandler | None = None):
         self.cfg = cfg or CheckpointConfig()
-        self.directory = Path(directory).absolute() if directory else checkpoint_dir(workdir)
+        self.directory = paths.absolute(directory) if directory else checkpoint_dir(workdir)
+        if not read_only:
+            paths.check_bucket(self.directory)
         policies: list[pp.PreservationPolicy] = [pp.LatestN(max(int(self.cfg.keep), 1))]
         best = {}
         if self.cfg.keep_best:
@@ -184,13 +188,13 @@ class Checkpointer:
         return False
 
 
-def has_checkpoint(workdir: str | Path) -> bool:
+def has_checkpoint(workdir: PathLike) -> bool:
     """Whether `workdir` (a training workdir, or its checkpoints/ folder) holds a complete step."""
     return _resolve(workdir) is not None
 
 
-def _resolve(path: str | Path) -> Path | None:
-    path = Path(path).absolute()
+def _resolve(path: PathLike) -> epath.Path | None:
+    path = paths.absolute(path)
     for candidate in (path / CHECKPOINT_DIR, path):
         if candidate.is_dir() and any(p.name.isdigit() and (p / "state").is_dir()
                                       for p in candidate.iterdir()):
@@ -198,7 +202,7 @@ def _resolve(path: str | Path) -> Path | None:
     return None
 
 
-def load_params(path: str | Path, target: Any = None, step: int | None = None
+def load_params(path: PathLike, target: Any = None, step: int | None = None
                 ) -> tuple[Any, dict]:
     """The params (and meta: stage, model config, step) of a training run's latest checkpoint.
 
@@ -231,7 +235,7 @@ def load_params(path: str | Path, target: Any = None, step: int | None = None
     return restored["state"]["params"], meta
 
 
-def load_workdir_model(path: Path, shardings: Any = None):
+def load_workdir_model(path: PathLike, shardings: Any = None):
     """`checkpoint_io.load_model` reader for a training workdir (or its checkpoints/ folder):
     (params, ModelConfig, CriticConfig | None) of its latest checkpoint; None if `path` is not
     one. Registered in `checkpoint_io.LOADER_MODULES`."""
@@ -240,7 +244,7 @@ def load_workdir_model(path: Path, shardings: Any = None):
 
     directory = _resolve(path)
     if directory is None:
-        final = Path(path) / "model"
+        final = paths.as_path(path) / "model"
         return checkpoint_io.load_model(final, shardings) if checkpoint_io.is_model_dir(final) \
             else None
     with Checkpointer(None, read_only=True, directory=directory) as ckpt:

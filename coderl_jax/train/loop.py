@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import flax.linen as nn
@@ -22,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from coderl_jax import partitioning
+from coderl_jax import partitioning, paths
 from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, ModelConfig,
                                OptimizerConfig, TrainConfig)
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 from coderl_jax.train import state as state_lib
 from coderl_jax.train import steps as steps_lib
 from coderl_jax.train.checkpoints import Checkpointer
@@ -87,13 +87,13 @@ class Trainer:
     """One stage's training on a mesh, with checkpoints and logs in `workdir`."""
 
     def __init__(self, stage: str, net: StageModel, train: TrainConfig,
-                 optimizer: OptimizerConfig, mesh: Mesh, workdir: str | Path,
+                 optimizer: OptimizerConfig, mesh: Mesh, workdir: PathLike,
                  checkpoint: CheckpointConfig | None = None,
                  rules=partitioning.DEFAULT_RULES, initial_params: Any = None,
                  progress: bool = True, tensorboard: bool = True):
         self.stage, self.net, self.train_cfg = stage, net, train
         self.mesh, self.rules = mesh, tuple(rules)
-        self.workdir = Path(workdir)
+        self.workdir = paths.as_path(workdir)
         self.initial_params = initial_params
         self.progress = progress
         if train.batch_size % jax.process_count():
@@ -215,9 +215,11 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 if self.checkpointer.should_save(step) and step < num_steps:
+                    self.writer.sync()
                     self.checkpointer.save(step, state, source, self.meta(),
                                            metrics=self._best_metrics(last))
             if step > start or self.checkpointer.latest_step() != step:
+                self.writer.sync()
                 self.checkpointer.save(step, state, source, self.meta(),
                                        metrics=self._best_metrics(last))
         finally:

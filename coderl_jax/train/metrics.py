@@ -1,15 +1,16 @@
-"""Training metrics on the host: `metrics.jsonl` and TensorBoard event files in the workdir,
-written by process 0 only."""
+"""Training metrics on the host: `metrics.jsonl` and TensorBoard event files in the workdir
+(local or gs://, see `coderl_jax.paths` and `train.tensorboard`), written by process 0 only."""
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Mapping
 
 import jax
 
+from coderl_jax import paths
 from coderl_jax.files import atomic_write
+from coderl_jax.paths import PathLike
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -17,25 +18,25 @@ METRICS_FILE = "metrics.jsonl"
 class MetricWriter:
     """Appends one JSON object per logged step to metrics.jsonl and mirrors it to TensorBoard."""
 
-    def __init__(self, workdir: str | Path, enabled: bool | None = None,
-                 tensorboard: bool = True):
-        self.workdir = Path(workdir)
+    def __init__(self, workdir: PathLike, enabled: bool | None = None,
+                 tensorboard: bool = True, remote_every_s: float = 30.0):
+        self.workdir = paths.as_path(workdir)
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
         self.path = self.workdir / METRICS_FILE
         self._tb = None
+        self._rows: paths.Appender | None = None
+        self._remote_every_s = remote_every_s
         if self.enabled:
-            self.workdir.mkdir(parents=True, exist_ok=True)
+            paths.make_dirs(self.workdir)
             if tensorboard:
-                from tensorboardX import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.workdir / "tensorboard"))
+                self._tb = summary_writer(self.workdir / "tensorboard", remote_every_s)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows past `step` (left by a run that was killed after its last checkpoint)."""
         if not self.enabled or not self.path.is_file():
             return
         kept = []
-        with open(self.path, encoding="utf-8") as f:
+        with self.path.open("r", encoding="utf-8") as f:
             for line in f:
                 try:
                     row = json.loads(line)
@@ -43,6 +44,7 @@ class MetricWriter:
                     continue  # a line cut short by a kill
                 if int(row.get("step", 0)) <= step:
                     kept.append(line if line.endswith("\n") else line + "\n")
+        self._close_rows()
         with atomic_write(self.path) as f:
             f.writelines(kept)
 
@@ -50,24 +52,48 @@ class MetricWriter:
         if not self.enabled:
             return
         row = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if self._rows is None:
+            self._rows = paths.Appender(self.path, self._remote_every_s)
+        self._rows.write(json.dumps(row) + "\n")
+        self._rows.flush()
         if self._tb is not None:
             for key, value in metrics.items():
                 self._tb.add_scalar(f"{prefix}/{key}", float(value), int(step))
             self._tb.flush()
 
+    def sync(self) -> None:
+        """Make every row written so far durable (a bucket's rows are otherwise uploaded at
+        most every `remote_every_s`): called before each checkpoint, so the rows a resumed run
+        keeps (those up to its checkpoint) are all there."""
+        if self._rows is not None:
+            self._rows.flush(force=True)
+
+    def _close_rows(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+
     def close(self) -> None:
+        self._close_rows()
         if self._tb is not None:
             self._tb.close()
             self._tb = None
 
 
-def read_metrics(workdir: str | Path) -> list[dict]:
-    path = Path(workdir) / METRICS_FILE
+def summary_writer(folder: PathLike, remote_every_s: float = 30.0):
+    """A tensorboardX SummaryWriter for `folder`, local or on a bucket."""
+    from tensorboardX import SummaryWriter
+
+    if paths.is_remote(folder):
+        from coderl_jax.train.tensorboard import use_epath_for_buckets
+
+        use_epath_for_buckets(remote_every_s)
+    return SummaryWriter(os.fspath(folder))
+
+
+def read_metrics(workdir: PathLike) -> list[dict]:
+    path = paths.as_path(workdir) / METRICS_FILE
     if not path.is_file():
         return []
-    with open(path, encoding="utf-8") as f:
+    with path.open("r", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

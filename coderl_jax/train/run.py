@@ -3,7 +3,6 @@ the loop, and the final model checkpoint (`<workdir>/model`, `checkpoint_io` for
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -12,6 +11,7 @@ from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, DataConfi
                                ModelConfig, OptimizerConfig, RLConfig, TrainConfig,
                                from_config_dict, model_preset)
 from coderl_jax.errors import UserError
+from coderl_jax.paths import PathLike
 
 FINAL_MODEL_DIR = "model"
 # model fields that are run-time choices, taken from the run's config even when the
@@ -107,7 +107,7 @@ def initial_params(run: RunConfig) -> tuple[Any, ModelConfig]:
     return params, model_cfg
 
 
-def train_stage(run: RunConfig, workdir: str | Path, source: Any = None, progress: bool = True,
+def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress: bool = True,
                 save_final: bool = True, devices=None):
     """Train `run.train.stage` in `workdir` (resuming from its latest checkpoint) and save the
     final params to `<workdir>/model`. Returns the loop's TrainResult."""
@@ -117,7 +117,10 @@ def train_stage(run: RunConfig, workdir: str | Path, source: Any = None, progres
 
     distributed.initialize(run.train.multihost)
     mesh = partitioning.make_mesh(run.mesh, devices)
-    workdir = Path(workdir)
+    from coderl_jax import paths
+
+    workdir = paths.absolute(workdir)
+    paths.check_bucket(workdir)
     params = None
     model_cfg = run.model
     if run.train.init_checkpoint:
