@@ -5,9 +5,9 @@ paths, Google Cloud Storage (through gcsfs) for `gs://`. orbax and tensorstore t
 as they are. A bucket has no rename and no append, so the few operations that need them here
 (`replace_dir`, `Appender`) do what a bucket can: write objects whole, newest state last.
 (epath would switch to tf.io.gfile wherever TensorFlow is installed; `EPATH_USE_TF=false`, set
-here unless the environment says otherwise, keeps gcsfs, the client tested.) Point the clients at a GCS emulator with `STORAGE_EMULATOR_HOST` (gcsfs, also
-behind TensorBoard's files, see `train/tensorboard.py`) and `TENSORSTORE_GCS_HTTP_URL` (orbax's
-array writes).
+here unless the environment says otherwise, keeps gcsfs, the client tested.) Point the clients
+at a GCS emulator with `STORAGE_EMULATOR_HOST` (gcsfs, also behind TensorBoard's files, see
+`train/tensorboard.py`) and `TENSORSTORE_GCS_HTTP_URL` (orbax's array writes).
 """
 from __future__ import annotations
 
