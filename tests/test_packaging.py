@@ -107,7 +107,10 @@ def test_packages_listed_in_pyproject_are_the_packages_on_disk():
     setuptools_cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     on_disk = {".".join(p.parent.relative_to(REPO).parts)
                for p in (REPO / "coderl_jax").rglob("__init__.py")}
-    assert set(setuptools_cfg["packages"]) == on_disk | {"coderl_jax.configs"}
+    data = {".".join(p.relative_to(REPO).parts)
+            for p in (REPO / "coderl_jax" / "assets").rglob("*") if p.is_dir()}
+    assert data and set(setuptools_cfg["packages"]) == on_disk | data | {"coderl_jax.configs",
+                                                                           "coderl_jax.assets"}
     assert setuptools_cfg["package-dir"] == {"coderl_jax.configs": "configs"}
     assert (REPO / "configs" / "__init__.py").is_file()
 
