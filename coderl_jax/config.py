@@ -335,8 +335,9 @@ class RLConfig:
     eval_every: int = 0  # held-out evaluation every N steps (0: at the end only)
     # online RL
     num_samples: int = 4  # programs per problem and iteration (batch = problems x samples)
-    temperature: float = 0.6  # CodeRL samples with 0.6 and top-p 0.95
-    top_p: float = 0.95
+    temperature: float = 0.6  # CodeRL samples with 0.6, top-p 0.95 and top-k 50 (the
+    top_p: float = 0.95  # default of the transformers 4.16 `generate` its generate.py ran)
+    top_k: int = 50  # 0: off
     max_new_tokens: int = 0  # 0: data.max_target_len
     overlap_depth: int = 1  # executions in flight while the device samples/learns (0: serial)
     workers: int = 2  # sandbox processes

@@ -40,6 +40,7 @@ def get_config(topology: str | None = None):
     cfg.rl.num_samples = 4
     cfg.rl.temperature = 0.6
     cfg.rl.top_p = 0.95
+    cfg.rl.top_k = 50  # CodeRL's: the default of the transformers 4.16 generate it ran
     cfg.rl.overlap_depth = 1
     cfg.rl.workers = 32
     cfg.rl.timeout = 4.0

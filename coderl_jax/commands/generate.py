@@ -33,7 +33,8 @@ def register(sub) -> None:
                    help="programs per problem (default 1)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: off)")
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k likeliest, 0: off (CodeRL ran 50)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (one program per problem)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")

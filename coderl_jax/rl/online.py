@@ -149,7 +149,8 @@ class OnlineSource:
         common = dict(mesh=self.mesh, rules=self.rules, batch_size=self.batch_rows,
                       max_new_tokens=self.max_new_tokens, max_source_len=self.data.max_source_len)
         self.sampler = Sampler(self.model_config, params, sampling=SamplingConfig(
-            temperature=self.rl.temperature, top_p=self.rl.top_p), **common)
+            temperature=self.rl.temperature, top_p=self.rl.top_p, top_k=self.rl.top_k),
+            **common)
         if self.rl.baseline == "greedy":
             greedy_rows = self.problems_per_batch
             self.greedy_sampler = Sampler(self.model_config, params,
