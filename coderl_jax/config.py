@@ -272,7 +272,9 @@ class TrainConfig:
     init_checkpoint: str = ""  # initial params (e.g. converted CodeT5); "" = random init
     # RL (offline_rl / online_rl): loss = rl_weight * RL + ce_weight * CE on ground truth
     # ("sum": every step, CodeRL pairs each sampled program with a ground-truth one) or one of
-    # the two on alternate steps ("alternate": even steps RL, odd steps CE).
+    # the two on alternate steps ("alternate": even steps RL, odd steps CE) or, as CodeRL's
+    # trainer, on alternate microbatches of each update ("micro_alternate": even micro-steps CE,
+    # odd RL, per-sequence token means, update = mean of micro-losses; rl.mode=paper_faithful).
     rl_mix: str = "sum"
     rl_weight: float = 1.0
     ce_weight: float = 1.0
@@ -317,8 +319,9 @@ class RLConfig:
     """Settings of the critic, offline_rl and online_rl stages (the `rl` config section).
 
     `mode="paper_faithful"` reproduces CodeRL's quirks: encoder inputs padded with EOS and no
-    attention mask, the critic max-pooled over padded decoder positions, and RL / CE on
-    alternate steps (it sets train.rl_mix="alternate" and train.critic_pool_padding=True);
+    attention mask, the critic max-pooled over padded decoder positions, and CE / RL on
+    alternate micro-steps (it sets train.rl_mix="micro_alternate" and
+    train.critic_pool_padding=True);
     `"fixed"` uses real masks and keeps train.rl_mix / critic_pool_padding as configured.
     """
 
@@ -342,5 +345,6 @@ class RLConfig:
     overlap_depth: int = 1  # executions in flight while the device samples/learns (0: serial)
     workers: int = 2  # sandbox processes
     timeout: float = 4.0  # seconds per test
+    harness: str = ""  # real | coderl (CodeRL's in-process labels); "": coderl iff paper_faithful
     critic_refresh_every: int = 0  # retrain the critic on new outcomes every N steps (0: never)
     critic_refresh_steps: int = 1  # critic updates per refresh

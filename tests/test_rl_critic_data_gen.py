@@ -159,7 +159,8 @@ def test_critic_commands_reject_bad_input(tmp_path, capsys):
 
 def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
     """--top-k / --temperature / --top-p / --max-new-tokens become the Sampler's settings; the
-    defaults are CodeRL's (top-k 50 and 511 new tokens: transformers 4.16's generate)."""
+    defaults are CodeRL's (top-k 50 and 511 new tokens: transformers 4.16's generate); --harness
+    reaches the execution pool."""
     from coderl_jax.inference import sampler as sampler_lib
 
     seen = []
@@ -170,6 +171,16 @@ def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
             super().__init__(*a, **kw)
 
     monkeypatch.setattr(sampler_lib, "Sampler", Spy)
+    from coderl_jax.execution import pool as pool_lib
+
+    harnesses = []
+
+    class PoolSpy(pool_lib.ExecutionPool):
+        def __init__(self, *a, **kw):
+            harnesses.append(kw.get("harness", "real"))
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(pool_lib, "ExecutionPool", PoolSpy)
     from coderl_jax.models import t5
 
     checkpoint_io.save_model(tmp_path / "actor", t5.init_params(TINY, jax.random.key(1)), TINY)
@@ -177,8 +188,10 @@ def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
               "--split", "train", "--limit", "1", "--num-samples", "1", "--no-tfds",
               "--max-source-len", "64", "--no-greedy"]
     assert main(common + ["--out", str(tmp_path / "a"), "--max-new-tokens", "4",
-                          "--top-k", "7", "--top-p", "0.5", "--temperature", "0.3"]) == 0
+                          "--top-k", "7", "--top-p", "0.5", "--temperature", "0.3",
+                          "--harness", "coderl"]) == 0
     assert main(common + ["--out", str(tmp_path / "b")]) == 0
     (a, a_len), (b, b_len) = seen
     assert (a.top_k, a.top_p, a.temperature, a_len) == (7, 0.5, 0.3, 4)
     assert (b.top_k, b.top_p, b.temperature, b_len) == (50, 0.95, 0.6, 511)
+    assert harnesses == ["coderl", "real"]

@@ -43,6 +43,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--workers", type=int, default=2, help="sandbox processes")
     p.add_argument("--timeout", type=float, default=4.0, help="seconds per test")
+    p.add_argument("--harness", choices=("real", "coderl"), default="real",
+                   help="how programs run, as `coderl run-tests --harness` (coderl: CodeRL's "
+                        "in-process labels)")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--no-tfds", action="store_true", help="do not build the TFDS dataset")
     p.set_defaults(func=run)
@@ -77,6 +80,7 @@ def run(args) -> int:
         top_k=args.top_k,
         max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
         batch_size=args.batch_size, seed=args.seed, workers=args.workers, timeout=args.timeout,
-        mesh=make_mesh(), greedy=not args.no_greedy, tfds=not args.no_tfds)
+        mesh=make_mesh(), greedy=not args.no_greedy, tfds=not args.no_tfds,
+        harness=args.harness)
     print(json.dumps(summary))
     return 0

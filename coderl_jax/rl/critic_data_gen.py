@@ -94,7 +94,7 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
                          max_source_len: int = 600, batch_size: int = 8, seed: int = 0,
                          workers: int = 2, timeout: float = 4.0, mesh=None,
                          greedy: bool = True, tfds: bool = True,
-                         progress: bool = True) -> dict:
+                         progress: bool = True, harness: str = "real") -> dict:
     """Sample, execute and write the critic data of `problems` under `out` (module docstring).
 
     `actor`: a checkpoint path, or `(model_config, params)`. Returns the summary dict.
@@ -129,7 +129,7 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
     t_sample = time.perf_counter() - t0
     table = problems_by_id(list(problems))
     t1 = time.perf_counter()
-    with ExecutionPool(workers=workers, timeout=timeout) as pool:
+    with ExecutionPool(workers=workers, timeout=timeout, harness=harness) as pool:
         samples = execute_rows(pool, table, samples, "execute", progress)
         greedy_rows = execute_rows(pool, table, greedy_rows, "execute greedy", progress)
         cache = pool.stats()

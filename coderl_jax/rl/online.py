@@ -93,7 +93,8 @@ class OnlineSource:
             raise UserError("rl.baseline='mean_others' needs rl.num_samples >= 2")
         self.problems_per_batch = self.batch_rows // n
         self.max_new_tokens = self.rl.max_new_tokens or self.data.max_target_len
-        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout)
+        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout,
+                                  harness=self.rl.harness or "real")
         self.queue = ExecutionQueue(self.rl.overlap_depth)
         self.delivered = 0  # batches handed to the training loop
         self.launched = 0
