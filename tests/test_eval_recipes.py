@@ -270,3 +270,13 @@ def test_apps_and_mbpp_recipes_sample_as_coderl(recipe, tmp_path):
     human = eval_recipes.build_steps(_recipe_module("configs/eval_humaneval.py").get_config(),
                                      paths)[0].argv
     assert human[human.index("--top-k") + 1] == "0"  # the Codex paper's setting, not CodeRL's
+
+
+def test_recipe_prompt_style_reaches_generate(tmp_path):
+    cfg = _recipe_module("configs/eval_apps.py").get_config()
+    paths = {"checkpoint": "C", "critic": None, "repair_checkpoint": None, "tokenizer": None,
+             "problems": "P", "workdir": str(tmp_path)}
+    assert "--prompt-style" not in eval_recipes.build_steps(cfg, paths)[0].argv
+    cfg.prompt_style = "generate"
+    gen = eval_recipes.build_steps(cfg, paths)[0].argv
+    assert gen[gen.index("--prompt-style") + 1] == "generate"

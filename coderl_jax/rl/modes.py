@@ -26,7 +26,8 @@ Point by point against CodeRL's code (the README's table):
   AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5_large*.py; bfloat16 and
                                                       optax AdamW / decay mask deliberate
   codet5-base critic from pretrained weights          configs/codet5_base_critic.py
-  generate-style prompts, re-tokenised RL targets     not yet
+  generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; RL: not
+                                                      yet
   plain source cut in training                        not yet
   in-process execution labels                         rl.harness (coderl under paper_faithful:
                                                       online RL), `--harness coderl` of
