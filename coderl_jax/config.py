@@ -280,6 +280,12 @@ class TrainConfig:
     ce_weight: float = 1.0
     # Critic: CodeRL max-pools the error head over every decoder position, padding included.
     critic_pool_padding: bool = False
+    # A source longer than data.max_source_len: "eos" keeps a final </s> (HF truncation, as
+    # CodeRL's generate.py), "plain" just cuts (CodeRL's training data; rl.mode=paper_faithful).
+    source_cut: str = "eos"
+    # Warm-up CE: False = mean over the batch's real target tokens; True = mean over sequences of
+    # per-sequence token means (CodeRL: one sequence per micro-batch; rl.mode=paper_faithful).
+    sequence_mean: bool = False
     multihost: bool = False  # jax.distributed.initialize (or env CODERL_MULTIHOST=1)
 
 

@@ -139,3 +139,37 @@ def test_with_one_microbatch_updates_alternate_ce_first(models):
         other = "rl_loss" if kind == "ce_loss" else "ce_loss"
         assert float(sums[kind]) != 0.0 and float(sums[other]) == 0.0
         np.testing.assert_allclose(float(sums["loss"]), float(sums[kind]), rtol=1e-6)
+
+
+def test_paper_faithful_warmup_update_equals_coderl_per_sequence_means(models):
+    """CodeRL's warm-up (HF Trainer, batch 1 per device, --grad-acc-steps 4): the update's
+    gradient is that of the mean over micro-batches of per-sequence token-mean CE."""
+    model, config, params = models
+    batch = modes.apply_to_batch(make_batch(14, batch=8), "paper_faithful")
+    model.zero_grad()
+    total = 0.0
+    for i in range(M):
+        rows = range(i, 8, M)
+        micro = [model(input_ids=torch.tensor(batch["encoder_ids"][r], dtype=torch.long)[None],
+                       labels=_labels(batch["targets"][r], batch["target_mask"][r])).loss
+                 for r in rows]
+        loss = torch.stack(micro).mean() / M
+        loss.backward()
+        total += float(loss.detach())
+    want = convert.hf_state_to_params({n: p.grad.detach().numpy().copy()
+                                       for n, p in model.named_parameters()
+                                       if p.grad is not None}, config)
+    opts = steps.StepOptions(dropout=False, num_microbatches=M, sequence_mean=True)
+    objective = steps.actor_objective(t5.T5(config), opts)
+    grads, sums = jax.jit(lambda p, b: steps.accumulate_gradients(
+        objective, p, b, jax.random.key(0), jnp.asarray(0, jnp.int32), num_microbatches=M))(
+        params, {k: jnp.asarray(v) for k, v in batch.items()})
+    ref = jax.tree.leaves(want)
+    scale = max(float(np.abs(x).max()) for x in ref)
+    for got, exp in zip(jax.tree.leaves(grads), ref):
+        np.testing.assert_allclose(np.asarray(got), exp, rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(float(sums["loss"]), total, rtol=1e-5)
+    pooled = steps.actor_objective(t5.T5(config), steps.StepOptions(dropout=False))
+    _, pooled_sums = steps.accumulate_gradients(pooled, params, batch, jax.random.key(0),
+                                                jnp.asarray(0, jnp.int32))
+    assert abs(float(pooled_sums["loss"]) - total) > 1e-4 * total  # token-pooled differs

@@ -210,3 +210,32 @@ def test_harness_follows_the_mode_unless_set():
     cfg.rl.harness = "inprocess"
     with pytest.raises(UserError, match="rl.harness"):
         run_config(cfg)
+
+
+def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
+    """CodeRL's sample_task cuts `input_ids[:600]` (no final </s>); HF truncation, which
+    `fixed` and every sampler use, keeps one."""
+    from coderl_jax.data.pipeline import truncate_source
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.run import base_config, run_config
+    from coderl_jax.train.sources import make_source
+
+    assert truncate_source([1, 5, 6, 7, 2], 3, 2) == [1, 5, 2]
+    assert truncate_source([1, 5, 6, 7, 2], 3, 2, plain=True) == [1, 5, 6]
+    assert truncate_source([1, 5, 2], 3, 2, plain=True) == [1, 5, 2]
+    batches = {}
+    for mode in ("fixed", "paper_faithful"):
+        cfg = base_config("tiny", "warmup")
+        cfg.train.batch_size = 2
+        cfg.data.problems, cfg.data.split = "demo", "train"
+        cfg.data.tokenizer = str(tokenizer_dir)
+        cfg.data.max_source_len, cfg.data.max_target_len = 8, 8  # every demo prompt is longer
+        cfg.rl.mode = mode
+        run = run_config(cfg)
+        assert run.train.source_cut == ("plain" if mode == "paper_faithful" else "eos")
+        assert run.train.sequence_mean == (mode == "paper_faithful")
+        batches[mode] = next(make_source("warmup", run.data, run.train,
+                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+    fixed, faithful = batches["fixed"]["encoder_ids"], batches["paper_faithful"]["encoder_ids"]
+    assert (fixed[:, -1] == 2).all() and (faithful[:, -1] != 2).all()
+    np.testing.assert_array_equal(fixed[:, :-1], faithful[:, :-1])

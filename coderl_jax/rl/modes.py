@@ -20,7 +20,8 @@ Users who could not reproduce CodeRL's RL gains can train both ways and compare.
 
 Point by point against CodeRL's code (the README's table):
   micro-step CE/RL alternation, accumulation 4        paper_faithful (micro_alternate)
-  per-sequence token means                            paper_faithful (micro_alternate)
+  per-sequence token means                            paper_faithful (micro_alternate; warm-up:
+                                                      train.sequence_mean)
   top-k 50 / 511 new tokens (transformers 4.16)       CodeRL-claiming commands and recipes
   EOS-padded unmasked sources in every stage          paper_faithful, warm-up included
   AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5_large*.py; bfloat16 and
@@ -28,7 +29,7 @@ Point by point against CodeRL's code (the README's table):
   codet5-base critic from pretrained weights          configs/codet5_base_critic.py
   generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; RL: not
                                                       yet
-  plain source cut in training                        not yet
+  plain source cut in training                        paper_faithful (train.source_cut="plain")
   in-process execution labels                         rl.harness (coderl under paper_faithful:
                                                       online RL), `--harness coderl` of
                                                       run-tests and critic-data
@@ -68,7 +69,8 @@ def apply_mode(run):
     run = dataclasses.replace(run, rl=dataclasses.replace(rl, harness=harness))
     if rl.mode == "paper_faithful":
         train = dataclasses.replace(run.train, rl_mix="micro_alternate",
-                                    critic_pool_padding=True)
+                                    critic_pool_padding=True, source_cut="plain",
+                                    sequence_mean=True)
         run = dataclasses.replace(run, train=train)
     return run
 

@@ -280,7 +280,7 @@ class OnlineSource:
                                   greedy if self.rl.baseline == "greedy" else None)
         cfg = PipelineConfig(batch_size=self.batch_rows, max_source_len=self.data.max_source_len,
                              max_target_len=self.data.max_target_len, shuffle=False,
-                             num_epochs=1)
+                             num_epochs=1, source_cut=self.train.source_cut)
         batch = Collate(self.tokenizer, cfg, "rl")(rl_examples(self.table, rows))
         if self.gt is not None:
             gt = next(self.gt)
@@ -427,7 +427,8 @@ class CriticRefresher:
 
         cfg = PipelineConfig(batch_size=batch_rows, max_source_len=data.max_source_len,
                              max_target_len=data.max_target_len, shuffle=False, num_epochs=1,
-                             num_classes=self.scorer.num_classes)
+                             num_classes=self.scorer.num_classes,
+                             source_cut="plain" if mode == "paper_faithful" else "eos")
         examples = critic_examples(table, rows, self.scorer.num_classes)
         rng = np.random.default_rng(self.calls)
         self.calls += 1

@@ -58,7 +58,8 @@ def _pipeline_config(data: DataConfig, train: TrainConfig, num_classes: int = 4)
     per_host = train.batch_size // jax.process_count()
     return PipelineConfig(batch_size=per_host, max_source_len=data.max_source_len,
                           max_target_len=data.max_target_len, seed=data.shuffle_seed,
-                          shuffle=True, num_epochs=None, num_classes=num_classes)
+                          shuffle=True, num_epochs=None, num_classes=num_classes,
+                          source_cut=train.source_cut)
 
 
 def _problems(data: DataConfig):

@@ -41,6 +41,7 @@ class StepOptions:
     rl_weight: float = 1.0
     ce_weight: float = 1.0
     critic_pool_padding: bool = False
+    sequence_mean: bool = False  # warm-up CE: mean of per-sequence token means (CodeRL)
 
 
 class Objective(NamedTuple):
@@ -80,16 +81,25 @@ def _actor_terms(model, opts: StepOptions, params, rng, enc_ids, enc_mask, targe
 
 
 def actor_objective(model: nn.Module, opts: StepOptions) -> Objective:
-    """Warm-up: token cross-entropy on ground-truth programs, mean over real target tokens."""
+    """Warm-up: token cross-entropy on ground-truth programs, mean over real target tokens, or
+    with `sequence_mean` the mean over sequences of per-sequence token means (CodeRL trains one
+    sequence per micro-batch, so its update weighs sequences equally)."""
 
     def denominators(batch):
-        return {"tokens": _safe(_count(batch["target_mask"]))}
+        d = {"tokens": _safe(_count(batch["target_mask"]))}
+        if opts.sequence_mean:
+            d["rows"] = _safe((batch["target_mask"].sum(axis=-1) > 0).sum().astype(jnp.float32))
+        return d
 
     def loss(params, mb, rng, d, step):
         logits = _actor_terms(model, opts, params, rng, mb["encoder_ids"], mb["encoder_mask"],
                               mb["targets"], mb["target_mask"])
         nll, correct = losses.cross_entropy_sum(logits, mb["targets"], mb["target_mask"])
         value = nll / d["tokens"]
+        if opts.sequence_mean:
+            token_nll, _ = losses.token_nll_and_correct(logits, mb["targets"])
+            per_row, _ = _row_means(token_nll, mb["target_mask"])  # [b]; 0 for empty rows
+            value = per_row.sum() / d["rows"]
         return value, {"loss": value, "accuracy": correct / d["tokens"],
                        "tokens": _count(mb["encoder_mask"]) + _count(mb["target_mask"])}
 
