@@ -272,12 +272,20 @@ class TrainConfig:
     init_checkpoint: str = ""  # initial params (e.g. converted CodeT5); "" = random init
     # RL (offline_rl / online_rl): loss = rl_weight * RL + ce_weight * CE on ground truth
     # ("sum": every step, CodeRL pairs each sampled program with a ground-truth one) or one of
-    # the two on alternate steps ("alternate": even steps RL, odd steps CE).
+    # the two on alternate steps ("alternate": even steps RL, odd steps CE) or, as CodeRL's
+    # trainer, on alternate microbatches of each update ("micro_alternate": even micro-steps CE,
+    # odd RL, per-sequence token means, update = mean of micro-losses; rl.mode=paper_faithful).
     rl_mix: str = "sum"
     rl_weight: float = 1.0
     ce_weight: float = 1.0
     # Critic: CodeRL max-pools the error head over every decoder position, padding included.
     critic_pool_padding: bool = False
+    # A source longer than data.max_source_len: "eos" keeps a final </s> (HF truncation, as
+    # CodeRL's generate.py), "plain" just cuts (CodeRL's training data; rl.mode=paper_faithful).
+    source_cut: str = "eos"
+    # Warm-up CE: False = mean over the batch's real target tokens; True = mean over sequences of
+    # per-sequence token means (CodeRL: one sequence per micro-batch; rl.mode=paper_faithful).
+    sequence_mean: bool = False
     multihost: bool = False  # jax.distributed.initialize (or env CODERL_MULTIHOST=1)
 
 
@@ -317,8 +325,9 @@ class RLConfig:
     """Settings of the critic, offline_rl and online_rl stages (the `rl` config section).
 
     `mode="paper_faithful"` reproduces CodeRL's quirks: encoder inputs padded with EOS and no
-    attention mask, the critic max-pooled over padded decoder positions, and RL / CE on
-    alternate steps (it sets train.rl_mix="alternate" and train.critic_pool_padding=True);
+    attention mask, the critic max-pooled over padded decoder positions, and CE / RL on
+    alternate micro-steps (it sets train.rl_mix="micro_alternate" and
+    train.critic_pool_padding=True);
     `"fixed"` uses real masks and keeps train.rl_mix / critic_pool_padding as configured.
     """
 
@@ -335,11 +344,13 @@ class RLConfig:
     eval_every: int = 0  # held-out evaluation every N steps (0: at the end only)
     # online RL
     num_samples: int = 4  # programs per problem and iteration (batch = problems x samples)
-    temperature: float = 0.6  # CodeRL samples with 0.6 and top-p 0.95
-    top_p: float = 0.95
+    temperature: float = 0.6  # CodeRL samples with 0.6, top-p 0.95 and top-k 50 (the
+    top_p: float = 0.95  # default of the transformers 4.16 `generate` its generate.py ran)
+    top_k: int = 50  # 0: off
     max_new_tokens: int = 0  # 0: data.max_target_len
     overlap_depth: int = 1  # executions in flight while the device samples/learns (0: serial)
     workers: int = 2  # sandbox processes
     timeout: float = 4.0  # seconds per test
+    harness: str = ""  # real | coderl (CodeRL's in-process labels); "": coderl iff paper_faithful
     critic_refresh_every: int = 0  # retrain the critic on new outcomes every N steps (0: never)
     critic_refresh_steps: int = 1  # critic updates per refresh

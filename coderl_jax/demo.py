@@ -124,7 +124,8 @@ def evaluate_actor(model_config, params, problems, tokenizer, ev, seed: int, poo
 
     t0 = time.perf_counter()
     rows = sample_rows(model_config, params, problems, tokenizer, num_samples=ev.num_samples,
-                       sampling=SamplingConfig(temperature=ev.temperature, top_p=ev.top_p),
+                       sampling=SamplingConfig(temperature=ev.temperature, top_p=ev.top_p,
+                                               top_k=ev.top_k),
                        batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens,
                        max_source_len=ev.max_source_len, seed=seed, progress=progress)
     t1 = time.perf_counter()
@@ -264,6 +265,7 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
             load_actor("warmup"), train_problems[:cd.limit] if cd.limit else train_problems,
             workdir / "critic_data", tokenizer=tokenizer,
             num_samples=cd.num_samples, temperature=cd.temperature, top_p=cd.top_p,
+            top_k=cd.top_k,
             max_new_tokens=cd.max_new_tokens, max_source_len=ev.max_source_len,
             batch_size=cd.batch_size, seed=seed, workers=cd.workers, timeout=cd.timeout,
             progress=progress))
@@ -296,8 +298,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
     c = cfg.critical_sampling
     cs_cfg = cs.CriticalSamplingConfig(
         num_samples=c.num_samples, rounds=c.rounds, top_m=c.top_m, temperature=c.temperature,
-        top_p=c.top_p, max_new_tokens=c.max_new_tokens, max_source_len=ev.max_source_len,
-        max_target_len=c.max_new_tokens, batch_size=c.batch_size, seed=seed,
+        top_p=c.top_p, top_k=c.top_k, max_new_tokens=c.max_new_tokens,
+        max_source_len=ev.max_source_len, max_target_len=c.max_new_tokens, batch_size=c.batch_size, seed=seed,
         workers=int(ev.workers), timeout=float(ev.timeout))
 
     def critical() -> dict:

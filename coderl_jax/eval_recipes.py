@@ -85,6 +85,8 @@ def build_steps(cfg: ml_collections.ConfigDict, paths: dict) -> list[Step]:
     gen = ["generate", "--checkpoint", paths["checkpoint"], *tok, *src,
            "--out", f"{w}/samples.jsonl", "--num-samples", str(cfg.num_samples),
            "--temperature", str(cfg.temperature), "--top-p", str(cfg.top_p),
+           "--top-k", str(cfg.top_k), *(["--prompt-style", cfg.prompt_style]
+                                         if cfg.prompt_style != "train" else []),
            "--max-new-tokens", str(cfg.max_new_tokens), "--batch-size", str(cfg.batch_size),
            "--seed", str(cfg.seed), *limit, "--resume"]
     run = ["run-tests", *src, "--programs", f"{w}/samples.jsonl", "--workers", str(cfg.workers),
@@ -225,9 +227,12 @@ def main(get_config: Callable[[], ml_collections.ConfigDict], argv: list[str] | 
 
 
 def recipe_config(name: str, **values) -> ml_collections.ConfigDict:
-    """A recipe ConfigDict with every field (defaults: CodeRL's sampling settings)."""
+    """A recipe ConfigDict with every field (defaults: CodeRL's sampling settings, `generate.py`
+    run with transformers 4.16: temperature 0.6, top-p 0.95, top-k 50 -- that version's silent
+    default -- and max_length=512 counting the decoder start token, so 511 new tokens)."""
     base = dict(name=name, method="sample", problems="", split="", limit=0, num_samples=1,
-                temperature=0.6, top_p=0.95, max_new_tokens=512, batch_size=8, seed=0,
+                temperature=0.6, top_p=0.95, top_k=50, max_new_tokens=511, batch_size=8, seed=0,
+                prompt_style="train",
                 workers=8, timeout=4.0, ks=(1,), ns=(), example_tests=False,
                 cs_config="configs/critical_sampling_apps.py", cs_ks=(1, 5, 100),
                 cs_overrides={})

@@ -7,9 +7,10 @@ warmed-up actor with every ground-truth solution counted as passed.
         --config.train.init_checkpoint=runs/codet5_large_warmup/model \
         --config.data.problems=<APPS>/train --config.data.programs=runs/critic_data
 
-CodeRL's recipe (scripts/train_critic_deepspeed.sh): lr 2e-5, constant after warm-up, weight
-decay 0.05, 10 epochs, 4 outcome classes; its released critic uses CodeT5-base (start from a
-converted codet5-base checkpoint for that; the architecture comes from init_checkpoint).
+CodeRL's recipe (scripts/train_critic_deepspeed.sh): AdamW, constant lr 2e-5 with no warm-up,
+weight decay 0.05, clipping 1.0, 10 epochs, 4 outcome classes (deliberate changes: bfloat16, a
+step count, the optimizer details named in configs/codet5_large.py, and the size: CodeRL trained
+a codet5-base critic from pretrained weights: configs/codet5_base_critic.py).
 2% of the problems are held out: at the end the run prints the held-out accuracy per class
 against the majority class (also metrics.jsonl `heldout/...` and critic_eval.json). Writes
 checkpoints/ every 1000 steps and the critic in model/ (rl.critic_checkpoint of the RL configs).
@@ -31,7 +32,8 @@ def get_config(topology: str | None = None):
     cfg.optimizer.learning_rate = 2e-5
     cfg.optimizer.weight_decay = 0.05
     cfg.optimizer.schedule = "constant"
-    cfg.optimizer.warmup_steps = 500
+    cfg.optimizer.warmup_steps = 0
+    cfg.optimizer.grad_clip_norm = 1.0
     cfg.checkpoint.every_steps = 1000
     cfg.checkpoint.keep = 3
     cfg.data.problems = "data/APPS/train"

@@ -5,11 +5,13 @@
         --config.rl.critic_checkpoint=runs/codet5_large_critic/model \
         --config.data.problems=<APPS>/train
 
-Each step: 8 problems x 4 samples (top-p 0.95) + a greedy program per problem from the current
+Each step: 8 problems x 4 samples (top-p 0.95, top-k 50) + a greedy program per problem from the current
 params, executed by 32 sandbox workers while the device learns from the previous batch and
 samples the next (rl.overlap_depth=1), one RL + CE update. Prints the device idle fraction and the
 execution-cache hit rate at the end (online_stats.json, metrics.jsonl `online/...`). Sampling
 runs on one process (multi-host online RL is not supported yet; use offline RL across hosts).
+Online RL is not in CodeRL's code; it keeps CodeRL's optimizer (AdamW, constant lr 2e-5, no
+warm-up, weight decay 0.05, clipping 1.0) and sampling (temperature 0.6, top-p 0.95, top-k 50).
 """
 from coderl_jax.topologies import apply_topology
 from coderl_jax.train.run import base_config
@@ -28,7 +30,8 @@ def get_config(topology: str | None = None):
     cfg.optimizer.learning_rate = 2e-5
     cfg.optimizer.weight_decay = 0.05
     cfg.optimizer.schedule = "constant"
-    cfg.optimizer.warmup_steps = 50
+    cfg.optimizer.warmup_steps = 0
+    cfg.optimizer.grad_clip_norm = 1.0
     cfg.checkpoint.every_steps = 100
     cfg.checkpoint.keep = 3
     cfg.data.problems = "data/APPS/train"
@@ -40,6 +43,7 @@ def get_config(topology: str | None = None):
     cfg.rl.num_samples = 4
     cfg.rl.temperature = 0.6
     cfg.rl.top_p = 0.95
+    cfg.rl.top_k = 50  # CodeRL's: the default of the transformers 4.16 generate it ran
     cfg.rl.overlap_depth = 1
     cfg.rl.workers = 32
     cfg.rl.timeout = 4.0

@@ -14,6 +14,6 @@ import ml_collections
 def get_config():
     return ml_collections.ConfigDict(dict(
         problems="demo", split="heldout", num_samples=8, rounds=1, top_m=2, temperature=0.6,
-        top_p=0.95, max_new_tokens=256, max_source_len=256, repair_max_source_len=512,
+        top_p=0.95, top_k=0, max_new_tokens=256, max_source_len=256, repair_max_source_len=512,
         max_target_len=256, batch_size=16, critic_batch_size=32, workers=2, timeout=4.0,
         block_size=16))

@@ -6,8 +6,9 @@ each problem folder, see the README section "Evaluation and critical sampling"):
     python configs/eval_apps.py --checkpoint $CKPT --tokenizer $TOK --problems $APPS_TEST \
         --workdir $W
 
-runs `coderl generate` (1000 programs per problem, temperature 0.6, top-p 0.95, at most 512 new
-tokens: CodeRL's generate.sh / generate.py settings) -> `coderl run-tests` on the hidden tests ->
+runs `coderl generate` (1000 programs per problem, temperature 0.6, top-p 0.95, top-k 50, at most
+511 new tokens: CodeRL's generate.sh / generate.py settings under transformers 4.16, whose
+`generate` silently applies top-k 50 and counts the decoder start token in max_length=512) -> `coderl run-tests` on the hidden tests ->
 `coderl run-tests --example-tests` -> `coderl evaluate` (pass@1/5/1000 with the unbiased
 estimator; n@k: programs passing the example tests ranked by log-probability, exact expectation
 over k-subsets; per difficulty). Writes $W/samples.jsonl, results.jsonl, example_results.jsonl,
@@ -31,7 +32,7 @@ from coderl_jax.eval_recipes import main, recipe_config
 def get_config():
     return recipe_config(
         "eval_apps", problems="data/APPS/test", num_samples=1000, temperature=0.6, top_p=0.95,
-        max_new_tokens=512, batch_size=50, timeout=4.0, ks=(1, 5, 1000), ns=(1, 5),
+        top_k=50, max_new_tokens=511, batch_size=50, timeout=4.0, ks=(1, 5, 1000), ns=(1, 5),
         example_tests=True, cs_config="configs/critical_sampling_apps.py", cs_ks=(1, 5, 100))
 
 

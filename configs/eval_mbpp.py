@@ -7,8 +7,8 @@ never trained on MBPP. Run from the repository root:
         --workdir $W
 
 ($MBPP: the `mbpp.jsonl` of the MBPP release) runs `coderl generate` (80 programs per problem;
-temperature 0.6 / top-p 0.95, CodeRL's APPS sampling settings, since its MBPP settings are not in
-its released code) -> `coderl run-tests` (every assert of test_list) -> `coderl evaluate`
+temperature 0.6 / top-p 0.95 / top-k 50 / 511 new tokens, CodeRL's APPS sampling settings under
+transformers 4.16, since its MBPP settings are not in its released code) -> `coderl run-tests` (every assert of test_list) -> `coderl evaluate`
 (pass@1 and pass@80). Writes $W/samples.jsonl, results.jsonl, metrics.json and settings.json.
 """
 import sys
@@ -19,7 +19,7 @@ from coderl_jax.eval_recipes import main, recipe_config
 def get_config():
     return recipe_config(
         "eval_mbpp", problems="data/mbpp/mbpp.jsonl", split="test", num_samples=80,
-        temperature=0.6, top_p=0.95, max_new_tokens=512, batch_size=40, timeout=4.0,
+        temperature=0.6, top_p=0.95, top_k=50, max_new_tokens=511, batch_size=40, timeout=4.0,
         ks=(1, 80), example_tests=False)
 
 

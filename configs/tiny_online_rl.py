@@ -34,6 +34,7 @@ def get_config():
     cfg.rl.num_samples = 4
     cfg.rl.temperature = 0.6
     cfg.rl.top_p = 0.95
+    cfg.rl.top_k = 50  # CodeRL's: the default of the transformers 4.16 generate it ran
     cfg.rl.overlap_depth = 1
     cfg.rl.workers = 2
     cfg.rl.timeout = 4.0

@@ -252,3 +252,31 @@ def test_critical_sampling_and_repair_commands_run(env, capsys, monkeypatch):
     assert mined["pairs"] >= 1
     compare = json.loads((w / "compare.json").read_text())
     assert compare["budget"] == 4 and set(compare) >= {"plain", "critical", "origins"}
+
+
+@pytest.mark.parametrize("recipe", ["configs/eval_apps.py", "configs/eval_mbpp.py"])
+def test_apps_and_mbpp_recipes_sample_as_coderl(recipe, tmp_path):
+    """CodeRL's generate.py under transformers 4.16: temperature 0.6, top-p 0.95, the silent
+    default top-k 50, max_length=512 counting the decoder start token (511 new tokens); the
+    generate command gets each, and settings.json records them."""
+    cfg = _recipe_module(recipe).get_config()
+    paths = {"checkpoint": "C", "critic": None, "repair_checkpoint": None, "tokenizer": None,
+             "problems": "P", "workdir": str(tmp_path)}
+    gen = eval_recipes.build_steps(cfg, paths)[0].argv
+    flags = dict(zip(gen[1::2], gen[2::2]))
+    assert gen[0] == "generate"
+    assert {f: flags[f] for f in ("--temperature", "--top-p", "--top-k", "--max-new-tokens")} \
+        == {"--temperature": "0.6", "--top-p": "0.95", "--top-k": "50", "--max-new-tokens": "511"}
+    human = eval_recipes.build_steps(_recipe_module("configs/eval_humaneval.py").get_config(),
+                                     paths)[0].argv
+    assert human[human.index("--top-k") + 1] == "0"  # the Codex paper's setting, not CodeRL's
+
+
+def test_recipe_prompt_style_reaches_generate(tmp_path):
+    cfg = _recipe_module("configs/eval_apps.py").get_config()
+    paths = {"checkpoint": "C", "critic": None, "repair_checkpoint": None, "tokenizer": None,
+             "problems": "P", "workdir": str(tmp_path)}
+    assert "--prompt-style" not in eval_recipes.build_steps(cfg, paths)[0].argv
+    cfg.prompt_style = "generate"
+    gen = eval_recipes.build_steps(cfg, paths)[0].argv
+    assert gen[gen.index("--prompt-style") + 1] == "generate"

@@ -196,3 +196,22 @@ def test_missing_checkpoint_and_unknown_source(checkpoint, tokenizer_dir_module,
     with pytest.raises(SystemExit) as e:
         _generate(checkpoint, tokenizer_dir_module, tmp_path / "o.jsonl", "--top-p", "x")
     assert e.value.code == 2
+
+
+def test_prompt_style_generate_encodes_coderl_generate_prompt(checkpoint, tokenizer_dir_module,
+                                                              tokenizer, tmp_path):
+    """--prompt-style generate feeds the prompt CodeRL's generate.py builds, which differs from
+    the training prompt the default feeds."""
+    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.sources import load_problems
+
+    problems = {p.problem_id: p for p in load_problems("demo")[:N_PROBLEMS]}
+    for style in ("train", "generate"):
+        out = tmp_path / f"{style}.jsonl"
+        assert _generate(checkpoint, tokenizer_dir_module, out, "--greedy",
+                         "--prompt-style", style) == 0
+        for row in _rows(out):
+            want = tokenizer.encode(build_prompt(problems[row["problem_id"]], style))
+            assert row["prompt_ids"] == want[:600]
+    assert build_prompt(next(iter(problems.values())), "generate") != \
+        build_prompt(next(iter(problems.values())), "train")

@@ -152,3 +152,46 @@ def test_critic_commands_reject_bad_input(tmp_path, capsys):
     assert main(["critic-data", "--checkpoint", str(tmp_path), "--problems", "demo",
                  "--out", str(tmp_path / "o"), "--num-samples", "0"]) == 2
     assert "--num-samples must be >= 1" in capsys.readouterr().err
+    assert main(["critic-data", "--checkpoint", str(tmp_path), "--problems", "demo",
+                 "--out", str(tmp_path / "o"), "--top-k", "-1"]) == 2
+    assert "--top-k must be >= 0" in capsys.readouterr().err
+
+
+def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
+    """--top-k / --temperature / --top-p / --max-new-tokens become the Sampler's settings; the
+    defaults are CodeRL's (top-k 50 and 511 new tokens: transformers 4.16's generate); --harness
+    reaches the execution pool."""
+    from coderl_jax.inference import sampler as sampler_lib
+
+    seen = []
+
+    class Spy(sampler_lib.Sampler):
+        def __init__(self, *a, **kw):
+            seen.append((kw["sampling"], kw["max_new_tokens"]))
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(sampler_lib, "Sampler", Spy)
+    from coderl_jax.execution import pool as pool_lib
+
+    harnesses = []
+
+    class PoolSpy(pool_lib.ExecutionPool):
+        def __init__(self, *a, **kw):
+            harnesses.append(kw.get("harness", "real"))
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(pool_lib, "ExecutionPool", PoolSpy)
+    from coderl_jax.models import t5
+
+    checkpoint_io.save_model(tmp_path / "actor", t5.init_params(TINY, jax.random.key(1)), TINY)
+    common = ["critic-data", "--checkpoint", str(tmp_path / "actor"), "--problems", "demo",
+              "--split", "train", "--limit", "1", "--num-samples", "1", "--no-tfds",
+              "--max-source-len", "64", "--no-greedy"]
+    assert main(common + ["--out", str(tmp_path / "a"), "--max-new-tokens", "4",
+                          "--top-k", "7", "--top-p", "0.5", "--temperature", "0.3",
+                          "--harness", "coderl"]) == 0
+    assert main(common + ["--out", str(tmp_path / "b")]) == 0
+    (a, a_len), (b, b_len) = seen
+    assert (a.top_k, a.top_p, a.temperature, a_len) == (7, 0.5, 0.3, 4)
+    assert (b.top_k, b.top_p, b.temperature, b_len) == (50, 0.95, 0.6, 511)
+    assert harnesses == ["coderl", "real"]

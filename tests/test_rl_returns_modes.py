@@ -98,7 +98,7 @@ def test_offline_batch_returns_and_sources_per_mode(tmp_path, tokenizer_dir):
         run, batch = _offline_batch(tmp_path / mode, tokenizer_dir, mode)
         batches[mode] = batch
         # the mode sets the train fields CodeRL's code implies
-        assert run.train.rl_mix == ("alternate" if mode == "paper_faithful" else "sum")
+        assert run.train.rl_mix == ("micro_alternate" if mode == "paper_faithful" else "sum")
         assert run.train.critic_pool_padding == (mode == "paper_faithful")
         assert sorted(batch["index"].tolist()) == [0, 1, 2, 3]
         for r, idx in enumerate(batch["index"]):
@@ -138,7 +138,8 @@ def test_bad_rl_settings_are_user_errors():
 
 @pytest.mark.parametrize("name, stage", [
     ("tiny_critic", "critic"), ("tiny_offline_rl", "offline_rl"), ("tiny_online_rl", "online_rl"),
-    ("codet5_large_critic", "critic"), ("codet5_large_rl", "offline_rl"),
+    ("codet5_large_critic", "critic"), ("codet5_base_critic", "critic"),
+    ("codet5_large_rl", "offline_rl"),
     ("codet5_large_online_rl", "online_rl")])
 def test_rl_configs_load(name, stage):
     from pathlib import Path
@@ -150,4 +151,91 @@ def test_rl_configs_load(name, stage):
     run = run_config(load_config(path))
     assert run.train.stage == stage and run.rl.mode == "fixed"
     faithful = run_config(load_config(path, ["rl.mode=paper_faithful"]))
-    assert faithful.train.rl_mix == "alternate" and faithful.train.critic_pool_padding
+    assert faithful.train.rl_mix == "micro_alternate" and faithful.train.critic_pool_padding
+
+
+def test_warmup_batches_follow_the_mode(tokenizer_dir):
+    """CodeRL pads every stage's sources with EOS to the source length and passes no mask, the
+    warm-up included; `fixed` keeps 0-padding under a mask."""
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.run import base_config, run_config
+    from coderl_jax.train.sources import make_source
+
+    batches = {}
+    for mode in ("fixed", "paper_faithful"):
+        cfg = base_config("tiny", "warmup")
+        cfg.train.batch_size = 4
+        cfg.data.problems, cfg.data.split = "demo", "train"
+        cfg.data.tokenizer = str(tokenizer_dir)
+        cfg.data.max_source_len, cfg.data.max_target_len = 256, 64
+        cfg.rl.mode = mode
+        run = run_config(cfg)
+        batches[mode] = next(make_source("warmup", run.data, run.train,
+                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+    fixed, faithful = batches["fixed"], batches["paper_faithful"]
+    ids, mask = fixed["encoder_ids"], fixed["encoder_mask"]
+    assert ids.shape[1] == 256 and not mask.all() and (ids[mask == 0] == 0).all()
+    np.testing.assert_array_equal(faithful["encoder_ids"], np.where(mask > 0, ids, 2))
+    assert faithful["encoder_mask"].all()
+    np.testing.assert_array_equal(faithful["targets"], fixed["targets"])
+
+
+@pytest.mark.parametrize("name", ["codet5_large", "codet5_large_critic", "codet5_base_critic",
+                                  "codet5_large_rl", "codet5_large_online_rl"])
+def test_coderl_recipe_configs_use_coderl_optimizer(name):
+    """train.py's TrainingArguments: AdamW, weight_decay 0.05, constant_with_warmup with 0
+    warm-up steps, max_grad_norm 1.0 (the default), lr 2e-5; RL: --grad-acc-steps 4."""
+    from pathlib import Path
+
+    from coderl_jax.config import load_config
+    from coderl_jax.train.run import run_config
+
+    run = run_config(load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"))
+    opt = run.optimizer
+    assert (opt.learning_rate, opt.weight_decay, opt.schedule, opt.warmup_steps,
+            opt.grad_clip_norm) == (2e-5, 0.05, "constant", 0, 1.0)
+    if name == "codet5_large_rl":
+        assert run.train.num_microbatches == 4
+
+
+def test_harness_follows_the_mode_unless_set():
+    from coderl_jax.train.run import base_config, run_config
+
+    for mode, set_to, want in (("fixed", "", "real"), ("paper_faithful", "", "coderl"),
+                               ("paper_faithful", "real", "real"), ("fixed", "coderl", "coderl")):
+        cfg = base_config("tiny", "online_rl")
+        cfg.rl.mode, cfg.rl.harness = mode, set_to
+        assert run_config(cfg).rl.harness == want
+    cfg = base_config("tiny", "online_rl")
+    cfg.rl.harness = "inprocess"
+    with pytest.raises(UserError, match="rl.harness"):
+        run_config(cfg)
+
+
+def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
+    """CodeRL's sample_task cuts `input_ids[:600]` (no final </s>); HF truncation, which
+    `fixed` and every sampler use, keeps one."""
+    from coderl_jax.data.pipeline import truncate_source
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.run import base_config, run_config
+    from coderl_jax.train.sources import make_source
+
+    assert truncate_source([1, 5, 6, 7, 2], 3, 2) == [1, 5, 2]
+    assert truncate_source([1, 5, 6, 7, 2], 3, 2, plain=True) == [1, 5, 6]
+    assert truncate_source([1, 5, 2], 3, 2, plain=True) == [1, 5, 2]
+    batches = {}
+    for mode in ("fixed", "paper_faithful"):
+        cfg = base_config("tiny", "warmup")
+        cfg.train.batch_size = 2
+        cfg.data.problems, cfg.data.split = "demo", "train"
+        cfg.data.tokenizer = str(tokenizer_dir)
+        cfg.data.max_source_len, cfg.data.max_target_len = 8, 8  # every demo prompt is longer
+        cfg.rl.mode = mode
+        run = run_config(cfg)
+        assert run.train.source_cut == ("plain" if mode == "paper_faithful" else "eos")
+        assert run.train.sequence_mean == (mode == "paper_faithful")
+        batches[mode] = next(make_source("warmup", run.data, run.train,
+                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+    fixed, faithful = batches["fixed"]["encoder_ids"], batches["paper_faithful"]["encoder_ids"]
+    assert (fixed[:, -1] == 2).all() and (faithful[:, -1] != 2).all()
+    np.testing.assert_array_equal(fixed[:, :-1], faithful[:, :-1])

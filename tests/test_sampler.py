@@ -253,3 +253,23 @@ def test_sample_benchmark_reports_measured_rates():
     if "reference_tokens_per_s" in out:  # torch installed
         assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])
         assert out["backend"] == "cpu" and out["reference_device"] == "cpu"
+
+
+def test_top_k_draws_only_among_the_k_likeliest_tokens(config, params, requests):
+    """On the tiny model, every sampled token (temperature 2: a flat distribution) ranks among
+    the k highest logits of its step; without top-k the same draws leave that set."""
+    k = 3
+
+    def ranks(sampling):
+        s = Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, sampling=sampling)
+        out = []
+        for x in s.sample(requests, seed=5):
+            prompt = list(requests[x.request_index].prompt_ids)
+            logits = _full_decode_logits(config, params, prompt, x.output_ids)
+            chosen = logits[np.arange(len(x.output_ids)), x.output_ids]
+            out.extend((logits > chosen[:, None]).sum(axis=-1).tolist())  # 0 = the argmax
+        return np.array(out)
+
+    filtered = ranks(SamplingConfig(temperature=2.0, top_k=k))
+    assert len(filtered) > 30 and filtered.max() < k and (filtered > 0).any()
+    assert ranks(SamplingConfig(temperature=2.0)).max() >= k

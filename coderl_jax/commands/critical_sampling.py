@@ -73,7 +73,7 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help=f"sampling temperature (default {d.temperature})")
     p.add_argument("--top-p", type=float, default=None, help=f"nucleus mass (default {d.top_p})")
-    p.add_argument("--top-k", type=int, default=None, help="top-k filter (default 0: off)")
+    p.add_argument("--top-k", type=int, default=None, help=f"sample among the k likeliest, 0: off (default {d.top_k})")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help=f"longest program in tokens (default {d.max_new_tokens})")
     p.add_argument("--max-source-len", type=int, default=None,

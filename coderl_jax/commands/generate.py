@@ -33,10 +33,14 @@ def register(sub) -> None:
                    help="programs per problem (default 1)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: off)")
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k likeliest, 0: off (CodeRL ran 50)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding (one program per problem)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
+    p.add_argument("--prompt-style", choices=("train", "generate"), default="train",
+                   help="CodeRL's training prompt (default) or the one its generate.py builds "
+                        "(to evaluate released CodeRL checkpoints on CodeRL's inputs)")
     p.add_argument("--batch-size", type=int, default=8, help="(problem, sample) rows per device call")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
@@ -179,8 +183,8 @@ def run(args) -> int:
         todo = tuple(i for i in range(args.num_samples) if (p.problem_id, i) not in done)
         if not todo:
             continue
-        ids = truncate_prompt(tokenizer.encode(build_prompt(p)), args.max_source_len,
-                              tokenizer.eos_id)
+        ids = truncate_prompt(tokenizer.encode(build_prompt(p, args.prompt_style)),
+                              args.max_source_len, tokenizer.eos_id)
         requests.append(SampleRequest(p.problem_id, ids, todo))
         by_index.append(p)
     total = sum(len(r.sample_indices) for r in requests)

@@ -71,6 +71,8 @@ class PipelineConfig:
     reindent_solutions: bool = True  # CodeRL's reindent_code on ground-truth programs
     num_classes: int = 4  # critic labels: 4 outcome classes or 2 (passed / not)
     prompt_style: str = "train"  # prompts.build_prompt style
+    source_cut: str = "eos"  # a long source: "eos" keeps a final </s> (HF), "plain" (CodeRL's
+    # training data: `input_ids[:600]`) just cuts
     read_threads: int = 2  # grain threads building batches
     prefetch_batches: int = 4
 
@@ -81,6 +83,8 @@ class PipelineConfig:
             raise UserError(f"num_epochs must be >= 1 or None, got {self.num_epochs}")
         if not 0 <= self.seed < 2**32:
             raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
+        if self.source_cut not in ("eos", "plain"):
+            raise UserError(f"source_cut must be eos or plain, got {self.source_cut!r}")
 
 
 # --------------------------------------------------------------------------------- examples
@@ -229,10 +233,14 @@ def rl_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
 
 
 # --------------------------------------------------------------------------------- tokens
-def truncate_source(ids: Sequence[int], max_len: int, eos_id: int) -> list[int]:
-    """The first `max_len` ids, ending with EOS when cut (HF truncation of `<s> ... </s>`)."""
+def truncate_source(ids: Sequence[int], max_len: int, eos_id: int, plain: bool = False
+                    ) -> list[int]:
+    """The first `max_len` ids, ending with EOS when cut (HF truncation of `<s> ... </s>`), or
+    with `plain` just the first `max_len` (CodeRL's training sources)."""
     ids = list(ids)
-    return ids if len(ids) <= max_len else ids[: max_len - 1] + [eos_id]
+    if len(ids) <= max_len:
+        return ids
+    return ids[:max_len] if plain else ids[: max_len - 1] + [eos_id]
 
 
 class Collate:
@@ -269,7 +277,7 @@ class Collate:
         rows = [r for r, e in enumerate(examples) if not e.get("pad")]
         sources = tok.batch_encode([e["prompt"] for e in real])
         for r, e, ids in zip(rows, real, sources):
-            ids = truncate_source(ids, S, tok.eos_id)
+            ids = truncate_source(ids, S, tok.eos_id, plain=cfg.source_cut == "plain")
             batch["encoder_ids"][r, :len(ids)] = ids
             batch["encoder_mask"][r, :len(ids)] = 1
             batch["index"][r] = e["index"]

@@ -58,8 +58,8 @@ class CriticalSamplingConfig:
     top_m: int = 5  # M: failing programs repaired per problem
     temperature: float = 0.6  # CodeRL's generate.sh
     top_p: float = 0.95  # CodeRL's generate.py
-    top_k: int = 0
-    max_new_tokens: int = 512
+    top_k: int = 50  # transformers 4.16 `generate`'s silent default, which CodeRL ran with
+    max_new_tokens: int = 511  # CodeRL's max_length=512 counts the decoder start token
     max_source_len: int = 600
     repair_max_source_len: int = 1024  # repair prompts hold a program and an error too
     max_target_len: int = 512  # program tokens the critic reads

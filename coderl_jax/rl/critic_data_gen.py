@@ -1,7 +1,8 @@
 """Critic / RL training data: N sampled programs and one greedy program per problem, executed.
 
 CodeRL's recipe (`generate.py` with sampling, then its unit-test scripts): for each training
-problem sample N programs (paper: 20; temperature 0.6, top-p 0.95 as its generate.sh) from the
+problem sample N programs (paper: 20; temperature 0.6, top-p 0.95 and top-k 50 as its generate.sh
+ran with transformers 4.16; at most 511 new tokens, as its max_length=512 counts the start) from the
 warmed-up actor plus one greedy program (the baseline of relative returns), run every program
 against the problem's unit tests, keep `result` / `error_type`. `generate_critic_data` writes,
 under OUT:
@@ -89,11 +90,11 @@ def execute_rows(pool, problems_by_id: dict, rows: list[dict], desc: str = "exec
 
 def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, *,
                          tokenizer=None, num_samples: int = 20, temperature: float = 0.6,
-                         top_p: float = 0.95, max_new_tokens: int = 512,
+                         top_p: float = 0.95, top_k: int = 50, max_new_tokens: int = 511,
                          max_source_len: int = 600, batch_size: int = 8, seed: int = 0,
                          workers: int = 2, timeout: float = 4.0, mesh=None,
                          greedy: bool = True, tfds: bool = True,
-                         progress: bool = True) -> dict:
+                         progress: bool = True, harness: str = "real") -> dict:
     """Sample, execute and write the critic data of `problems` under `out` (module docstring).
 
     `actor`: a checkpoint path, or `(model_config, params)`. Returns the summary dict.
@@ -121,13 +122,14 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
     common = dict(mesh=mesh, batch_size=batch_size, max_new_tokens=max_new_tokens,
                   max_source_len=max_source_len, seed=seed, progress=progress)
     samples = sample_rows(config, params, problems, tokenizer, num_samples=num_samples,
-                          sampling=SamplingConfig(temperature=temperature, top_p=top_p), **common)
+                          sampling=SamplingConfig(temperature=temperature, top_p=top_p,
+                                                  top_k=top_k), **common)
     greedy_rows = (sample_rows(config, params, problems, tokenizer, num_samples=1,
                                sampling=SamplingConfig(greedy=True), **common) if greedy else [])
     t_sample = time.perf_counter() - t0
     table = problems_by_id(list(problems))
     t1 = time.perf_counter()
-    with ExecutionPool(workers=workers, timeout=timeout) as pool:
+    with ExecutionPool(workers=workers, timeout=timeout, harness=harness) as pool:
         samples = execute_rows(pool, table, samples, "execute", progress)
         greedy_rows = execute_rows(pool, table, greedy_rows, "execute greedy", progress)
         cache = pool.stats()

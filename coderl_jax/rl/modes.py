@@ -5,13 +5,34 @@ positions, RL and CE summed every step (or as `train.rl_mix` says).
 
 `paper_faithful`: CodeRL's code as released (`datasets/apps_dataset.py`, `generate.py`,
 `trainers/trainer_rl.py`, its `modeling_t5.py`):
-  - encoder inputs are padded with EOS (`</s>`, id 2) up to the source length and the model is
-    called without an attention mask, so every position, padding included, is attended to;
+  - encoder inputs are padded with EOS (`</s>`, id 2) up to the source length (600) and the model
+    is called without an attention mask, so every position, padding included, is attended to --
+    in every stage, the actor warm-up included (`sample_task` pads the same way for all);
   - the critic's per-token outcome logits are max-pooled over all decoder positions, padding
     included (`error_states.max(1)`);
-  - the RL trainer alternates: CE on ground truth on one step, the RL loss on the next
-    (`compute_loss`: `step % 2`), never both in one update.
+  - the RL trainer alternates on the dataloader *micro-step* (`compute_loss`: `step % 2`, CE on
+    ground truth when even, RL when odd) under gradient accumulation (its RL scripts: 4, each
+    micro-loss divided by 4), so one update holds 2 CE and 2 RL micro-batches; each micro-loss is
+    a token mean of one sequence (batch 1 per device), so sequences weigh equally. Here:
+    train.rl_mix="micro_alternate" (`steps.micro_alternate_objective`) with
+    train.num_microbatches micro-steps per update (4 in the configs that claim CodeRL's recipe).
 Users who could not reproduce CodeRL's RL gains can train both ways and compare.
+
+Point by point against CodeRL's code (the README's table):
+  micro-step CE/RL alternation, accumulation 4        paper_faithful (micro_alternate)
+  per-sequence token means                            paper_faithful (micro_alternate; warm-up:
+                                                      train.sequence_mean)
+  top-k 50 / 511 new tokens (transformers 4.16)       CodeRL-claiming commands and recipes
+  EOS-padded unmasked sources in every stage          paper_faithful, warm-up included
+  AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5_large*.py; bfloat16 and
+                                                      optax AdamW / decay mask deliberate
+  codet5-base critic from pretrained weights          configs/codet5_base_critic.py
+  generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; RL: not
+                                                      yet
+  plain source cut in training                        paper_faithful (train.source_cut="plain")
+  in-process execution labels                         rl.harness (coderl under paper_faithful:
+                                                      online RL), `--harness coderl` of
+                                                      run-tests and critic-data
 """
 from __future__ import annotations
 
@@ -24,8 +45,8 @@ from coderl_jax.errors import UserError
 
 
 def apply_mode(run):
-    """The RunConfig with the train fields `run.rl.mode` implies (paper_faithful: alternate
-    CE/RL steps and pooling over padding); also validates the rl section."""
+    """The RunConfig with the train fields `run.rl.mode` implies (paper_faithful: CE/RL on
+    alternate micro-steps and pooling over padding); also validates the rl section."""
     rl = run.rl
     if rl.mode not in RL_MODES:
         raise UserError(f"unknown rl.mode {rl.mode!r}; choose one of {', '.join(RL_MODES)}")
@@ -34,13 +55,22 @@ def apply_mode(run):
     if rl.baseline not in BASELINES:
         raise UserError(f"unknown rl.baseline {rl.baseline!r}; choose one of "
                         f"{', '.join(BASELINES)}")
+    if rl.top_k < 0:
+        raise UserError(f"rl.top_k must be >= 0, got {rl.top_k}")
     if rl.num_samples < 1 or rl.overlap_depth < 0 or rl.workers < 1 or rl.timeout <= 0:
         raise UserError("rl.num_samples >= 1, rl.overlap_depth >= 0, rl.workers >= 1 and "
                         "rl.timeout > 0 needed")
     if not 0.0 <= rl.eval_fraction < 1.0:
         raise UserError(f"rl.eval_fraction must be in [0, 1), got {rl.eval_fraction}")
+    if rl.harness not in ("", "real", "coderl"):
+        raise UserError(f"rl.harness must be real or coderl (or empty: by rl.mode), got "
+                        f"{rl.harness!r}")
+    harness = rl.harness or ("coderl" if rl.mode == "paper_faithful" else "real")
+    run = dataclasses.replace(run, rl=dataclasses.replace(rl, harness=harness))
     if rl.mode == "paper_faithful":
-        train = dataclasses.replace(run.train, rl_mix="alternate", critic_pool_padding=True)
+        train = dataclasses.replace(run.train, rl_mix="micro_alternate",
+                                    critic_pool_padding=True, source_cut="plain",
+                                    sequence_mean=True)
         run = dataclasses.replace(run, train=train)
     return run
 

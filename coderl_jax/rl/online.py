@@ -93,7 +93,8 @@ class OnlineSource:
             raise UserError("rl.baseline='mean_others' needs rl.num_samples >= 2")
         self.problems_per_batch = self.batch_rows // n
         self.max_new_tokens = self.rl.max_new_tokens or self.data.max_target_len
-        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout)
+        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout,
+                                  harness=self.rl.harness or "real")
         self.queue = ExecutionQueue(self.rl.overlap_depth)
         self.delivered = 0  # batches handed to the training loop
         self.launched = 0
@@ -149,7 +150,8 @@ class OnlineSource:
         common = dict(mesh=self.mesh, rules=self.rules, batch_size=self.batch_rows,
                       max_new_tokens=self.max_new_tokens, max_source_len=self.data.max_source_len)
         self.sampler = Sampler(self.model_config, params, sampling=SamplingConfig(
-            temperature=self.rl.temperature, top_p=self.rl.top_p), **common)
+            temperature=self.rl.temperature, top_p=self.rl.top_p, top_k=self.rl.top_k),
+            **common)
         if self.rl.baseline == "greedy":
             greedy_rows = self.problems_per_batch
             self.greedy_sampler = Sampler(self.model_config, params,
@@ -278,7 +280,7 @@ class OnlineSource:
                                   greedy if self.rl.baseline == "greedy" else None)
         cfg = PipelineConfig(batch_size=self.batch_rows, max_source_len=self.data.max_source_len,
                              max_target_len=self.data.max_target_len, shuffle=False,
-                             num_epochs=1)
+                             num_epochs=1, source_cut=self.train.source_cut)
         batch = Collate(self.tokenizer, cfg, "rl")(rl_examples(self.table, rows))
         if self.gt is not None:
             gt = next(self.gt)
@@ -425,7 +427,8 @@ class CriticRefresher:
 
         cfg = PipelineConfig(batch_size=batch_rows, max_source_len=data.max_source_len,
                              max_target_len=data.max_target_len, shuffle=False, num_epochs=1,
-                             num_classes=self.scorer.num_classes)
+                             num_classes=self.scorer.num_classes,
+                             source_cut="plain" if mode == "paper_faithful" else "eos")
         examples = critic_examples(table, rows, self.scorer.num_classes)
         rng = np.random.default_rng(self.calls)
         self.calls += 1

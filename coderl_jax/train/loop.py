@@ -70,7 +70,8 @@ def step_options(train: TrainConfig, model_config: ModelConfig) -> steps_lib.Ste
         num_microbatches=int(train.num_microbatches), dropout=bool(train.dropout),
         decoder_start_id=int(model_config.decoder_start_token_id), rl_mix=train.rl_mix,
         rl_weight=float(train.rl_weight), ce_weight=float(train.ce_weight),
-        critic_pool_padding=bool(train.critic_pool_padding))
+        critic_pool_padding=bool(train.critic_pool_padding),
+        sequence_mean=bool(train.sequence_mean))
 
 
 @dataclasses.dataclass

@@ -34,6 +34,13 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return target - lse
 
 
+def token_nll_and_correct(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(-log p(target), 1 where the target is a top logit) at each position, float32."""
+    # [b, t, v], [b, t] -> [b, t] x 2
+    target, lse, peak = _target_logit_and_logsumexp(logits, targets)
+    return lse - target, (target >= peak).astype(jnp.float32)
+
+
 def cross_entropy_sum(logits: jax.Array, targets: jax.Array, mask: jax.Array
                       ) -> tuple[jax.Array, jax.Array]:
     """(sum over real tokens of -log p(target), number of real tokens predicted correctly)."""

@@ -70,11 +70,9 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
         raise UserError(f"unknown stage {run.train.stage!r}; choose one of {', '.join(STAGES)}")
     if run.train.num_steps < 1 or run.train.batch_size < 1 or run.train.num_microbatches < 1:
         raise UserError("train.num_steps, train.batch_size and train.num_microbatches must be >= 1")
-    if run.train.stage in ("critic", "offline_rl", "online_rl"):
-        from coderl_jax.rl.modes import apply_mode  # rl.mode -> the train fields it implies
+    from coderl_jax.rl.modes import apply_mode  # rl.mode -> the train fields it implies
 
-        run = apply_mode(run)
-    return run
+    return apply_mode(run)  # every stage: paper_faithful warm-up batches are CodeRL's too
 
 
 def initial_params(run: RunConfig) -> tuple[Any, ModelConfig]:

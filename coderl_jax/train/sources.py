@@ -58,7 +58,8 @@ def _pipeline_config(data: DataConfig, train: TrainConfig, num_classes: int = 4)
     per_host = train.batch_size // jax.process_count()
     return PipelineConfig(batch_size=per_host, max_source_len=data.max_source_len,
                           max_target_len=data.max_target_len, seed=data.shuffle_seed,
-                          shuffle=True, num_epochs=None, num_classes=num_classes)
+                          shuffle=True, num_epochs=None, num_classes=num_classes,
+                          source_cut=train.source_cut)
 
 
 def _problems(data: DataConfig):
@@ -93,8 +94,15 @@ def make_source(stage: str, data: DataConfig, train: TrainConfig, tokenizer=None
     cfg = _pipeline_config(data, train, num_classes)
     problems = _problems(data)
     if stage == "warmup":
-        return pipeline.make_iterator(pipeline.make_batches("warmup", tokenizer, cfg,
-                                                            problems=problems), cfg)
+        source = pipeline.make_iterator(pipeline.make_batches("warmup", tokenizer, cfg,
+                                                              problems=problems), cfg)
+        run = (context or {}).get("run")
+        if run is not None and run.rl.mode == "paper_faithful":
+            from coderl_jax.rl.modes import ModeSource
+
+            # CodeRL's warm-up batches too: sources EOS-padded to max_source_len, no mask
+            source = ModeSource(source, run.rl.mode, tokenizer.eos_id)
+        return source
     if stage == "critic":
         return pipeline.make_iterator(pipeline.make_batches(
             "critic", tokenizer, cfg, problems=problems, rows=_rows(data, stage)), cfg)

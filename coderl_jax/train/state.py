@@ -44,7 +44,9 @@ def learning_rate_schedule(cfg: OptimizerConfig, num_steps: int) -> optax.Schedu
 
 
 def _decay_mask(params: Any) -> Any:
-    """Weight decay on matrices only (not layer-norm scales or biases), as HF's Trainer does."""
+    """Weight decay on matrices only (not layer-norm scales or biases). HF's Trainer (4.16, which
+    CodeRL ran) differs on T5: it exempts only `nn.LayerNorm` modules and names with "bias", so it
+    decays T5LayerNorm scales and exempts `relative_attention_bias`."""
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 

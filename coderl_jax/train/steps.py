@@ -4,7 +4,10 @@ An `Objective` says how one stage turns a (micro)batch into a loss: actor warm-u
 cross-entropy), critic (outcome classification with CodeRL's max-pooled error head) and RL
 (CodeRL's critic-weighted policy gradient mixed with cross-entropy on ground truth). Each
 objective's loss is a sum divided by denominators computed once on the whole batch, so
-accumulating gradients over microbatches (`lax.scan`) gives exactly the full-batch gradient.
+accumulating gradients over microbatches (`lax.scan`) gives exactly the full-batch gradient --
+except RL with `rl_mix="micro_alternate"` (rl.mode=paper_faithful), which reproduces CodeRL's
+gradient accumulation instead: the update is the mean of its microbatches' losses, CE on even and
+RL on odd micro-steps, each a mean over sequences of per-sequence token means.
 """
 from __future__ import annotations
 
@@ -34,22 +37,25 @@ class StepOptions:
     num_microbatches: int = 1
     dropout: bool = True
     decoder_start_id: int = 0
-    rl_mix: str = "sum"  # sum | alternate
+    rl_mix: str = "sum"  # sum | alternate | micro_alternate (see rl_objective)
     rl_weight: float = 1.0
     ce_weight: float = 1.0
     critic_pool_padding: bool = False
+    sequence_mean: bool = False  # warm-up CE: mean of per-sequence token means (CodeRL)
 
 
 class Objective(NamedTuple):
     """A stage's loss. `loss(params, microbatch, rng, denominators, step) -> (loss, sums)`:
     every entry of `sums` is already divided by the whole-batch denominators (or is a count),
-    so summing over microbatches gives the batch value."""
+    so summing over microbatches gives the batch value. With `micro_steps`, `step` is the
+    micro-step counter `update * num_microbatches + microbatch` instead of the update's step."""
 
     name: str
     batch_keys: tuple[str, ...]
     denominators: Callable[[Batch], dict[str, jax.Array]]
     loss: Callable[[Any, Batch, jax.Array, dict[str, jax.Array], jax.Array],
                    tuple[jax.Array, Metrics]]
+    micro_steps: bool = False
 
 
 def _apply(model: nn.Module, params: Any, rng: jax.Array, dropout: bool, *args, **kwargs):
@@ -75,16 +81,25 @@ def _actor_terms(model, opts: StepOptions, params, rng, enc_ids, enc_mask, targe
 
 
 def actor_objective(model: nn.Module, opts: StepOptions) -> Objective:
-    """Warm-up: token cross-entropy on ground-truth programs, mean over real target tokens."""
+    """Warm-up: token cross-entropy on ground-truth programs, mean over real target tokens, or
+    with `sequence_mean` the mean over sequences of per-sequence token means (CodeRL trains one
+    sequence per micro-batch, so its update weighs sequences equally)."""
 
     def denominators(batch):
-        return {"tokens": _safe(_count(batch["target_mask"]))}
+        d = {"tokens": _safe(_count(batch["target_mask"]))}
+        if opts.sequence_mean:
+            d["rows"] = _safe((batch["target_mask"].sum(axis=-1) > 0).sum().astype(jnp.float32))
+        return d
 
     def loss(params, mb, rng, d, step):
         logits = _actor_terms(model, opts, params, rng, mb["encoder_ids"], mb["encoder_mask"],
                               mb["targets"], mb["target_mask"])
         nll, correct = losses.cross_entropy_sum(logits, mb["targets"], mb["target_mask"])
         value = nll / d["tokens"]
+        if opts.sequence_mean:
+            token_nll, _ = losses.token_nll_and_correct(logits, mb["targets"])
+            per_row, _ = _row_means(token_nll, mb["target_mask"])  # [b]; 0 for empty rows
+            value = per_row.sum() / d["rows"]
         return value, {"loss": value, "accuracy": correct / d["tokens"],
                        "tokens": _count(mb["encoder_mask"]) + _count(mb["target_mask"])}
 
@@ -132,10 +147,13 @@ def rl_objective(model: nn.Module, opts: StepOptions) -> Objective:
     and (when ce_weight > 0 or rl_mix == "alternate") `gt_targets/gt_target_mask`, with
     `gt_encoder_ids/gt_encoder_mask` when the ground truth belongs to another problem.
     `rl_mix="sum"`: rl_weight * RL + ce_weight * CE every step; `"alternate"`: RL on even steps,
-    CE on odd steps.
+    CE on odd steps; `"micro_alternate"`: CodeRL's trainer (`micro_alternate_objective`).
     """
+    if opts.rl_mix == "micro_alternate":
+        return micro_alternate_objective(model, opts)
     if opts.rl_mix not in ("sum", "alternate"):
-        raise UserError(f"unknown rl_mix {opts.rl_mix!r}; choose sum or alternate")
+        raise UserError(f"unknown rl_mix {opts.rl_mix!r}; choose sum, alternate or "
+                        f"micro_alternate")
     use_ce = opts.rl_mix == "alternate" or opts.ce_weight != 0.0
 
     def denominators(batch):
@@ -194,6 +212,81 @@ def rl_objective(model: nn.Module, opts: StepOptions) -> Objective:
     return Objective("rl", keys + (GT_KEYS if use_ce else ()), denominators, loss)
 
 
+def _row_means(values: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(per-row mean of `values` over the row's real tokens [b], 1 for rows with any [b])."""
+    mask = mask.astype(jnp.float32)
+    count = mask.sum(axis=-1)  # [b]
+    return (values * mask).sum(axis=-1) / _safe(count), (count > 0).astype(jnp.float32)
+
+
+def micro_alternate_objective(model: nn.Module, opts: StepOptions) -> Objective:
+    """CodeRL's RL trainer (`trainers/trainer_rl.py`, its `modeling_t5.py`): on dataloader
+    micro-step s the loss is CE on the ground-truth program when s is even and the RL loss
+    -(mean over tokens of return_t * log p_t) on the sampled program when s is odd, each divided
+    by the accumulation count before backward; the optimizer steps every `num_microbatches`.
+    CodeRL has one sequence per device, so each micro-loss is a per-sequence token mean and DDP
+    averages sequences: here a microbatch's loss is the mean over its real rows of per-row
+    token means. One update's loss = mean over its microbatches (with 4: 0.5 CE + 0.5 RL,
+    estimated on different rows). Micro-step s = step * num_microbatches + i, so with an odd
+    count the parity runs on across updates as CodeRL's epoch-long counter does. rl_weight and
+    ce_weight do not apply (CodeRL has none)."""
+    m = float(opts.num_microbatches)
+    zero = jnp.zeros((), jnp.float32)
+
+    def denominators(batch):
+        return {}
+
+    def rows_of(mb, mask_key):
+        has = (mb[mask_key].sum(axis=-1) > 0).astype(jnp.float32)  # [b]
+        return has * mb["valid"].astype(jnp.float32) if "valid" in mb else has
+
+    def kind_count(micro, odd):
+        """Micro-steps of this update with the parity `odd` (metrics are their means)."""
+        start = (micro // opts.num_microbatches) * opts.num_microbatches
+        n_odd = (start + opts.num_microbatches) // 2 - start // 2  # odd integers in the range
+        n = n_odd if odd else opts.num_microbatches - n_odd
+        return jnp.maximum(n, 1).astype(jnp.float32)
+
+    def rl_micro(params, mb, rng, micro):
+        logits = _actor_terms(model, opts, params, jax.random.fold_in(rng, 0), mb["encoder_ids"],
+                              mb["encoder_mask"], mb["targets"], mb["target_mask"])
+        logp = losses.token_log_probs(logits, mb["targets"])  # [b, t]
+        returns = mb["token_returns"].astype(jnp.float32)
+        per_row, _ = _row_means(-returns * logp, mb["target_mask"])  # [b]
+        ret_row, _ = _row_means(returns, mb["target_mask"])
+        rows = rows_of(mb, "target_mask")
+        n = _safe(rows.sum())
+        value = (per_row * rows).sum() / n / m
+        k = kind_count(micro, True)
+        mask = mb["target_mask"].astype(jnp.float32)
+        return value, {"loss": value, "rl_loss": (per_row * rows).sum() / n / k,
+                       "ce_loss": zero, "accuracy": zero,
+                       "mean_return": (ret_row * rows).sum() / n / k,
+                       "tokens": _count(mb["encoder_mask"]) + _count(mask)}
+
+    def ce_micro(params, mb, rng, micro):
+        enc_ids = mb.get("gt_encoder_ids", mb["encoder_ids"])
+        enc_mask = mb.get("gt_encoder_mask", mb["encoder_mask"])
+        logits = _actor_terms(model, opts, params, jax.random.fold_in(rng, 1), enc_ids, enc_mask,
+                              mb["gt_targets"], mb["gt_target_mask"])
+        nll, correct = losses.token_nll_and_correct(logits, mb["gt_targets"])  # [b, t] x 2
+        per_row, _ = _row_means(nll, mb["gt_target_mask"])  # [b]
+        acc_row, _ = _row_means(correct, mb["gt_target_mask"])
+        rows = rows_of(mb, "gt_target_mask")
+        n = _safe(rows.sum())
+        value = (per_row * rows).sum() / n / m
+        k = kind_count(micro, False)
+        return value, {"loss": value, "rl_loss": zero, "ce_loss": (per_row * rows).sum() / n / k,
+                       "accuracy": (acc_row * rows).sum() / n / k, "mean_return": zero,
+                       "tokens": _count(enc_mask) + _count(mb["gt_target_mask"])}
+
+    def loss(params, mb, rng, d, micro):
+        return jax.lax.cond(micro % 2 == 0, ce_micro, rl_micro, params, mb, rng, micro)
+
+    keys = ("encoder_ids", "encoder_mask", "targets", "target_mask", "token_returns") + GT_KEYS
+    return Objective("rl", keys, denominators, loss, micro_steps=True)
+
+
 def objective_for_stage(stage: str, model: nn.Module, opts: StepOptions) -> Objective:
     if stage == "warmup":
         return actor_objective(model, opts)
@@ -244,21 +337,25 @@ def accumulate_gradients(objective: Objective, params: Any, batch: Batch, rng: j
     batch = {k: batch[k] for k in batch if k in objective.batch_keys or k in OPTIONAL_KEYS}
     d = objective.denominators(batch)
     grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
+
+    def step_of(i):  # the step the objective sees for microbatch i
+        return step * m + i if objective.micro_steps else step
+
     if m == 1:
-        (_, sums), grads = grad_fn(params, batch, jax.random.fold_in(rng, 0), d, step)
+        (_, sums), grads = grad_fn(params, batch, jax.random.fold_in(rng, 0), d, step_of(0))
         return grads, sums
     mbs = _split_microbatches(batch, m, mesh)
     zeros = jax.tree.map(jnp.zeros_like, params)
     if param_shardings is not None:
         zeros = jax.lax.with_sharding_constraint(zeros, param_shardings)
     first = jax.tree.map(lambda x: x[0], mbs)
-    sums0 = jax.eval_shape(lambda: grad_fn(params, first, rng, d, step)[0][1])
+    sums0 = jax.eval_shape(lambda: grad_fn(params, first, rng, d, step_of(0))[0][1])
     sums0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums0)
 
     def body(carry, xs):
         g_acc, s_acc = carry
         mb, i = xs
-        (_, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i), d, step)
+        (_, s), g = grad_fn(params, mb, jax.random.fold_in(rng, i), d, step_of(i))
         return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, s_acc, s)), None
 
     (grads, sums), _ = jax.lax.scan(body, (zeros, sums0), (mbs, jnp.arange(m)))
