@@ -44,7 +44,7 @@ def test_critic_data_files_in_coderl_layout(critic_data):
     from coderl_jax.data.sources import load_problems
     from coderl_jax.files import read_jsonl
     from coderl_jax.rl.critic_data import read_layout
-    from coderl_jax.rl.critic_data_gen import read_tfds_rows
+    from coderl_jax.rl.programs_tfds import read_tfds_rows
     from coderl_jax.rl.programs import load_greedy_results, load_program_rows
 
     _, out = critic_data

@@ -117,26 +117,11 @@ def _code_for(problem, completion: str) -> str:
     return completion
 
 
-def load_actor(path: str, mesh=None):
-    """(ModelConfig, params) of an actor checkpoint, placed with the training rules on `mesh`."""
-    from coderl_jax import checkpoint_io, partitioning
-    from coderl_jax.models import t5
-
-    shardings = None
-    if mesh is not None and checkpoint_io.is_model_dir(path):
-        config, critic = checkpoint_io.read_model_config(path)
-        if critic is None:
-            shardings = partitioning.logical_to_mesh_sharding(t5.param_logical_axes(config), mesh)
-    params, config, critic = checkpoint_io.load_model(path, shardings)
-    if critic is not None:
-        raise UserError(f"{path} is a critic checkpoint; generate needs an actor (plain T5)")
-    return config, params
-
-
 def run(args) -> int:
     _validate(args)
     from tqdm import tqdm
 
+    from coderl_jax.checkpoint_io import load_actor
     from coderl_jax.data.prompts import build_prompt
     from coderl_jax.data.sources import load_problems
     from coderl_jax.inference.decoding import SamplingConfig

@@ -48,6 +48,7 @@ from typing import Mapping, Sequence
 import grain
 import numpy as np
 
+from coderl_jax.config import DataConfig, TrainConfig
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
@@ -81,6 +82,14 @@ class PipelineConfig:
             raise UserError(f"num_epochs must be >= 1 or None, got {self.num_epochs}")
         if not 0 <= self.seed < 2**32:
             raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
+
+
+def training_config(data: DataConfig, train: TrainConfig, num_classes: int = 4) -> PipelineConfig:
+    """A training stage's pipeline: this host's share of `train.batch_size`, shuffled, endless."""
+    _, count = host_info(None, None)
+    return PipelineConfig(batch_size=train.batch_size // count, max_source_len=data.max_source_len,
+                          max_target_len=data.max_target_len, seed=data.shuffle_seed,
+                          shuffle=True, num_epochs=None, num_classes=num_classes)
 
 
 # --------------------------------------------------------------------------------- examples
@@ -357,6 +366,30 @@ def make_iterator(dataset: grain.MapDataset, config: PipelineConfig | None = Non
     if state is not None:
         it.set_state(state)
     return it
+
+
+class ZipSource:
+    """Batches of two sources merged into one (the second's keys get a prefix); checkpointable."""
+
+    def __init__(self, first, second, prefix: str = "gt_"):
+        self.first, self.second, self.prefix = first, second, prefix
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        a = next(self.first)
+        b = next(self.second)
+        out = dict(a)
+        out.update({self.prefix + k: v for k, v in b.items()})
+        return out
+
+    def get_state(self) -> dict:
+        return {"first": self.first.get_state(), "second": self.second.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.first.set_state(state["first"])
+        self.second.set_state(state["second"])
 
 
 def make_batches(stage: str, tokenizer, config: PipelineConfig, *,

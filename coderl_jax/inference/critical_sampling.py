@@ -268,16 +268,15 @@ class Models:
 def load_models(actor: str, critic: str, repair: str | None = None, mesh=None) -> Models:
     """Actor, critic and optional repair model from checkpoints (model folders or workdirs)."""
     from coderl_jax import checkpoint_io
-    from coderl_jax.commands.generate import load_actor
 
-    actor_cfg, actor_params = load_actor(actor, mesh)
+    actor_cfg, actor_params = checkpoint_io.load_actor(actor, mesh)
     critic_params, critic_cfg, head = checkpoint_io.load_model(critic)
     if head is None:
         raise UserError(f"{critic} is an actor checkpoint; --critic needs a critic "
                         "(trained with train.stage=critic)")
     models = Models(actor_cfg, actor_params, critic_cfg, head, critic_params)
     if repair:
-        models.repair_config, models.repair_params = load_actor(repair, mesh)
+        models.repair_config, models.repair_params = checkpoint_io.load_actor(repair, mesh)
     for name, c in (("critic", critic_cfg), ("repair model", models.repair_config)):
         if c is not None and c.vocab_size != actor_cfg.vocab_size:
             raise UserError(f"the {name}'s vocabulary ({c.vocab_size}) differs from the actor's "

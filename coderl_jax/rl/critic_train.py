@@ -253,7 +253,6 @@ def make_batch_source(context: dict) -> Any:
     from coderl_jax.rl.modes import ModeSource
     from coderl_jax.rl.programs import load_program_rows
     from coderl_jax.rl.rewards import outcome_class
-    from coderl_jax.train.sources import _pipeline_config
 
     data, train = context["data"], context["train"]
     run = context.get("run")
@@ -277,7 +276,7 @@ def make_batch_source(context: dict) -> Any:
         print(f"critic data: {len(train_rows)} training programs ("
               + ", ".join(f"{names[c]} {labels.get(c, 0)}" for c in range(num_classes))
               + f"), {len(eval_rows)} held out", flush=True)
-    cfg = _pipeline_config(data, train, num_classes)
+    cfg = pipeline.training_config(data, train, num_classes)
     source = pipeline.make_iterator(pipeline.make_batches(
         "critic", tokenizer, cfg, problems=problems, rows=train_rows), cfg)
     source = ModeSource(source, rl.mode, tokenizer.eos_id)

@@ -79,7 +79,6 @@ def make_batch_source(context: dict) -> Any:
     from coderl_jax.rl.modes import ModeSource
     from coderl_jax.rl.programs import load_program_rows
     from coderl_jax.rl.returns import with_token_returns
-    from coderl_jax.train.sources import ZipSource, _pipeline_config
 
     data, train = context["data"], context["train"]
     run = context.get("run")
@@ -109,12 +108,13 @@ def make_batch_source(context: dict) -> Any:
         print(f"offline RL: {len(rows)} sampled programs ({scored} with critic token scores), "
               f"baseline {rl.baseline}, mode {rl.mode}; sequence returns: "
               + ", ".join(f"{v:+.2f} x{n}" for v, n in dist), flush=True)
-    cfg = _pipeline_config(data, train)
+    cfg = pipeline.training_config(data, train)
     source = pipeline.make_iterator(pipeline.make_batches(
         "rl", tokenizer, cfg, problems=problems, rows=rows), cfg)
     if not (train.rl_mix == "sum" and train.ce_weight == 0.0):
-        gt_cfg = _pipeline_config(data, train)
+        gt_cfg = pipeline.training_config(data, train)
         gt = pipeline.make_iterator(pipeline.make_batches("warmup", tokenizer, gt_cfg,
                                                           problems=problems), gt_cfg)
-        source = ZipSource(source, gt)  # gt_encoder_ids, gt_targets, ... (CodeRL: random GT)
+        # gt_encoder_ids, gt_targets, ... (CodeRL pairs a random ground truth with each sample)
+        source = pipeline.ZipSource(source, gt)
     return ModeSource(source, rl.mode, tokenizer.eos_id)

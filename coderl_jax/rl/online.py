@@ -125,9 +125,8 @@ class OnlineSource:
         if train.rl_mix == "sum" and train.ce_weight == 0.0:
             return None
         from coderl_jax.data import pipeline
-        from coderl_jax.train.sources import _pipeline_config
 
-        cfg = _pipeline_config(self.data, train)
+        cfg = pipeline.training_config(self.data, train)
         ds = pipeline.make_batches("warmup", self.tokenizer, cfg, problems=self.problems)
         return pipeline.make_iterator(ds, cfg)
 
@@ -445,7 +444,7 @@ class CriticRefresher:
 
 
 def make_batch_source(context: dict) -> OnlineSource:
-    """The online_rl stage's source (registered in train/sources.py's ONLINE_SOURCES)."""
+    """The online_rl stage's source (train/sources.py builds it)."""
     return OnlineSource(context)
 
 

@@ -6,7 +6,7 @@ A PROGRAMS path (`data.programs`, `rl.greedy_programs`, `rl.eval_programs`) is o
   - a CodeRL layout folder (`<problem_id>/gen_solutions.json`, `baseline_solutions.json`), e.g.
     the one CodeRL's own scripts write into APPS problem folders;
   - a prepared TFDS folder of critic data (`dataset_info.json`, array_record; see
-    `critic_data_gen.CriticDataBuilder`).
+    `programs_tfds`).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from etils import epath
 from coderl_jax import paths
 from coderl_jax.errors import UserError
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.programs_tfds import read_tfds_rows
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -24,12 +25,6 @@ TFDS_DIR = "array_record"
 def _is_tfds(folder: epath.Path) -> bool:
     """A prepared TFDS folder, or the data_dir above one (<name>/<version>/dataset_info.json)."""
     return (folder / "dataset_info.json").is_file() or any(folder.glob("*/*/dataset_info.json"))
-
-
-def _tfds_rows(folder: epath.Path, split: str) -> list[dict]:
-    from coderl_jax.rl.critic_data_gen import read_tfds_rows
-
-    return read_tfds_rows(folder, split)
 
 
 def load_program_rows(path: PathLike) -> list[dict]:
@@ -46,7 +41,7 @@ def load_program_rows(path: PathLike) -> list[dict]:
     if (path / SAMPLES_FILE).is_file():
         return read_jsonl(path / SAMPLES_FILE)
     if _is_tfds(path):
-        return _tfds_rows(path, "samples")
+        return read_tfds_rows(path, "samples")
     from coderl_jax.rl.critic_data import read_layout
 
     rows, _ = read_layout(path)
@@ -67,7 +62,7 @@ def load_greedy_results(path: PathLike) -> dict[str, int]:
     elif path.is_dir() and (path / GREEDY_FILE).is_file():
         rows = read_jsonl(path / GREEDY_FILE)
     elif path.is_dir() and _is_tfds(path):
-        rows = _tfds_rows(path, "greedy")
+        rows = read_tfds_rows(path, "greedy")
     elif path.is_dir():
         from coderl_jax.rl.critic_data import read_layout
 
