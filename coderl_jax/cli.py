@@ -45,23 +45,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
             continue
-        try:
-            mod = importlib.import_module(f"coderl_jax.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"coderl_jax.commands.{module}":
-                raise
-            p = sub.add_parser(name, help=help_text + " (not built yet)")
-            p.set_defaults(func=_not_built(name))
-            continue
-        mod.register(sub)
+        importlib.import_module(f"coderl_jax.commands.{module}").register(sub)
     return parser
-
-
-def _not_built(name: str):
-    def run(args) -> int:
-        raise UserError(f"'{name}' is not available in this version")
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:

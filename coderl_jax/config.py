@@ -232,7 +232,7 @@ class _null:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training (issue 6): mesh, optimizer, train loop, checkpoints, data.
+# Training: mesh, optimizer, train loop, checkpoints, data.
 
 # Logical axis name -> mesh axis (or axes, or None = replicated), in priority order: a logical name
 # takes the first rule whose mesh axes are still free in that array, so activations
@@ -339,7 +339,7 @@ class DataConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# The CodeRL loop (issue 7): critic data, critic training, offline and online RL.
+# The CodeRL loop: critic data, critic training, offline and online RL.
 
 RL_MODES = ("fixed", "paper_faithful")
 

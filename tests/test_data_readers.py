@@ -328,8 +328,7 @@ def test_load_problems_resolves_every_src_kind(tmp_path):
         load_problems(str(apps), split="dev")
 
 
-def test_load_problems_demo_when_available():
-    pytest.importorskip("coderl_jax.data.demo", reason="the demo set is written by another helper")
+def test_load_problems_demo():
     problems = load_problems("demo")
     assert problems and all(isinstance(p, Problem) for p in problems)
     train, heldout = load_problems("demo", "train"), load_problems("demo", "heldout")

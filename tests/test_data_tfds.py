@@ -70,8 +70,8 @@ def test_humaneval_build_and_read_back(tmp_path):
 
 
 def test_demo_build_and_read_back(tmp_path):
-    demo = pytest.importorskip("coderl_jax.data.demo",
-                               reason="the demo set is written by another helper")
+    from coderl_jax.data import demo
+
     folder = prepare("demo", tmp_path / "tfds")
     assert load_prepared(folder, "train") == demo.load_demo(split="train")
     assert load_prepared(folder, "heldout") == demo.load_demo(split="heldout")

@@ -1,5 +1,4 @@
 """pass@k / n@k (coderl_jax/evaluation.py) and `coderl evaluate` on hand-countable rows."""
-import importlib.util
 import itertools
 import json
 import math
@@ -259,8 +258,6 @@ def test_evaluate_bad_input_is_one_line_error(tmp_path, content, args, message):
 
 
 def test_evaluate_difficulty_from_problem_source(tmp_path):
-    if importlib.util.find_spec("coderl_jax.data.sources") is None:
-        pytest.skip("coderl_jax.data.sources (load_problems) is not built yet")
     split = tmp_path / "test"
     for pid, difficulty in [("0000", "introductory"), ("0001", "competition")]:
         d = split / pid

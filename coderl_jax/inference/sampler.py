@@ -290,15 +290,3 @@ class Sampler:
                     n = int(lengths[r])
                     yield Sample(start + sl, int(s), tokens[r, :n].tolist(),
                                  logprobs[r, :n].tolist())
-
-
-def sample_programs(config: ModelConfig, params: Any, prompts: Sequence[Sequence[int]],
-                    keys: Sequence[str], num_samples: int, *, seed: int = 0,
-                    **sampler_kwargs) -> list[list[Sample]]:
-    """Convenience: `num_samples` samples for each prompt, grouped per prompt in index order."""
-    sampler = Sampler(config, params, **sampler_kwargs)
-    reqs = [SampleRequest(k, p, tuple(range(num_samples))) for k, p in zip(keys, prompts)]
-    out: list[list[Sample]] = [[None] * num_samples for _ in prompts]  # type: ignore[list-item]
-    for s in sampler.sample(reqs, seed=seed):
-        out[s.request_index][s.sample_index] = s
-    return out

@@ -642,15 +642,6 @@ def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: A
                     "self_v": write(cache["self_v"], new_kv["v"])}
 
 
-def cache_logical_axes(config: ModelConfig) -> PyTree:
-    """Logical PartitionSpecs of the cache from `init_cache` (rows split on 'batch')."""
-    if config.scan_layers:
-        kv = P("layers", "batch", "heads", "length", "kv")
-    else:
-        kv = (P("batch", "heads", "length", "kv"),) * config.num_decoder_layers
-    return {"index": P(), "self_k": kv, "self_v": kv, "cross_k": kv, "cross_v": kv}
-
-
 def _stacks(params: PyTree) -> list[str]:
     return [name for name in ("encoder", "decoder") if name in params]
 
