@@ -33,7 +33,7 @@ COMMANDS: list[tuple[str, str, str]] = [
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line (exit 2), like UserError."""
 
-    def error(self, message: str) -> None:  # noqa: D401
+    def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

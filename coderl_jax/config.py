@@ -23,7 +23,6 @@ import ml_collections
 
 from coderl_jax.errors import UserError
 
-
 OVERRIDE_PREFIX = "--config."
 MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
 

@@ -125,7 +125,8 @@ def _versions() -> dict:
     return out
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The checkout's HEAD commit, or None outside a git checkout."""
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                            cwd=REPO, timeout=10)
@@ -157,7 +158,7 @@ def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = F
         if {k: old.get(k) for k in identity} != identity:
             raise UserError(f"{workdir} holds a run of other settings ({settings_file}); use "
                             "another --workdir or delete it")
-    record = dict(identity, git_commit=_git_commit(), versions=_versions(), steps=[],
+    record = dict(identity, git_commit=git_commit(), versions=_versions(), steps=[],
                   started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     write_json(settings_file, record)
     for s in steps:

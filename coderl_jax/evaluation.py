@@ -115,7 +115,7 @@ class ProblemSamples:
     def sorted_samples(self) -> "ProblemSamples":
         """A copy with samples in sample order (the tie-break of n@k's ranking)."""
         idx = sorted(range(self.num_samples), key=lambda i: self.order[i])
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        pick = lambda xs: [xs[i] for i in idx]
         return ProblemSamples(self.problem_id, self.difficulty, pick(self.results),
                               pick(self.example_results), pick(self.scores), pick(self.order))
 

@@ -7,7 +7,7 @@ come from its abstract shapes (`jax.eval_shape`), so nothing is materialised bef
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np

@@ -107,7 +107,8 @@ def test_n_at_k_equals_enumeration_on_random_cases():
         correct = [rng.random() < 0.4 for _ in range(total)]
         passes = [c or rng.random() < 0.4 for c in correct]
         passes = [p if rng.random() > 0.1 else not p for p in passes]  # imperfect filter
-        scores = None if trial % 5 == 0 else [rng.choice([0.1, 0.2, 0.5, 0.7]) for _ in range(total)]
+        scores = None if trial % 5 == 0 else [rng.choice([0.1, 0.2, 0.5, 0.7])
+                                              for _ in range(total)]
         k = rng.randint(1, total)
         n = rng.randint(1, k)
         want = brute_force_n_at_k(correct, passes, scores, n, k)

@@ -94,7 +94,8 @@ def _ours(args, config, prompts: np.ndarray) -> dict:
     for r in range(args.repeats):
         dt, n = call(r + 1)
         if n != args.batch * args.new_tokens:
-            raise RuntimeError(f"sampler produced {n} tokens, expected {args.batch * args.new_tokens}")
+            raise RuntimeError(f"sampler produced {n} tokens, expected "
+                               f"{args.batch * args.new_tokens}")
         times.append(dt)
     steady = statistics.median(times)
     return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,

@@ -54,8 +54,7 @@ def _ours(args, config, batch) -> dict:
     from coderl_jax import partitioning
     from coderl_jax.config import MeshConfig, OptimizerConfig
     from coderl_jax.models import t5
-    from coderl_jax.train import state as st
-    from coderl_jax.train import steps
+    from coderl_jax.train import state as st, steps
 
     mesh = partitioning.make_mesh(MeshConfig())
     if args.batch % partitioning.batch_size_divisor(mesh):

@@ -31,13 +31,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--num-samples", type=int, default=None,
                    help="programs per problem (default 1)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature (0: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0: off)")
-    p.add_argument("--greedy", action="store_true", help="greedy decoding (one program per problem)")
+    p.add_argument("--greedy", action="store_true",
+                   help="greedy decoding (one program per problem)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
-    p.add_argument("--batch-size", type=int, default=8, help="(problem, sample) rows per device call")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="(problem, sample) rows per device call")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
@@ -110,22 +113,15 @@ def _parse(raw: bytes) -> dict | None:
     return row
 
 
-def _code_for(problem, completion: str) -> str:
-    """A complete program: HumanEval prompts are followed by the completion (SPEC §3)."""
-    if problem.source == "humaneval" and problem.prompt_text:
-        return problem.prompt_text + completion
-    return completion
-
-
 def run(args) -> int:
     _validate(args)
     from tqdm import tqdm
 
     from coderl_jax.checkpoint_io import load_actor
-    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
     from coderl_jax.data.sources import load_problems
     from coderl_jax.inference.decoding import SamplingConfig
-    from coderl_jax.inference.sampler import Sampler, SampleRequest, truncate_prompt
+    from coderl_jax.inference.sampler import Sampler, SampleRequest
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.tokenizer import load_tokenizer
 
@@ -192,7 +188,7 @@ def run(args) -> int:
                     completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
                     row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
                            "prompt_ids": list(requests[s.request_index].prompt_ids),
-                           "output_ids": s.output_ids, "code": _code_for(problem, completion),
+                           "output_ids": s.output_ids, "code": program_code(problem, completion),
                            "logprob": s.logprob}
                     f.write(json.dumps(row) + "\n")
                     f.flush()

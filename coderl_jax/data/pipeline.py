@@ -18,7 +18,7 @@ all-zero target masks, labels and returns, and valid = 0: token-masked losses ig
 per-example losses (the critic's) must weight by `valid`.
 
 Tokenisation follows CodeRL (`datasets/apps_dataset.py`): the source is `tokenizer.encode(prompt)`
-= `<s> prompt </s>`, cut to S keeping a final `</s>` (as `truncate_prompt` in the sampler and HF's
+= `<s> prompt </s>`, cut to S keeping a final `</s>` (`prompts.truncate_prompt`, as HF's
 truncation do); CodeRL pads it with `</s>` and attends to the padding, we pad with 0 and mask it.
 A target program is `tokenizer.encode(code)` = `<s> code </s>` (CodeRL keeps the `<s>`: its
 CodeT5 learns to emit `<s>` first, then the program, then `</s>`; `target_bos=False` drops it),
@@ -49,11 +49,12 @@ import grain
 import numpy as np
 
 from coderl_jax.config import DataConfig, TrainConfig
-from coderl_jax.data.prompts import build_prompt
+from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 
-STAGES = ("warmup", "critic", "rl", "sampling")
+# the kinds of batch `make_batches` builds (`config.STAGES` are the training stages)
+BATCH_KINDS = ("warmup", "critic", "rl", "sampling")
 _PAD_EXAMPLE: dict = {"index": -1, "pad": True}
 
 
@@ -171,7 +172,7 @@ def _program_fields(row: Mapping, where: str) -> dict:
     return {"target": code}
 
 
-def _problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str) -> Problem:
+def problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str) -> Problem:
     pid = row.get("problem_id")
     if pid is None:
         raise UserError(f"{where}: missing 'problem_id'")
@@ -190,7 +191,7 @@ def critic_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mappin
     out = []
     for n, row in enumerate(rows):
         where = f"program row {n}"
-        problem = _problem_of(row, problems_by_id, where)
+        problem = problem_of(row, problems_by_id, where)
         if "result" not in row:
             raise UserError(f"{where}: missing 'result' (run `coderl run-tests` first)")
         try:
@@ -213,7 +214,7 @@ def rl_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
     out = []
     for n, row in enumerate(rows):
         where = f"program row {n}"
-        problem = _problem_of(row, problems_by_id, where)
+        problem = problem_of(row, problems_by_id, where)
         fields = _program_fields(row, where)
         if "token_returns" in row:
             returns = row["token_returns"]
@@ -238,18 +239,12 @@ def rl_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
 
 
 # --------------------------------------------------------------------------------- tokens
-def truncate_source(ids: Sequence[int], max_len: int, eos_id: int) -> list[int]:
-    """The first `max_len` ids, ending with EOS when cut (HF truncation of `<s> ... </s>`)."""
-    ids = list(ids)
-    return ids if len(ids) <= max_len else ids[: max_len - 1] + [eos_id]
-
-
 class Collate:
     """A list of examples → one fixed-shape batch (see module docstring)."""
 
     def __init__(self, tokenizer, config: PipelineConfig, stage: str):
-        if stage not in STAGES:
-            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+        if stage not in BATCH_KINDS:
+            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(BATCH_KINDS)}")
         self.tokenizer, self.config, self.stage = tokenizer, config, stage
 
     def _targets(self, examples: Sequence[dict]) -> list[list[int]]:
@@ -278,7 +273,7 @@ class Collate:
         rows = [r for r, e in enumerate(examples) if not e.get("pad")]
         sources = tok.batch_encode([e["prompt"] for e in real])
         for r, e, ids in zip(rows, real, sources):
-            ids = truncate_source(ids, S, tok.eos_id)
+            ids = truncate_prompt(ids, S, tok.eos_id)
             batch["encoder_ids"][r, :len(ids)] = ids
             batch["encoder_mask"][r, :len(ids)] = 1
             batch["index"][r] = e["index"]
@@ -410,7 +405,7 @@ def make_batches(stage: str, tokenizer, config: PipelineConfig, *,
         elif stage == "rl":
             examples = rl_examples(table, rows, config.prompt_style)
         else:
-            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(BATCH_KINDS)}")
     return make_dataset(examples, tokenizer, config, stage, process_index=process_index,
                         process_count=process_count)
 

@@ -5,7 +5,7 @@ the problem's example tests; every program is scored by the critic. Each later r
 looks at round r-1's programs:
 - refine, when some passed the example tests: each distinct passing program (distinct
   `output_ids`) is cut at its highest-scoring token — the critic's per-token P(passed) over the
-  program's decoder positions, from one teacher-forced forward pass (`CriticScorer`); the seed is
+  program's decoder positions, from one teacher-forced forward pass (`ProgramScorer`); the seed is
   the program's tokens up to and including that position (EOS excluded) — and the actor
   regenerates from the seed as a forced prefix. The N new programs are split over the seeds,
   best seed first: `N // P` each and one more for the first `N % P` (`allocate`), so each seed is
@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
+from coderl_jax.data.prompts import program_code, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 from coderl_jax.inference.repair import Failure, RepairFormat, repair_prompt
@@ -191,7 +192,7 @@ class CriticScore:
         return self.token_probs[:, -1]
 
 
-class CriticScorer:
+class ProgramScorer:
     """The critic's outcome probabilities per program and per program token, batched and jitted.
 
     Input as in critic training: the problem's prompt ids (cut to `max_source_len`, EOS kept)
@@ -214,7 +215,7 @@ class CriticScorer:
     def score(self, prompt_ids: Sequence[Sequence[int]],
               program_ids: Sequence[Sequence[int]]) -> list[CriticScore]:
         """One CriticScore per (prompt, program) pair, in order."""
-        from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket, truncate_prompt
+        from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket
 
         if len(prompt_ids) != len(program_ids):
             raise ValueError("prompt_ids and program_ids differ in length")
@@ -284,13 +285,6 @@ def load_models(actor: str, critic: str, repair: str | None = None, mesh=None) -
     return models
 
 
-def program_code(problem: Problem, completion: str) -> str:
-    """A complete program (SPEC §3): HumanEval prompts are followed by the completion."""
-    if problem.source == "humaneval" and problem.prompt_text:
-        return problem.prompt_text + completion
-    return completion
-
-
 def has_example_tests(problem: Problem) -> bool:
     return problem.example_tests is not None and len(problem.example_tests) > 0
 
@@ -320,7 +314,7 @@ class CriticalSampler:
         else:
             self.repairer = Sampler(models.actor_config, models.actor_params,
                                     max_source_len=cfg.repair_max_source_len, **kw)
-        self.critic = CriticScorer(models.critic_config, models.critic_head, models.critic_params,
+        self.critic = ProgramScorer(models.critic_config, models.critic_head, models.critic_params,
                                    batch_size=cfg.critic_batch_size,
                                    max_source_len=cfg.max_source_len,
                                    max_target_len=cfg.max_target_len,
@@ -332,14 +326,10 @@ class CriticalSampler:
 
     def prompt_ids(self, problem: Problem) -> list[int]:
         from coderl_jax.data.prompts import build_prompt
-        from coderl_jax.inference.sampler import truncate_prompt
-
         return truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
                                self.cfg.max_source_len, self.eos_id)
 
     def _repair_ids(self, problem: Problem, row: dict) -> list[int]:
-        from coderl_jax.inference.sampler import truncate_prompt
-
         failure = Failure.from_row(row, prefix="example_")
         text = repair_prompt(problem, failure, self.cfg.repair_format)
         return truncate_prompt(self.tokenizer.encode(text), self.cfg.repair_max_source_len,

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.config import ModelConfig
+from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.inference import decoding
 from coderl_jax.inference.decoding import SamplingConfig
 
@@ -66,14 +67,6 @@ def bucket(n: int, buckets: Sequence[int], cap: int) -> int:
         if n <= b:
             return b
     return cap
-
-
-def truncate_prompt(ids: Sequence[int], max_len: int, eos_id: int) -> list[int]:
-    """Keep the first `max_len` tokens, ending with EOS when it had to cut (as HF truncation)."""
-    ids = list(ids)
-    if len(ids) <= max_len:
-        return ids
-    return ids[: max_len - 1] + [eos_id]
 
 
 def row_key_hash(key: str) -> int:
@@ -224,7 +217,8 @@ class Sampler:
         return jax.device_put(x, self.replicated)
 
     def encode_group(self, prompts: Sequence[Sequence[int]], slots: int):
-        """Encode up to `slots` prompts (padded to a source bucket). -> (encoded, mask) on device."""
+        """Encode up to `slots` prompts (padded to a source bucket). -> (encoded, mask) on
+        device."""
         ids = [truncate_prompt(p, self.max_source_len, self.config.eos_token_id) for p in prompts]
         s = bucket(max(len(p) for p in ids), self.source_buckets, self.max_source_len)
         enc_ids = np.zeros((slots, s), np.int32)

@@ -19,7 +19,8 @@ subtree with a leading 'layers' axis):
                     mlp/{wi,wo}}
   encoder/encoder_norm/scale
   decoder/relpos_bias/rel_embedding
-  decoder/layers_i/{pre_self_attention_layer_norm, self_attention/..., pre_cross_attention_layer_norm,
+  decoder/layers_i/{pre_self_attention_layer_norm, self_attention/...,
+                    pre_cross_attention_layer_norm,
                     encoder_decoder_attention/..., pre_mlp_layer_norm, mlp/{wi,wo}}
   decoder/decoder_norm/scale
   logits_dense/kernel                               [embed, vocab] (only when embeddings are untied)
@@ -34,7 +35,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
 from coderl_jax.config import ModelConfig
 from coderl_jax.models.dropout import Dropout
@@ -328,7 +328,8 @@ class Mlp(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention + feed-forward. Signature shaped for nn.scan: (carry, xs, *consts)."""
+    """Pre-norm self-attention + feed-forward. Signature shaped for nn.scan:
+    (carry, xs, *consts)."""
 
     config: ModelConfig
     deterministic: bool = True
@@ -417,7 +418,8 @@ def _run_layers(layer_cls, config: ModelConfig, num_layers: int, deterministic: 
     outs = []
     for i in range(num_layers):
         xs_i = None if xs is None else {k: v[i] for k, v in xs.items()}
-        carry, out = layer_cls(config, deterministic, mode, name=f"layers_{i}")(carry, xs_i, *consts)
+        carry, out = layer_cls(config, deterministic, mode, name=f"layers_{i}")(
+            carry, xs_i, *consts)
         outs.append(out)
     if outs[0] is None:
         return carry, None
@@ -480,7 +482,8 @@ class Decoder(nn.Module):
 
 
 class T5(nn.Module):
-    """The encoder-decoder. Methods: encode, decode, decode_hidden, __call__, (cache) cross_kv, step."""
+    """The encoder-decoder. Methods: encode, decode, decode_hidden, __call__, (cache) cross_kv,
+    step."""
 
     config: ModelConfig
 
@@ -538,7 +541,8 @@ class T5(nn.Module):
         return kv
 
     def step(self, cache: PyTree, token_ids: Array, encoder_mask: Array) -> tuple[Array, PyTree]:
-        """One cached decoder step: [b] ids -> (logits [b, vocab], new k/v [layers, b, 1, h, kv])."""
+        """One cached decoder step: [b] ids -> (logits [b, vocab], new k/v
+        [layers, b, 1, h, kv])."""
         y = self.token_embedder(token_ids[:, None])  # [b, 1, embed]
         hidden, new_kv = self.decoder(y, None, encoder_mask, None, True, STEP, cache)
         return self.logits(hidden)[:, 0], new_kv

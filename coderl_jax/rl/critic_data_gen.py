@@ -43,8 +43,8 @@ def sample_rows(config, params, problems: Sequence, tokenizer, *, num_samples: i
                 sampling, mesh=None, batch_size: int = 8, max_new_tokens: int = 512,
                 max_source_len: int = 600, seed: int = 0, progress: bool = False) -> list[dict]:
     """`coderl generate` rows (SPEC §3) of `num_samples` programs per problem."""
-    from coderl_jax.data.prompts import build_prompt
-    from coderl_jax.inference.sampler import Sampler, SampleRequest, truncate_prompt
+    from coderl_jax.data.prompts import build_prompt, truncate_prompt
+    from coderl_jax.inference.sampler import Sampler, SampleRequest
 
     requests = []
     for p in problems:

@@ -4,7 +4,8 @@ As CodeRL's critic dataset (`datasets/apps_dataset.py`, tuning_mode='critic'): e
 program of `data.programs` with its outcome class, plus every ground-truth solution of those
 problems counted as passed (`get_gt_info() -> (1, None)`; solutions reindented as CodeRL does).
 A held-out part (`rl.eval_programs`, else `rl.eval_fraction` of the programs' problems, chosen by
-a seeded hash, with their ground truth as passed programs) is kept out of training; after the last step (and every `rl.eval_every` steps) the
+a seeded hash, with their ground truth as passed programs) is kept out of training; after the
+last step (and every `rl.eval_every` steps) the
 critic classifies it and the run reports accuracy overall and per class against the majority-class
 baseline (the training data's most common class) and the AUROC and Brier score of its P(passed),
 printed and logged to metrics.jsonl / TensorBoard (`heldout/...`) and

@@ -214,8 +214,7 @@ class OnlineSource:
         return batch
 
     def _prompt_ids(self, problem) -> list[int]:
-        from coderl_jax.data.prompts import build_prompt
-        from coderl_jax.inference.sampler import truncate_prompt
+        from coderl_jax.data.prompts import build_prompt, truncate_prompt
 
         ids = self._prompts.get(problem.problem_id)
         if ids is None:
@@ -395,8 +394,7 @@ class CriticRefresher:
         from coderl_jax import partitioning
         from coderl_jax.config import OptimizerConfig, TrainConfig
         from coderl_jax.models.critic import critic_logical_axes
-        from coderl_jax.train import state as state_lib
-        from coderl_jax.train import steps as steps_lib
+        from coderl_jax.train import state as state_lib, steps as steps_lib
         from coderl_jax.train.loop import step_options
 
         self.scorer = scorer

@@ -128,17 +128,13 @@ def program_examples(rows: Sequence[Mapping], problems_by_id: Mapping[str, Any],
                      prompt_style: str = "train") -> list[dict]:
     """Pipeline examples (critic stage, label 0) of program rows: the problem's prompt and the
     row's `output_ids` (kept exactly) or `code`."""
+    from coderl_jax.data.pipeline import problem_of
     from coderl_jax.data.prompts import build_prompt
 
     prompts: dict[str, str] = {}
     out = []
     for n, row in enumerate(rows):
-        pid = row.get("problem_id")
-        if pid is None:
-            raise UserError(f"program row {n}: missing 'problem_id'")
-        problem = problems_by_id.get(str(pid))
-        if problem is None:
-            raise UserError(f"program row {n}: problem {pid!r} is not among the problems given")
+        problem = problem_of(row, problems_by_id, f"program row {n}")
         ex = {"index": n, "problem_id": problem.problem_id, "label": 0}
         ids = row.get("output_ids")
         if ids is not None:

@@ -22,12 +22,17 @@ import numpy as np
 from jax.sharding import Mesh
 
 from coderl_jax import partitioning, paths
-from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, ModelConfig,
-                               OptimizerConfig, TrainConfig)
+from coderl_jax.config import (
+    STAGES,
+    CheckpointConfig,
+    CriticConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
 from coderl_jax.errors import UserError
 from coderl_jax.paths import PathLike
-from coderl_jax.train import state as state_lib
-from coderl_jax.train import steps as steps_lib
+from coderl_jax.train import state as state_lib, steps as steps_lib
 from coderl_jax.train.checkpoints import Checkpointer
 from coderl_jax.train.metrics import MetricWriter
 

@@ -7,9 +7,19 @@ from typing import Any
 
 import ml_collections
 
-from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, DataConfig, MeshConfig,
-                               ModelConfig, OptimizerConfig, RLConfig, TrainConfig,
-                               from_config_dict, model_preset)
+from coderl_jax.config import (
+    STAGES,
+    CheckpointConfig,
+    CriticConfig,
+    DataConfig,
+    MeshConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RLConfig,
+    TrainConfig,
+    from_config_dict,
+    model_preset,
+)
 from coderl_jax.errors import UserError
 from coderl_jax.paths import PathLike
 
