@@ -17,6 +17,8 @@ import time
 import numpy as np
 
 from coderl_jax.benchmarks import isolation
+from coderl_jax.config import model_preset
+from coderl_jax.convert import hf_config_from_model_config
 from coderl_jax.errors import UserError
 
 # jax.monitoring duration events that make up compile time (tracing, lowering, XLA compile)
@@ -107,8 +109,6 @@ def _reference(args, config, prompts: np.ndarray, device: str) -> dict:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from coderl_jax.convert import hf_config_from_model_config
-
     hf_config = T5Config.from_dict(hf_config_from_model_config(config))  # dropout 0
     torch.manual_seed(args.seed)
     model = T5ForConditionalGeneration(hf_config).to(device).eval()
@@ -142,8 +142,6 @@ def _reference(args, config, prompts: np.ndarray, device: str) -> dict:
 
 def run(args) -> dict:
     _check(args)
-    from coderl_jax.config import model_preset
-
     config = model_preset(args.size, dropout_rate=0.0, dtype=args.dtype)
     prompts = _prompts(args, config.vocab_size)
     device = isolation.resolve_reference_device(args)

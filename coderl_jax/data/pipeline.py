@@ -52,6 +52,7 @@ from coderl_jax.config import DataConfig, TrainConfig
 from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
+from coderl_jax.rl.rewards import outcome_class
 
 # the kinds of batch `make_batches` builds (`config.STAGES` are the training stages)
 BATCH_KINDS = ("warmup", "critic", "rl", "sampling")
@@ -185,8 +186,6 @@ def problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str) 
 def critic_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
                     num_classes: int = 4, prompt_style: str = "train") -> list[dict]:
     """One example per executed program row (`problem_id`, `code`/`output_ids`, `result`)."""
-    from coderl_jax.rl.rewards import outcome_class
-
     prompts: dict[str, str] = {}
     out = []
     for n, row in enumerate(rows):

@@ -39,9 +39,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
-from coderl_jax.data.prompts import program_code, truncate_prompt
+from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
+from coderl_jax.evaluation import ProblemSamples, summarize
+from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.inference.repair import Failure, RepairFormat, repair_prompt
 
 ORIGINS = ("sample", "refine", "repair")
@@ -325,7 +327,6 @@ class CriticalSampler:
     # -- helpers ------------------------------------------------------------------------------
 
     def prompt_ids(self, problem: Problem) -> list[int]:
-        from coderl_jax.data.prompts import build_prompt
         return truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
                                self.cfg.max_source_len, self.eos_id)
 
@@ -355,8 +356,6 @@ class CriticalSampler:
         round per block). `initial_rows[pid]`: round-0 programs to use instead of sampling
         (rows with `output_ids`, at least N). `done_rows`: rows of an interrupted run; a
         problem's complete rounds are kept and it continues after them."""
-        from coderl_jax.execution.pool import ExecutionPool
-
         cfg = self.cfg
         kept = self._resume_state(problems, done_rows)
         all_rows: list[dict] = [r for rows in kept.values() for r in rows]
@@ -514,8 +513,6 @@ class CriticalSampler:
 def summarize_rows(rows: Sequence[dict], ks: Sequence[int] | None = None,
                    ns: Sequence[int] = (1, 5)) -> dict:
     """pass@k and n@k (filter: example tests, rank: critic score) of result rows."""
-    from coderl_jax.evaluation import ProblemSamples, summarize
-
     problems: dict[str, ProblemSamples] = {}
     for i, r in enumerate(rows):
         p = problems.setdefault(r["problem_id"], ProblemSamples(r["problem_id"],
@@ -553,8 +550,6 @@ def compare_plain_vs_critical(models: Models, tokenizer, problems: Sequence[Prob
     "seconds"} (summaries as `summarize_rows`; n@k ranks by critic score in both), plus
     "rows": {"plain": [...], "critical": [...]} with `return_rows`."""
     import time
-
-    from coderl_jax.execution.pool import ExecutionPool
 
     budget = cfg.total_per_problem
     with ExecutionPool(workers=cfg.workers, timeout=cfg.timeout) as pool:

@@ -31,6 +31,7 @@ from coderl_jax.config import ModelConfig
 from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.inference import decoding
 from coderl_jax.inference.decoding import SamplingConfig
+from coderl_jax.models import t5
 
 SOURCE_BUCKETS = (64, 128, 256, 512)
 PREFIX_BUCKETS = (8, 32, 128, 512)
@@ -97,8 +98,6 @@ def _rules(rules: tuple):
 @functools.lru_cache(maxsize=None)
 def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple):
     """Jitted encoder, shared by every Sampler of this model config, mesh and rules."""
-    from coderl_jax.models import t5
-
     model = t5.T5(config)
 
     def encode(params, encoder_ids, encoder_mask):  # [G, S] -> [G, S, d_model]
@@ -114,8 +113,6 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
                eos_id: int | None, row_sharding: jax.sharding.Sharding | None, rules: tuple):
     """Jitted (gather rows, build the cache, decode loop), shared by Samplers of equal settings;
     one compile per (group, source bucket, batch, prefix bucket) shape."""
-    from coderl_jax.models import t5
-
     def decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
                prefix_len, *, prefix_len_max):
         with _rules(rules):
@@ -162,8 +159,6 @@ class Sampler:
                  max_new_tokens: int = 512, max_source_len: int = 600,
                  sampling: SamplingConfig = SamplingConfig(), stop_at_eos: bool = True,
                  source_buckets: Sequence[int] = SOURCE_BUCKETS):
-        from coderl_jax.models import t5
-
         self.config = config
         self.mesh = mesh
         self.max_new_tokens = int(max_new_tokens)

@@ -27,11 +27,16 @@ import numpy as np
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.data.prompts import build_prompt, truncate_prompt
+from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.files import write_json, write_jsonl
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.critic_data import write_layout
 from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
 from coderl_jax.rl.programs_tfds import write_tfds
+from coderl_jax.rl.rewards import CLASS_NAMES
 
 RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
 
@@ -43,7 +48,6 @@ def sample_rows(config, params, problems: Sequence, tokenizer, *, num_samples: i
                 sampling, mesh=None, batch_size: int = 8, max_new_tokens: int = 512,
                 max_source_len: int = 600, seed: int = 0, progress: bool = False) -> list[dict]:
     """`coderl generate` rows (SPEC §3) of `num_samples` programs per problem."""
-    from coderl_jax.data.prompts import build_prompt, truncate_prompt
     from coderl_jax.inference.sampler import Sampler, SampleRequest
 
     requests = []
@@ -98,10 +102,7 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
 
     `actor`: a checkpoint path, or `(model_config, params)`. Returns the summary dict.
     """
-    from coderl_jax.data.sources import problems_by_id
-    from coderl_jax.execution.pool import ExecutionPool
     from coderl_jax.inference.decoding import SamplingConfig
-    from coderl_jax.rl.critic_data import write_layout
 
     if num_samples < 1:
         raise UserError(f"num_samples must be >= 1, got {num_samples}")
@@ -151,8 +152,6 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
 
 
 def outcome_counts(rows: Sequence[dict]) -> dict[str, int]:
-    from coderl_jax.rl.rewards import CLASS_NAMES
-
     counts = collections.Counter(int(r["result"]) for r in rows)
     return {CLASS_NAMES[k + 2]: counts.get(k, 0) for k in (-2, -1, 0, 1)}
 

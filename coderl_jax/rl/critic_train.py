@@ -23,15 +23,18 @@ import numpy as np
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.files import write_json
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.modes import ModeSource
+from coderl_jax.rl.programs import load_program_rows
+from coderl_jax.rl.rewards import CLASS_NAMES, outcome_class
 
 EVAL_FILE = "critic_eval.json"
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
-    from coderl_jax.rl.rewards import CLASS_NAMES
-
     return CLASS_NAMES if num_classes == 4 else ("not passed", "passed")
 
 
@@ -144,8 +147,6 @@ class CriticEvaluation:
                  majority_class: int, model_config, critic_config, mesh, rules, pool_padding: bool,
                  mode: str, batch_size: int, max_source_len: int, max_target_len: int,
                  workdir: PathLike | None):
-        from coderl_jax.rl.rewards import outcome_class
-
         self.rows, self.table, self.tokenizer = rows, problems_by_id, tokenizer
         self.labels = [outcome_class(r["result"], num_classes) for r in rows]
         self.num_classes, self.majority_class = num_classes, majority_class
@@ -186,8 +187,6 @@ class CriticEvaluation:
         print(format_report(report, step), flush=True)
         if self.workdir is None:
             return
-        from coderl_jax.files import write_json
-
         flat = {"heldout/accuracy": report["accuracy"],
                 "heldout/majority_baseline": report["majority_baseline"]}
         for key in ("auroc", "brier"):
@@ -250,10 +249,6 @@ def make_batch_source(context: dict) -> Any:
     import jax
 
     from coderl_jax.data import pipeline
-    from coderl_jax.data.sources import load_problems, problems_by_id
-    from coderl_jax.rl.modes import ModeSource
-    from coderl_jax.rl.programs import load_program_rows
-    from coderl_jax.rl.rewards import outcome_class
 
     data, train = context["data"], context["train"]
     run = context.get("run")

@@ -19,7 +19,12 @@ from typing import Any
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.files import read_jsonl, write_jsonl
+from coderl_jax.rl.modes import ModeSource
+from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, load_program_rows
+from coderl_jax.rl.returns import with_token_returns
 
 SCORED_FILE = "offline_programs.jsonl"
 
@@ -27,8 +32,6 @@ SCORED_FILE = "offline_programs.jsonl"
 def greedy_results_for(rl: RLConfig, programs: str) -> dict[str, int] | None:
     """The greedy baseline's results (rl.greedy_programs, else beside data.programs), when the
     baseline needs them."""
-    from coderl_jax.rl.programs import greedy_source_for, load_greedy_results
-
     if rl.baseline != "greedy":
         return None
     where = rl.greedy_programs or greedy_source_for(programs)
@@ -43,9 +46,6 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
                 problems) -> list[dict]:
     """`rows` with critic `token_probs` (computed once with rl.critic_checkpoint if missing)."""
     import jax
-
-    from coderl_jax.data.sources import problems_by_id
-    from coderl_jax.files import read_jsonl, write_jsonl
 
     if not rl.critic_checkpoint or all("token_probs" in r for r in rows):
         return rows
@@ -75,10 +75,6 @@ def make_batch_source(context: dict) -> Any:
     import numpy as np
 
     from coderl_jax.data import pipeline
-    from coderl_jax.data.sources import load_problems
-    from coderl_jax.rl.modes import ModeSource
-    from coderl_jax.rl.programs import load_program_rows
-    from coderl_jax.rl.returns import with_token_returns
 
     data, train = context["data"], context["train"]
     run = context.get("run")

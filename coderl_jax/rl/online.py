@@ -31,9 +31,17 @@ import time
 import numpy as np
 
 from coderl_jax import paths
-from coderl_jax.config import RLConfig
+from coderl_jax.config import OptimizerConfig, RLConfig, TrainConfig
+from coderl_jax.data.prompts import build_prompt, truncate_prompt
+from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.critic_train import ground_truth_rows, log_metrics
+from coderl_jax.rl.modes import apply_to_batch
+from coderl_jax.rl.overlap import ExecutionQueue, iterate_batches
+from coderl_jax.rl.returns import with_token_returns
+from coderl_jax.rl.rewards import reward
 
 STATS_FILE = "online_stats.json"
 REFRESHED_CRITIC = "critic_refreshed"
@@ -54,10 +62,6 @@ class OnlineSource:
 
     def __init__(self, context: dict):
         import jax
-
-        from coderl_jax.data.sources import load_problems, problems_by_id
-        from coderl_jax.execution.pool import ExecutionPool
-        from coderl_jax.rl.overlap import ExecutionQueue
 
         if jax.process_count() > 1:
             raise UserError("online_rl samples on one process; multi-host online RL is not "
@@ -112,8 +116,6 @@ class OnlineSource:
 
     # ----------------------------------------------------------------------------- set-up
     def _problem_order(self, skip: int):
-        from coderl_jax.rl.overlap import iterate_batches
-
         it = iterate_batches(list(range(len(self.problems))), self.problems_per_batch,
                              seed=self.data.shuffle_seed)
         for _ in range(skip):
@@ -214,8 +216,6 @@ class OnlineSource:
         return batch
 
     def _prompt_ids(self, problem) -> list[int]:
-        from coderl_jax.data.prompts import build_prompt, truncate_prompt
-
         ids = self._prompts.get(problem.problem_id)
         if ids is None:
             ids = truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
@@ -256,9 +256,6 @@ class OnlineSource:
     def _build(self, item: Launched, results: list[dict]) -> dict:
         """Outcomes -> the RL batch (+ ground truth), as the mode feeds it."""
         from coderl_jax.data.pipeline import Collate, PipelineConfig, rl_examples
-        from coderl_jax.rl.modes import apply_to_batch
-        from coderl_jax.rl.returns import with_token_returns
-        from coderl_jax.rl.rewards import reward
 
         n_s = len(item.sample_rows)
         rows = [dict(r, result=res["result"], error_type=res["error_type"])
@@ -313,8 +310,6 @@ class OnlineSource:
         if jax.process_index() != 0 or self.workdir is None or not self._window:
             self._window = []
             return
-        from coderl_jax.rl.critic_train import log_metrics
-
         window, self._window = self._window, []
         s = self.stats()
         elapsed = time.perf_counter() - (self.queue._start or time.perf_counter())
@@ -363,8 +358,6 @@ class OnlineSource:
             return
         if self.refresher is None:
             self.refresher = CriticRefresher(self.scorer, self.run, self.mesh, self.rules)
-        from coderl_jax.rl.critic_train import ground_truth_rows
-
         pids = {r["problem_id"] for r in self._recent}
         rows = self._recent + ground_truth_rows(self.problems, pids)
         self._recent = []
@@ -392,7 +385,6 @@ class CriticRefresher:
 
     def __init__(self, scorer, run, mesh, rules):
         from coderl_jax import partitioning
-        from coderl_jax.config import OptimizerConfig, TrainConfig
         from coderl_jax.models.critic import critic_logical_axes
         from coderl_jax.train import state as state_lib, steps as steps_lib
         from coderl_jax.train.loop import step_options
@@ -418,7 +410,6 @@ class CriticRefresher:
 
         from coderl_jax import partitioning
         from coderl_jax.data.pipeline import Collate, PipelineConfig, critic_examples
-        from coderl_jax.rl.modes import apply_to_batch
 
         cfg = PipelineConfig(batch_size=batch_rows, max_source_len=data.max_source_len,
                              max_target_len=data.max_target_len, shuffle=False, num_epochs=1,

@@ -14,8 +14,11 @@ from etils import epath
 
 from coderl_jax import paths
 from coderl_jax.errors import UserError
+from coderl_jax.files import read_jsonl
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.critic_data import read_layout
 from coderl_jax.rl.programs_tfds import read_tfds_rows
+from coderl_jax.rl.rewards import normalize_result
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -29,8 +32,6 @@ def _is_tfds(folder: epath.Path) -> bool:
 
 def load_program_rows(path: PathLike) -> list[dict]:
     """The sampled program rows at `path` (see module docstring)."""
-    from coderl_jax.files import read_jsonl
-
     path = paths.as_path(path)
     if path.is_file():
         return read_jsonl(path)
@@ -42,8 +43,6 @@ def load_program_rows(path: PathLike) -> list[dict]:
         return read_jsonl(path / SAMPLES_FILE)
     if _is_tfds(path):
         return read_tfds_rows(path, "samples")
-    from coderl_jax.rl.critic_data import read_layout
-
     rows, _ = read_layout(path)
     if not rows:
         raise UserError(f"{path}: no programs (no {SAMPLES_FILE} and no "
@@ -53,9 +52,6 @@ def load_program_rows(path: PathLike) -> list[dict]:
 
 def load_greedy_results(path: PathLike) -> dict[str, int]:
     """`{problem_id: result}` of the greedy (baseline) programs at `path`."""
-    from coderl_jax.files import read_jsonl
-    from coderl_jax.rl.rewards import normalize_result
-
     path = paths.as_path(path)
     if path.is_file():
         rows = read_jsonl(path)

@@ -7,6 +7,7 @@ from typing import Any
 
 import ml_collections
 
+from coderl_jax import paths
 from coderl_jax.config import (
     STAGES,
     CheckpointConfig,
@@ -127,8 +128,6 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
 
     distributed.initialize(run.train.multihost)
     mesh = partitioning.make_mesh(run.mesh, devices)
-    from coderl_jax import paths
-
     workdir = paths.absolute(workdir)
     paths.check_bucket(workdir)
     params = None
