@@ -73,10 +73,25 @@ def matmul_precision(config: ModelConfig) -> jax.lax.Precision:
     return resolve_precision(config.matmul_precision, jax.default_backend())
 
 
+def _on_cpu() -> bool:
+    """Whether the computation being traced runs on XLA CPU (where `_add_bias`'s backward pays)."""
+    return jax.default_backend() == "cpu"
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _matmul32(spec: str, precision: jax.lax.Precision, a: Array, b: Array) -> Array:
     """A weight matmul ([..., K] x [K, N] or [..., K] x [N, K]) of same-dtype `a`, `b`,
-    accumulated and returned in float32."""
+    accumulated and returned in float32.
+
+    Its backward (a custom VJP, written for XLA CPU) is the two contractions JAX's transpose rule
+    makes, at the same precision, except that the cotangent is first cast to the operands' dtype.
+    Float32 models: the cast is a no-op, the gradient is autodiff's (tested). bfloat16 models:
+    the backward matmuls are bf16 x bf16 -> f32 like the forward ones, the native form of TPU
+    MXUs and GPU tensor cores as well as of CPU AMX units, where a float32 cotangent against bf16
+    operands would make a float32 matmul; the cost is the cotangent rounded to bfloat16, as
+    mixed-precision training does anyway. So it is the same work or less on TPU/GPU (not
+    measured there), and is not switchable.
+    """
     return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32, precision=precision)
 
 
@@ -136,11 +151,15 @@ def _add_bias_fwd(precision, scores, bias):
 
 
 def _add_bias_bwd(precision, bias_rows, g):
-    # The bias's cotangent sums g over the batch. As a contraction with a ones vector this is
-    # one pass over g; XLA CPU otherwise fuses the 6 layers' batch-reductions into one reduce
-    # that ran ~10x slower (0.23 s of a codet5-small step).
+    # The bias's cotangent sums g over the batch. On XLA CPU a contraction with a ones vector
+    # is one pass over g, where a plain sum gets fused with the other layers' batch-reductions
+    # into one reduce that ran ~10x slower (0.23 s of a codet5-small step). Elsewhere the plain
+    # sum: a reduce is one pass on TPUs and GPUs too, and the contraction would run at the
+    # model's matmul precision (on a TPU, DEFAULT rounds a float32 g to bfloat16).
     if bias_rows == g.shape[0]:
         return g, g
+    if not _on_cpu():
+        return g, g.sum(axis=0, keepdims=True)
     ones = jnp.ones((g.shape[0],), g.dtype)
     return g, jnp.einsum("bhqk,b->hqk", g, ones, precision=precision)[None]
 
