@@ -28,7 +28,7 @@ from coderl_jax.errors import UserError
 from coderl_jax.files import write_json
 from coderl_jax.paths import PathLike
 from coderl_jax.rl.modes import ModeSource
-from coderl_jax.rl.programs import load_program_rows
+from coderl_jax.rl.programs import load_program_rows, stage_inputs
 from coderl_jax.rl.rewards import CLASS_NAMES, outcome_class
 
 EVAL_FILE = "critic_eval.json"
@@ -122,8 +122,6 @@ def split_rows(rows: list[dict], problems: Sequence, rl: RLConfig, seed: int
     eval_rows: list[dict] = []
     eval_problems: list = []
     if rl.eval_programs:
-        from coderl_jax.rl.programs import load_program_rows
-
         eval_rows = load_program_rows(rl.eval_programs)
     else:
         held = heldout_problem_ids([str(r["problem_id"]) for r in rows], rl.eval_fraction, seed)
@@ -250,20 +248,10 @@ def make_batch_source(context: dict) -> Any:
 
     from coderl_jax.data import pipeline
 
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
     num_classes = int(context.get("num_classes", 4))
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        from coderl_jax.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(data.tokenizer or None)
-    if not data.programs:
-        raise UserError("the critic stage needs data.programs (executed programs: a .jsonl, a "
-                        "`coderl critic-data` folder or a CodeRL layout folder)")
-    problems = load_problems(data.problems, data.split or None)
-    rows = load_program_rows(data.programs)
+    data, train, run, rl, tokenizer, problems, rows = stage_inputs(
+        context, "the critic stage needs data.programs (executed programs: a .jsonl, a "
+                 "`coderl critic-data` folder or a CodeRL layout folder)")
     train_rows, eval_rows, eval_problems = split_rows(rows, problems, rl, data.shuffle_seed)
     labels = collections.Counter(outcome_class(r["result"], num_classes) for r in train_rows)
     majority = max(sorted(labels), key=lambda c: labels[c])

@@ -19,11 +19,11 @@ from typing import Any
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
-from coderl_jax.data.sources import load_problems, problems_by_id
+from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl, write_jsonl
 from coderl_jax.rl.modes import ModeSource
-from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, load_program_rows
+from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, stage_inputs
 from coderl_jax.rl.returns import with_token_returns
 
 SCORED_FILE = "offline_programs.jsonl"
@@ -76,19 +76,9 @@ def make_batch_source(context: dict) -> Any:
 
     from coderl_jax.data import pipeline
 
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        from coderl_jax.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(data.tokenizer or None)
-    if not data.programs:
-        raise UserError("the offline_rl stage needs data.programs (executed sampled programs: "
-                        "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
-    problems = load_problems(data.problems, data.split or None)
-    rows = load_program_rows(data.programs)
+    data, train, run, rl, tokenizer, problems, rows = stage_inputs(
+        context, "the offline_rl stage needs data.programs (executed sampled programs: "
+                 "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
     if not rows:
         raise UserError(f"no programs in {data.programs}")
     rows = scored_rows(rows, rl, data, context, tokenizer, problems)

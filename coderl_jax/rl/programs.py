@@ -13,12 +13,15 @@ from __future__ import annotations
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl
 from coderl_jax.paths import PathLike
 from coderl_jax.rl.critic_data import read_layout
 from coderl_jax.rl.programs_tfds import read_tfds_rows
 from coderl_jax.rl.rewards import normalize_result
+from coderl_jax.tokenizer import load_tokenizer
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -91,3 +94,19 @@ def greedy_source_for(programs: PathLike) -> epath.Path | None:
         return None
     beside = p.with_name(GREEDY_FILE)
     return beside if beside.is_file() else None
+
+
+def stage_inputs(context: dict, missing: str) -> tuple:
+    """(data, train, run, rl, tokenizer, problems, program rows) of a stage trained on executed
+    programs (critic, offline RL), from train/sources.py's `context`; `missing` is the error
+    when `data.programs` is unset."""
+    data, train = context["data"], context["train"]
+    run = context.get("run")
+    rl = run.rl if run is not None else RLConfig()
+    tokenizer = context.get("tokenizer")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(data.tokenizer or None)
+    if not data.programs:
+        raise UserError(missing)
+    problems = load_problems(data.problems, data.split or None)
+    return data, train, run, rl, tokenizer, problems, load_program_rows(data.programs)
