@@ -35,7 +35,7 @@ from coderl_jax.config import OptimizerConfig, RLConfig, TrainConfig
 from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
-from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.execution import pool as pool_lib
 from coderl_jax.paths import PathLike
 from coderl_jax.rl.critic_train import ground_truth_rows, log_metrics
 from coderl_jax.rl.modes import apply_to_batch
@@ -97,7 +97,7 @@ class OnlineSource:
             raise UserError("rl.baseline='mean_others' needs rl.num_samples >= 2")
         self.problems_per_batch = self.batch_rows // n
         self.max_new_tokens = self.rl.max_new_tokens or self.data.max_target_len
-        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout)
+        self.pool = pool_lib.ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout)
         self.queue = ExecutionQueue(self.rl.overlap_depth)
         self.delivered = 0  # batches handed to the training loop
         self.launched = 0
