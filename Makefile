@@ -16,6 +16,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)

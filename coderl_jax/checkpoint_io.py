@@ -8,42 +8,31 @@ The folder is built beside its destination and renamed into place (on a bucket: 
 written last), so an interrupted save never leaves a half-written checkpoint under the
 requested name. Paths may be local or gs:// (`coderl_jax.paths`).
 
-`load_model` also accepts other folders that hold a model (a training workdir) through readers
-registered with `register_loader` or named in `LOADER_MODULES`.
+`load_model` also reads a training workdir (its latest checkpoint, or its final model/).
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
-from typing import Any, Callable
+from typing import Any
 
 import jax
 from etils import epath
 
-from coderl_jax import paths
+from coderl_jax import partitioning, paths
 from coderl_jax.config import CriticConfig, ModelConfig, from_config_dict
 from coderl_jax.errors import UserError
+from coderl_jax.files import write_json
+from coderl_jax.models import t5
+from coderl_jax.models.critic import init_critic_params
 from coderl_jax.paths import PathLike
+from coderl_jax.train import checkpoints
 
 PyTree = Any
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
 FORMAT = "coderl-jax-model"
 Loaded = tuple[PyTree, ModelConfig, "CriticConfig | None"]
-
-# Readers of other folder kinds holding a model, tried in order when `path` is not a model
-# checkpoint: fn(path: Path, shardings) -> (params, model_config, critic_config) or None when
-# `path` is not its kind. "module:function" strings are imported on first use, so the training
-# code can add its workdir reader here without this module importing it.
-LOADER_MODULES: list[str] = ["coderl_jax.train.checkpoints:load_workdir_model"]
-_LOADERS: list[Callable[[epath.Path, Any], "Loaded | None"]] = []
-
-
-def register_loader(fn: Callable[[epath.Path, Any], "Loaded | None"]) -> None:
-    """Let `load_model` read another folder kind (e.g. a training workdir's latest model)."""
-    if fn not in _LOADERS:
-        _LOADERS.append(fn)
 
 
 def is_model_dir(path: PathLike) -> bool:
@@ -106,8 +95,6 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
         ckptr.wait_until_finished()
         ckptr.close()
         if lead:
-            from coderl_jax.files import write_json
-
             write_json(tmp / CONFIG_FILE, _config_json(model_config, critic_config))
             if not remote:
                 paths.replace_dir(tmp, path)
@@ -130,14 +117,10 @@ def abstract_params(model_config: ModelConfig, critic_config: CriticConfig | Non
                     shardings: PyTree = None) -> PyTree:
     """ShapeDtypeStructs of the parameter tree, carrying `shardings` (default: one device)."""
     if critic_config is not None:
-        from coderl_jax.models.critic import init_critic_params
-
         shapes = jax.eval_shape(lambda: init_critic_params(model_config, critic_config,
                                                            jax.random.key(0)))
     else:
-        from coderl_jax.models.t5 import init_params
-
-        shapes = jax.eval_shape(lambda: init_params(model_config, jax.random.key(0)))
+        shapes = jax.eval_shape(lambda: t5.init_params(model_config, jax.random.key(0)))
     if shardings is None:
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         return jax.tree_util.tree_map(
@@ -156,10 +139,9 @@ def load_model(path: PathLike, shardings: PyTree = None) -> Loaded:
     if not p.is_dir():
         raise UserError(f"checkpoint is not a folder: {p}")
     if not is_model_dir(p):
-        for loaded in _other_loaders():
-            result = loaded(p, shardings)
-            if result is not None:
-                return result
+        result = load_workdir_model(p, shardings)
+        if result is not None:
+            return result
         if not any(p.iterdir()):
             raise UserError(f"checkpoint folder is empty: {p}")
         raise UserError(f"{p} is not a model checkpoint (expected {CONFIG_FILE} and {PARAMS_DIR}/; "
@@ -178,9 +160,32 @@ def load_model(path: PathLike, shardings: PyTree = None) -> Loaded:
     return params, model_config, critic_config
 
 
-def _other_loaders():
-    for spec in LOADER_MODULES:
-        module, _, fn = spec.partition(":")
-        register_loader(getattr(importlib.import_module(module), fn))
-    LOADER_MODULES.clear()
-    return list(_LOADERS)
+def load_workdir_model(path: PathLike, shardings: Any = None) -> Loaded | None:
+    """(params, ModelConfig, CriticConfig | None) of a training workdir (or its checkpoints/
+    folder): its latest checkpoint, else its final model/; None if `path` is neither."""
+    directory = checkpoints.find_checkpoints(path)
+    if directory is None:
+        final = paths.as_path(path) / "model"
+        return load_model(final, shardings) if is_model_dir(final) else None
+    with checkpoints.Checkpointer(None, read_only=True, directory=directory) as ckpt:
+        meta = ckpt.meta()
+    if "model" not in meta:
+        raise UserError(f"{directory}: checkpoint has no model config in its meta")
+    model_cfg = from_config_dict(ModelConfig, meta["model"])
+    critic_cfg = from_config_dict(CriticConfig, meta["critic"]) if meta.get("critic") else None
+    target = abstract_params(model_cfg, critic_cfg, shardings)
+    params, _ = checkpoints.load_params(directory, target=target)
+    return params, model_cfg, critic_cfg
+
+
+def load_actor(path: PathLike, mesh=None) -> tuple[ModelConfig, PyTree]:
+    """(ModelConfig, params) of an actor checkpoint, placed with the training rules on `mesh`."""
+    shardings = None
+    if mesh is not None and is_model_dir(path):
+        config, critic = read_model_config(path)
+        if critic is None:
+            shardings = partitioning.logical_to_mesh_sharding(t5.param_logical_axes(config), mesh)
+    params, config, critic = load_model(path, shardings)
+    if critic is not None:
+        raise UserError(f"{path} is a critic checkpoint; generate needs an actor (plain T5)")
+    return config, params

@@ -33,7 +33,7 @@ COMMANDS: list[tuple[str, str, str]] = [
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line (exit 2), like UserError."""
 
-    def error(self, message: str) -> None:  # noqa: D401
+    def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -45,23 +45,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is not None and name != only:
             sub.add_parser(name, help=help_text)
             continue
-        try:
-            mod = importlib.import_module(f"coderl_jax.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"coderl_jax.commands.{module}":
-                raise
-            p = sub.add_parser(name, help=help_text + " (not built yet)")
-            p.set_defaults(func=_not_built(name))
-            continue
-        mod.register(sub)
+        importlib.import_module(f"coderl_jax.commands.{module}").register(sub)
     return parser
-
-
-def _not_built(name: str):
-    def run(args) -> int:
-        raise UserError(f"'{name}' is not available in this version")
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,12 @@ or `X` name the shipped config X, so `--config configs/tiny.py` works from any f
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import importlib.util
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import ml_collections
 
 from coderl_jax.errors import UserError
 
-
+OVERRIDE_PREFIX = "--config."
 MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
 
 
@@ -191,6 +194,34 @@ def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
         raise UserError(f"config key {key!r}: {e}") from e
 
 
+def accept_overrides(parser: argparse.ArgumentParser) -> None:
+    """Let this parser take `--config.a.b=v` / `--config.a.b v` (collected in args.overrides)."""
+    original = parser.parse_known_args
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        rest, overrides = [], []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a.startswith(OVERRIDE_PREFIX):
+                if "=" in a:
+                    overrides.append(a[len("--"):])
+                elif i + 1 < len(args):
+                    overrides.append(a[len("--"):] + "=" + args[i + 1])
+                    i += 1
+                else:
+                    parser.error(f"{a} needs a value")
+            else:
+                rest.append(a)
+            i += 1
+        ns, extra = original(rest, namespace)
+        ns.overrides = overrides
+        return ns, extra
+
+    parser.parse_known_args = types.MethodType(parse_known_args, parser)
+
+
 class _null:
     def __enter__(self):
         return self
@@ -200,7 +231,7 @@ class _null:
 
 
 # ---------------------------------------------------------------------------------------------
-# Training (issue 6): mesh, optimizer, train loop, checkpoints, data.
+# Training: mesh, optimizer, train loop, checkpoints, data.
 
 # Logical axis name -> mesh axis (or axes, or None = replicated), in priority order: a logical name
 # takes the first rule whose mesh axes are still free in that array, so activations
@@ -315,7 +346,7 @@ class DataConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# The CodeRL loop (issue 7): critic data, critic training, offline and online RL.
+# The CodeRL loop: critic data, critic training, offline and online RL.
 
 RL_MODES = ("fixed", "paper_faithful")
 

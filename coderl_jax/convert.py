@@ -39,7 +39,8 @@ ERROR_HEAD_KEYS = ("error_head.0.weight", "error_head.0.bias", "error_head.2.wei
 
 
 def model_config_from_hf(hf: dict, **overrides: Any) -> ModelConfig:
-    """A ModelConfig from an HF `config.json` dict; UserError unless it is a T5 v1.0 (ReLU) model."""
+    """A ModelConfig from an HF `config.json` dict; UserError unless it is a T5 v1.0 (ReLU)
+    model."""
     if hf.get("model_type") != "t5":
         raise UserError(f"not a T5 config: model_type is {hf.get('model_type')!r}, expected 't5'")
     ffn = hf.get("feed_forward_proj", "relu")
@@ -123,7 +124,8 @@ def _attention(hf: str, flax: tuple[str, ...]) -> Mapping:
 def key_mapping(config: ModelConfig, critic: CriticConfig | None = None) -> Mapping:
     """Every HF tensor of the model and where it lives in our (unscanned) parameter tree."""
     m: Mapping = [("shared.weight", ("token_embedder", "embedding"), False)]
-    for stack, n in (("encoder", config.num_encoder_layers), ("decoder", config.num_decoder_layers)):
+    for stack, n in (("encoder", config.num_encoder_layers),
+                     ("decoder", config.num_decoder_layers)):
         m.append((f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
                   (stack, "relpos_bias", "rel_embedding"), False))
         for i in range(n):
@@ -200,7 +202,8 @@ def hf_state_to_params(state: dict[str, np.ndarray], config: ModelConfig,
     state = dict(state)
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
-    if not config.tie_word_embeddings and "lm_head.weight" not in state and "shared.weight" in state:
+    if (not config.tie_word_embeddings and "lm_head.weight" not in state
+            and "shared.weight" in state):
         state["lm_head.weight"] = state["shared.weight"]  # saved tied (transformers >= 5)
     mapping = key_mapping(config, critic)
     missing = [k for k, _, _ in mapping if k not in state]

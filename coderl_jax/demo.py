@@ -19,8 +19,22 @@ import ml_collections
 import numpy as np
 
 from coderl_jax import paths
+from coderl_jax.config import configs_dir
+from coderl_jax.data.demo import load_demo
+from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.evaluation import pass_at_k
+from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.files import write_json, write_jsonl
+from coderl_jax.inference import critical_sampling as cs
 from coderl_jax.paths import PathLike
+from coderl_jax.report import write_report
+from coderl_jax.rl.critic_data_gen import execute_rows, generate_critic_data, sample_rows
+from coderl_jax.rl.critic_train import read_eval
+from coderl_jax.rl.online import read_stats
+from coderl_jax.stats import auroc, brier, metric_intervals, paired_difference
+from coderl_jax.tokenizer import load_tokenizer
+from coderl_jax.train.run import run_config, train_stage
 
 STAGE_DIRS = ("warmup", "critic_data", "critic", "offline_rl", "online_rl", "eval",
               "critical_sampling", "export")
@@ -37,8 +51,6 @@ DIFFERENCES = {"offline_rl_minus_warmup": ("offline_rl", "warmup"),  # name: (B,
 
 def default_config_path() -> Path:
     """The shipped configs/demo.py (coderl_jax.configs.demo when installed)."""
-    from coderl_jax.config import configs_dir
-
     return configs_dir() / "demo.py"
 
 
@@ -73,8 +85,6 @@ def outcome_mix(rows: Sequence[dict]) -> dict[str, float]:
 def per_problem_pass(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, dict]:
     """Each problem's unbiased pass@k of the rows' hidden-test results:
     {problem_id: {"heldout_pass@k": ...}}, problems in row order."""
-    from coderl_jax.evaluation import pass_at_k
-
     by_problem: dict[str, list[bool]] = collections.defaultdict(list)
     for r in rows:
         by_problem[r["problem_id"]].append(int(r["result"]) == 1)
@@ -94,16 +104,12 @@ def pass_at(rows: Sequence[dict], ks: Sequence[int] = KS) -> dict[str, float]:
 
 def pass_intervals(per_problem: dict[str, dict], seed: int) -> dict:
     """`heldout_pass@k_ci` ({"low", "high"}) of each k: bootstrap over problems (stats.py)."""
-    from coderl_jax.stats import metric_intervals
-
     return metric_intervals(list(per_problem.values()), PASS_KEYS, CI_LEVEL, CI_RESAMPLES, seed)
 
 
 def pass_differences(per_problem: dict[str, dict[str, dict]], seed: int) -> dict:
     """Each of DIFFERENCES' `B - A` of held-out pass@k with its paired bootstrap interval
     (the same resampled problems for both stages)."""
-    from coderl_jax.stats import paired_difference
-
     out = {}
     for name, (b, a) in DIFFERENCES.items():
         ids = sorted(per_problem[a])
@@ -118,9 +124,7 @@ def pass_differences(per_problem: dict[str, dict[str, dict]], seed: int) -> dict
 def evaluate_actor(model_config, params, problems, tokenizer, ev, seed: int, pool,
                    progress: bool = True) -> tuple[dict, list[dict]]:
     """Sample `ev.num_samples` programs per problem, run the hidden tests, measure."""
-    from coderl_jax.data.sources import problems_by_id
     from coderl_jax.inference.decoding import SamplingConfig
-    from coderl_jax.rl.critic_data_gen import execute_rows, sample_rows
 
     t0 = time.perf_counter()
     rows = sample_rows(model_config, params, problems, tokenizer, num_samples=ev.num_samples,
@@ -190,8 +194,6 @@ def torch_logit_diff(hf_dir: PathLike, model_config, params, problems, tokenizer
 def stage_config(cfg: ml_collections.ConfigDict, name: str, seed: int, tokenizer: str,
                  **fields) -> Any:
     """The typed RunConfig of one training stage with the demo's seed and paths filled in."""
-    from coderl_jax.train.run import run_config
-
     stage = ml_collections.ConfigDict(cfg[name].to_dict())
     stage.train.seed = seed
     stage.data.shuffle_seed = seed
@@ -206,16 +208,6 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
              ) -> dict:
     """Run every stage in `workdir` (its demo folders are replaced) and write the report."""
     from coderl_jax import checkpoint_io, convert
-    from coderl_jax.data.demo import load_demo
-    from coderl_jax.execution.pool import ExecutionPool
-    from coderl_jax.files import write_json, write_jsonl
-    from coderl_jax.inference import critical_sampling as cs
-    from coderl_jax.report import write_report
-    from coderl_jax.rl.critic_data_gen import generate_critic_data
-    from coderl_jax.rl.critic_train import read_eval
-    from coderl_jax.rl.online import read_stats
-    from coderl_jax.tokenizer import load_tokenizer
-    from coderl_jax.train.run import train_stage
 
     t_start = time.perf_counter()
     workdir = paths.absolute(workdir)
@@ -299,7 +291,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
     cs_cfg = cs.CriticalSamplingConfig(
         num_samples=c.num_samples, rounds=c.rounds, top_m=c.top_m, temperature=c.temperature,
         top_p=c.top_p, top_k=c.top_k, max_new_tokens=c.max_new_tokens,
-        max_source_len=ev.max_source_len, max_target_len=c.max_new_tokens, batch_size=c.batch_size, seed=seed,
+        max_source_len=ev.max_source_len, max_target_len=c.max_new_tokens,
+        batch_size=c.batch_size, seed=seed,
         workers=int(ev.workers), timeout=float(ev.timeout))
 
     def critical() -> dict:
@@ -366,7 +359,5 @@ def calibration(pairs: Sequence[tuple[float, bool]], bins: int = 5) -> dict:
                       "programs": int(sel.sum()),
                       "mean_predicted": float(scores[sel].mean()) if sel.any() else None,
                       "pass_rate": float(passed[sel].mean()) if sel.any() else None})
-    from coderl_jax.stats import auroc, brier
-
     return {"programs": len(pairs), "bins": table, "brier": brier(scores, passed > 0),
             "auroc": auroc(scores, passed > 0)}

@@ -31,7 +31,10 @@ from typing import Callable
 
 import ml_collections
 
+from coderl_jax import paths as storage
+from coderl_jax.config import apply_override
 from coderl_jax.errors import UserError
+from coderl_jax.files import atomic_write, write_json
 
 METHODS = ("sample", "critical_sampling")
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +130,8 @@ def _versions() -> dict:
     return out
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The checkout's HEAD commit, or None outside a git checkout."""
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                            cwd=REPO, timeout=10)
@@ -139,16 +143,12 @@ def _git_commit() -> str | None:
 def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = False,
                out=None, env: dict | None = None) -> int:
     """Run (or print) the recipe's steps; returns the first failing step's status, else 0."""
-    from coderl_jax.files import atomic_write, write_json
-
     out = out or sys.stdout
     steps = build_steps(cfg, paths)
     if dry_run:
         for s in steps:
             print(format_command(s), file=out)
         return 0
-    from coderl_jax import paths as storage
-
     workdir = storage.make_dirs(paths["workdir"])
     settings_file = workdir / "settings.json"
     identity = json.loads(json.dumps({"recipe": cfg.name, "config": cfg.to_dict(),
@@ -159,7 +159,7 @@ def run_recipe(cfg: ml_collections.ConfigDict, paths: dict, *, dry_run: bool = F
         if {k: old.get(k) for k in identity} != identity:
             raise UserError(f"{workdir} holds a run of other settings ({settings_file}); use "
                             "another --workdir or delete it")
-    record = dict(identity, git_commit=_git_commit(), versions=_versions(), steps=[],
+    record = dict(identity, git_commit=git_commit(), versions=_versions(), steps=[],
                   started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     write_json(settings_file, record)
     for s in steps:
@@ -210,8 +210,6 @@ def main(get_config: Callable[[], ml_collections.ConfigDict], argv: list[str] | 
     parser.add_argument("--workdir", required=True, help="results, settings.json, metrics.json")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args, rest = parser.parse_known_args(argv)
-    from coderl_jax.config import apply_override
-
     try:
         for item in rest:
             if not item.startswith("--config."):

@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from coderl_jax.errors import UserError
+from coderl_jax.stats import metric_intervals
 
 PASSED = 1  # SPEC §4 outcome code of a program that passed every test
 DIFFICULTY_ORDER = ("introductory", "interview", "competition", "easy", "medium", "hard",
@@ -115,7 +116,7 @@ class ProblemSamples:
     def sorted_samples(self) -> "ProblemSamples":
         """A copy with samples in sample order (the tie-break of n@k's ranking)."""
         idx = sorted(range(self.num_samples), key=lambda i: self.order[i])
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        pick = lambda xs: [xs[i] for i in idx]
         return ProblemSamples(self.problem_id, self.difficulty, pick(self.results),
                               pick(self.example_results), pick(self.scores), pick(self.order))
 
@@ -210,8 +211,6 @@ def add_intervals(summary: dict, keys: Sequence[str], level: float, resamples: i
                   seed: int) -> dict:
     """Add `key + "_ci": {"low", "high"}` (bootstrap over problems, coderl_jax/stats.py) for each
     metric key, overall and per difficulty, from `summary["per_problem"]`; returns `summary`."""
-    from coderl_jax.stats import metric_intervals
-
     if not level:
         return summary
     entries = list(summary["per_problem"].values())

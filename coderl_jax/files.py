@@ -63,20 +63,30 @@ def write_json(path: PathLike, obj: Any, indent: int | None = 2) -> None:
 
 def read_jsonl(path: PathLike) -> list[dict]:
     """Read JSON lines; a missing file or an invalid line is a UserError naming file and line."""
+    return [row for _, row in iter_jsonl(path)]
+
+
+def iter_jsonl(path: PathLike) -> Iterator[tuple[str, dict]]:
+    """(`file:line`, row) for each JSON object of a JSON-lines file, streamed; errors as
+    `read_jsonl`'s."""
     path = paths.as_path(path)
     if not path.is_file():
         paths.check_bucket(path)
         raise UserError(f"file not found: {path}")
-    rows = []
     with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+        for _, where, row in json_lines(f, path):
             if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-            rows.append(row)
-    return rows
+                raise UserError(f"{where}: expected a JSON object per line")
+            yield where, row
+
+
+def json_lines(lines: Iterable[str], name: Any) -> Iterator[tuple[int, str, Any]]:
+    """(line number, `name:line`, value) of each non-blank line; invalid JSON is a UserError."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{lineno}"
+        try:
+            yield lineno, where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: invalid JSON ({e.msg})") from e

@@ -7,7 +7,7 @@ come from its abstract shapes (`jax.eval_shape`), so nothing is materialised bef
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -246,13 +246,3 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, global_batch: int | No
             global_shape = (global_batch,) + value.shape[1:]
         out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
     return out
-
-
-def init_sharded(init_fn: Callable[[], Any], shardings_fn: Callable[[Any], Any]) -> tuple[Any, Any]:
-    """Run `init_fn` under jit with out_shardings from its abstract output.
-
-    `shardings_fn(abstract_tree) -> sharding tree`. Returns (tree, shardings).
-    """
-    abstract = jax.eval_shape(init_fn)
-    shardings = shardings_fn(abstract)
-    return jax.jit(init_fn, out_shardings=shardings)(), shardings

@@ -9,11 +9,11 @@ from typing import Any
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.config import STAGES
 from coderl_jax.files import atomic_write, write_json
 from coderl_jax.paths import PathLike
 
 EVAL_STAGES = ("warmup", "offline_rl", "online_rl", "critical_sampling")
-TRAIN_STAGES = ("warmup", "critic", "offline_rl", "online_rl")
 LABELS = {"warmup": "warm-up", "critic": "critic", "offline_rl": "offline RL",
           "online_rl": "online RL", "critical_sampling": "critical sampling",
           "plain_same_budget": "plain, same budget"}
@@ -51,8 +51,8 @@ def _pass_rows(report: dict) -> list[tuple[str, dict]]:
 def plot_training_curves(report: dict, workdir: epath.Path, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(TRAIN_STAGES), figsize=(4 * len(TRAIN_STAGES), 3.2))
-    for ax, stage in zip(axes, TRAIN_STAGES):
+    fig, axes = plt.subplots(1, len(STAGES), figsize=(4 * len(STAGES), 3.2))
+    for ax, stage in zip(axes, STAGES):
         rows = [r for r in read_metrics(workdir / stage / "metrics.jsonl")
                 if "step" in r and "loss" in r]
         ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label="loss")
@@ -198,7 +198,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {b['low']:.1f}–{b['high']:.1f} | {b['programs']} | "
                          f"{_f(b['mean_predicted'])} | {_f(b['pass_rate'])} |")
     lines += ["", "## Throughput", "", "| stage | what | figure |", "|---|---|---|"]
-    for stage in TRAIN_STAGES:
+    for stage in STAGES:
         t = (report["critic"] if stage == "critic" else report["stages"][stage])["training"]
         lines.append(f"| {LABELS[stage]} | training, {t['steps']} steps in {t['seconds']:.0f} s"
                      f" | {t['tokens_per_s']:.0f} tokens/s |")

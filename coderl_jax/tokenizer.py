@@ -67,7 +67,8 @@ class CodeT5Tokenizer:
         """Token ids of `text`; with special tokens: `<s> ... </s>` (RobertaTokenizer)."""
         return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
 
-    def batch_encode(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+    def batch_encode(self, texts: Sequence[str], add_special_tokens: bool = True
+                     ) -> list[list[int]]:
         """`encode` of many texts at once (parallel in the Rust library)."""
         if not texts:
             return []
@@ -83,7 +84,8 @@ class CodeT5Tokenizer:
         """Text of `ids`; special tokens (pad, bos, eos, mask, extra ids) dropped by default."""
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
-    def batch_decode(self, batch: Iterable[Iterable[int]], skip_special_tokens: bool = True) -> list[str]:
+    def batch_decode(self, batch: Iterable[Iterable[int]], skip_special_tokens: bool = True
+                     ) -> list[str]:
         seqs = [[int(i) for i in ids] for ids in batch]
         return self._tok.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
 

@@ -5,7 +5,8 @@
         --config.rl.critic_checkpoint=runs/codet5_large_critic/model \
         --config.data.problems=<APPS>/train
 
-Each step: 8 problems x 4 samples (top-p 0.95, top-k 50) + a greedy program per problem from the current
+Each step: 8 problems x 4 samples (top-p 0.95, top-k 50) + a greedy program per problem from the
+current
 params, executed by 32 sandbox workers while the device learns from the previous batch and
 samples the next (rl.overlap_depth=1), one RL + CE update. Prints the device idle fraction and the
 execution-cache hit rate at the end (online_stats.json, metrics.jsonl `online/...`). Sampling

@@ -1,6 +1,7 @@
 """`coderl demo` / `make demo`: the whole CodeRL loop on the bundled demo problems, tiny model.
 
-    coderl demo --workdir demo_workdir [--config configs/demo.py] [--config.warmup.train.num_steps=N]
+    coderl demo --workdir demo_workdir [--config configs/demo.py]
+                [--config.warmup.train.num_steps=N]
 
 Each training stage is the tiny config of that stage (configs/tiny*.py) with the demo's
 settings below; `eval` is how every stage's actor is measured on the held-out demo problems,
@@ -41,7 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     # N samples + 1 greedy program per training problem, executed (the critic's and RL's data)
     cfg.critic_data = ml_collections.ConfigDict(dict(
         num_samples=4, temperature=0.6, top_p=1.0, top_k=0, max_new_tokens=TARGET_LEN,
-        batch_size=64, workers=2, timeout=4.0, limit=0))  # limit: first N training problems (0: all 299)
+        # limit: first N training problems (0: all 299)
+        batch_size=64, workers=2, timeout=4.0, limit=0))
     cfg.critic = _stage("tiny_critic", train__num_steps=150, train__batch_size=16,
                         optimizer__learning_rate=3e-3, rl__eval_fraction=0.1)
     cfg.offline_rl = _stage("tiny_offline_rl", train__num_steps=60, train__batch_size=16,
@@ -52,7 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
     # how each stage's actor is measured: samples per held-out problem -> pass@1, pass@5
     cfg.eval = ml_collections.ConfigDict(dict(
         num_samples=10, temperature=0.6, top_p=1.0, top_k=0, max_new_tokens=TARGET_LEN,
-        batch_size=80, limit=0, workers=2, timeout=4.0))  # limit: first N held-out problems (0: all 81)
+        # limit: first N held-out problems (0: all 81)
+        batch_size=80, limit=0, workers=2, timeout=4.0))
     # critical sampling with the final actor and the critic, same budget as `eval`
     cfg.critical_sampling = ml_collections.ConfigDict(dict(
         num_samples=5, rounds=1, top_m=2, temperature=0.6, top_p=1.0, top_k=0,

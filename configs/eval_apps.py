@@ -8,7 +8,8 @@ each problem folder, see the README section "Evaluation and critical sampling"):
 
 runs `coderl generate` (1000 programs per problem, temperature 0.6, top-p 0.95, top-k 50, at most
 511 new tokens: CodeRL's generate.sh / generate.py settings under transformers 4.16, whose
-`generate` silently applies top-k 50 and counts the decoder start token in max_length=512) -> `coderl run-tests` on the hidden tests ->
+`generate` silently applies top-k 50 and counts the decoder start token in max_length=512) ->
+`coderl run-tests` on the hidden tests ->
 `coderl run-tests --example-tests` -> `coderl evaluate` (pass@1/5/1000 with the unbiased
 estimator; n@k: programs passing the example tests ranked by log-probability, exact expectation
 over k-subsets; per difficulty). Writes $W/samples.jsonl, results.jsonl, example_results.jsonl,

@@ -5,7 +5,8 @@ Run from the repository root:
     python configs/eval_humaneval.py --checkpoint $CKPT --tokenizer $TOK --workdir $W
 
 runs `coderl generate --problems humaneval` (200 programs per problem, temperature 0.8, top-p
-0.95, no top-k: the Codex paper's setting for pass@100; it reports pass@1 at temperature 0.2, so run again
+0.95, no top-k: the Codex paper's setting for pass@100; it reports pass@1 at temperature 0.2, so run
+again
 with `--config.temperature=0.2 --config.ks='(1,)'` for the best pass@1) -> `coderl run-tests`
 (each program is the prompt followed by the completion, checked by the problem's `check`) ->
 `coderl evaluate` (pass@1/10/100, unbiased estimator). Writes $W/samples.jsonl, results.jsonl,

@@ -8,7 +8,8 @@ never trained on MBPP. Run from the repository root:
 
 ($MBPP: the `mbpp.jsonl` of the MBPP release) runs `coderl generate` (80 programs per problem;
 temperature 0.6 / top-p 0.95 / top-k 50 / 511 new tokens, CodeRL's APPS sampling settings under
-transformers 4.16, since its MBPP settings are not in its released code) -> `coderl run-tests` (every assert of test_list) -> `coderl evaluate`
+transformers 4.16, since its MBPP settings are not in its released code) -> `coderl run-tests`
+(every assert of test_list) -> `coderl evaluate`
 (pass@1 and pass@80). Writes $W/samples.jsonl, results.jsonl, metrics.json and settings.json.
 """
 import sys

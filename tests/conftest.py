@@ -8,9 +8,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
+import pytest
 
-from coderl_jax.tokenizer import PACKAGED as TOKENIZER_DIR  # noqa: E402,F401 (re-exported)
+from coderl_jax.tokenizer import PACKAGED as TOKENIZER_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"

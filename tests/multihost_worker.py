@@ -16,18 +16,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from coderl_jax.train import distributed  # noqa: E402
+from coderl_jax.train import distributed
 
 BATCH = 16
 
 
 def build_trainer(workdir, steps: int, every: int, ici, devices=None, progress: bool = False):
     """The Trainer both the workers and the in-process references use."""
-    from train_helpers import TINY
-
     from coderl_jax import partitioning
     from coderl_jax.config import CheckpointConfig, MeshConfig, OptimizerConfig, TrainConfig
     from coderl_jax.train.loop import Trainer, stage_model
+
+    from train_helpers import TINY
 
     mesh = partitioning.make_mesh(MeshConfig(ici_parallelism=tuple(ici)), devices)
     train = TrainConfig(stage="warmup", num_steps=steps, batch_size=BATCH, log_every=1, seed=0,
@@ -39,9 +39,9 @@ def build_trainer(workdir, steps: int, every: int, ici, devices=None, progress: 
 
 
 def host_source(trainer):
-    from train_helpers import SyntheticSource
-
     from coderl_jax import partitioning
+
+    from train_helpers import SyntheticSource
 
     start, stop = partitioning.host_row_range(trainer.mesh, BATCH)
     return SyntheticSource(batch=BATCH, rows=slice(start, stop))

@@ -47,7 +47,8 @@ def test_benchmark_all_rejects_bad_sizes():
     proc = subprocess.run([sys.executable, "-m", "coderl_jax", "benchmark", "all", "--size",
                            "tiny", "--steps", "0"], cwd=REPO, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "XLA_FLAGS": ""})
-    assert proc.returncode == 2 and proc.stderr.strip() == "coderl: error: --steps must be >= 1, got 0"
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "coderl: error: --steps must be >= 1, got 0"
 
 
 def test_train_flops_per_token_counts_lm_head_on_targets_only():

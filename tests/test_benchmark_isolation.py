@@ -8,7 +8,8 @@ from coderl_jax.benchmarks import isolation
 
 
 def _pid_and_sum(values):
-    return {"pid": os.getpid(), "sum": sum(values), "jax_loaded": "jax" in __import__("sys").modules}
+    return {"pid": os.getpid(), "sum": sum(values),
+            "jax_loaded": "jax" in __import__("sys").modules}
 
 
 def _fail():
@@ -56,4 +57,5 @@ def test_cuda_reference_without_cuda_fails_at_once_in_one_line(capsys):
     assert main(["benchmark", "train", "--size", "tiny", "--reference-device", "cuda"]) == 2
     assert main(["benchmark", "sample", "--size", "tiny", "--reference-device", "cuda"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["coderl: error: --reference-device cuda: this torch build sees no CUDA device"] * 2
+    assert err == ["coderl: error: --reference-device cuda: this torch build sees no CUDA "
+                   "device"] * 2

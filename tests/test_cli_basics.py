@@ -2,9 +2,10 @@
 import subprocess
 import sys
 
+import pytest
+
 from coderl_jax import config
 from coderl_jax.errors import UserError
-import pytest
 
 
 def run_cli(*args):
@@ -31,7 +32,8 @@ def test_override_parsing(tmp_path):
     f.write_text("import ml_collections\n"
                  "def get_config():\n"
                  "    c = ml_collections.ConfigDict()\n"
-                 "    c.train = ml_collections.ConfigDict(dict(lr=1e-3, steps=10, on=False, name='a'))\n"
+                 "    c.train = ml_collections.ConfigDict("
+                 "dict(lr=1e-3, steps=10, on=False, name='a'))\n"
                  "    return c\n")
     c = config.load_config(f, ["--config.train.lr=2", "train.steps=5", "train.on=true",
                                "train.name=bb"])

@@ -4,18 +4,16 @@ import functools
 import json
 import random
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from coderl_jax import cli
 from coderl_jax.checkpoint_io import save_model
 from coderl_jax.config import CriticConfig, model_preset
 from coderl_jax.errors import UserError
-from coderl_jax.inference import critical_sampling as cs
-from coderl_jax.inference import repair
+from coderl_jax.inference import critical_sampling as cs, repair
 from coderl_jax.models import t5
 from coderl_jax.models.critic import T5Critic, init_critic_params
 from coderl_jax.partitioning import make_mesh
@@ -119,9 +117,9 @@ def test_config_rejects_bad_values():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from conftest import TOKENIZER_DIR
-
     from coderl_jax.tokenizer import load_tokenizer
+
+    from conftest import TOKENIZER_DIR
 
     return load_tokenizer(TOKENIZER_DIR)
 
@@ -203,7 +201,7 @@ def _direct_fn(config, head):
 def test_critic_scorer_matches_direct(models, tokenizer, demo_items):
     from coderl_jax.data.prompts import build_prompt
 
-    scorer = cs.CriticScorer(models.critic_config, models.critic_head, models.critic_params,
+    scorer = cs.ProgramScorer(models.critic_config, models.critic_head, models.critic_params,
                              batch_size=4, max_target_len=64)
     prompts = [tokenizer.encode(build_prompt(it.problem)) for it in demo_items]
     programs = [tokenizer.encode(c) for c in ("x = 1\n", demo_items[0].problem.solutions[0],
@@ -314,7 +312,7 @@ def test_resume_continues_to_the_same_rows(result, models, tokenizer, demo_items
         problems, initial_rows=_given_rows(demo_items, tokenizer), done_rows=done,
         on_rows=chunks.append)
     assert sum(len(c) for c in chunks) == len(problems) * N  # only round 1 was redone
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
     assert strip(again) == strip(rows)
 
 
@@ -371,7 +369,7 @@ def test_cli_end_to_end_and_resume(checkpoints, tmp_path, tokenizer, demo_items,
     # the same rows as the library run on those two problems
     _, lib_rows, _ = result
     pids = {it.problem.problem_id for it in demo_items[:2]}
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
     assert strip(rows) == strip([r for r in lib_rows if r["problem_id"] in pids])
     settings = json.loads((tmp_path / "cs.settings.json").read_text())
     assert settings["config"]["num_samples"] == N and settings["config"]["top_m"] == TOP_M

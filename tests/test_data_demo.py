@@ -61,7 +61,8 @@ def test_generation_leaves_global_random_state_alone():
 
 def test_different_seeds_give_different_problems(items):
     other = {it.problem.problem_id: it.problem for it in build_demo(1)}
-    same_question = sum(other[it.problem.problem_id].question == it.problem.question for it in items)
+    same_question = sum(other[it.problem.problem_id].question == it.problem.question
+                        for it in items)
     same_tests = sum(other[it.problem.problem_id].tests == it.problem.tests for it in items)
     assert same_question < 0.1 * len(items)
     assert same_tests < 0.1 * len(items)
@@ -111,7 +112,8 @@ def test_every_record_is_a_well_formed_apps_problem(items):
         assert Problem.from_json(p.to_json()) == p
         assert 5 <= len(p.tests) <= 10, p.problem_id
         assert 1 <= len(p.example_tests) <= 2, p.problem_id
-        assert not set(map(json.dumps, p.example_tests.inputs)) & set(map(json.dumps, p.tests.inputs))
+        assert not (set(map(json.dumps, p.example_tests.inputs))
+                    & set(map(json.dumps, p.tests.inputs)))
         assert 1 <= len(p.solutions) <= 3 and len(set(p.solutions)) == len(p.solutions)
         assert "-----Input-----" in p.question or "Examples:" in p.question
         if p.format == "stdin":
@@ -132,14 +134,16 @@ def test_every_record_is_a_well_formed_apps_problem(items):
 
 
 def test_constants_of_the_task_appear_in_the_question(items):
-    """The solution differs by constants copied from the question: each integer parameter is there."""
+    """The solution differs by constants copied from the question: each integer parameter is
+    there."""
     checked = 0
     for it in items:
         params = dict(it.params)
         for name in ("k", "a", "b", "d", "lo"):
             v = params.get(name)
             if isinstance(v, int) and v not in (0, 1):
-                assert re.search(rf"(?<![\w.]){v}(?!\d)", it.problem.question), (it.problem.problem_id, name)
+                assert re.search(rf"(?<![\w.]){v}(?!\d)", it.problem.question), (
+                    it.problem.problem_id, name)
                 checked += 1
     assert checked > 150
 

@@ -6,16 +6,24 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TOKENIZER_DIR, data_path
 from coderl_jax.data.mbpp import load_mbpp
-from coderl_jax.data.pipeline import (PipelineConfig, coderl_reindent, critic_examples,
-                                      make_batches, make_dataset, make_iterator,
-                                      reindent_solution, rl_examples, warmup_examples)
+from coderl_jax.data.pipeline import (
+    PipelineConfig,
+    coderl_reindent,
+    critic_examples,
+    make_batches,
+    make_dataset,
+    make_iterator,
+    reindent_solution,
+    rl_examples,
+    warmup_examples,
+)
 from coderl_jax.data.prompts import build_prompt
-from coderl_jax.data.records import Problem
-from coderl_jax.data.records import Tests as ProblemTests
+from coderl_jax.data.records import Problem, Tests as ProblemTests
 from coderl_jax.errors import UserError
 from coderl_jax.tokenizer import load_tokenizer
+
+from conftest import TOKENIZER_DIR, data_path
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +139,8 @@ def test_truncation(tok):
                             process_index=0, process_count=1))
     assert b["encoder_mask"].sum() == 50
     assert b["encoder_ids"][0, -1] == tok.eos_id  # source keeps a final </s>
-    assert b["encoder_ids"][0, :49].tolist() == tok.encode(build_prompt(_problem("a", [], long_q)))[:49]
+    assert (b["encoder_ids"][0, :49].tolist()
+            == tok.encode(build_prompt(_problem("a", [], long_q)))[:49])
     assert b["target_mask"].sum() == 40  # target is cut plainly (CodeRL): no </s>
     assert b["targets"][0].tolist() == tok.encode(long_code)[:40]
     assert tok.eos_id not in b["targets"][0].tolist()

@@ -2,13 +2,13 @@
 problems (standard input and call-based), MBPP and HumanEval."""
 import pytest
 
-from conftest import data_path
 from coderl_jax.data.apps import load_apps
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import load_mbpp
 from coderl_jax.data.prompts import build_prompt, coderl_prompt
-from coderl_jax.data.records import Problem
-from coderl_jax.data.records import Tests as ProblemTests
+from coderl_jax.data.records import Problem, Tests as ProblemTests
+
+from conftest import data_path
 
 
 def assert_same_text(got: str, want: str):

@@ -10,14 +10,14 @@ import warnings
 
 import pytest
 
-from conftest import REPO, data_path
 from coderl_jax.data.apps import load_apps, load_problem
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import SPLITS, load_mbpp, split_of
-from coderl_jax.data.records import Problem
-from coderl_jax.data.records import Tests as ProblemTests
+from coderl_jax.data.records import Problem, Tests as ProblemTests
 from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+
+from conftest import REPO, data_path
 
 
 def write_apps_problem(folder, question="Add two numbers.", io=None, solutions=None,
@@ -99,7 +99,8 @@ def test_apps_one_problem_folder():
 # ------------------------------------------------------------------------------ APPS, fixtures
 def test_apps_fixture_formats(tmp_path):
     split = tmp_path / "test"
-    write_apps_problem(split / "0000", io=STDIN_IO, solutions=["print(sum(map(int, input().split())))"],
+    write_apps_problem(split / "0000", io=STDIN_IO,
+                       solutions=["print(sum(map(int, input().split())))"],
                        metadata={"difficulty": "Introductory"},
                        example={"inputs": ["1 2\n"], "outputs": ["3\n"]})
     write_apps_problem(split / "0001", io=CALL_IO, starter="def add(a, b):\n    ",
@@ -221,7 +222,8 @@ def test_mbpp_split_boundaries():
 
 
 def _mbpp_row(task_id=601, **over):
-    row = {"task_id": task_id, "text": "Write a function to add.", "code": "def add(a, b): return a+b",
+    row = {"task_id": task_id, "text": "Write a function to add.",
+           "code": "def add(a, b): return a+b",
            "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"],
            "test_setup_code": "import math", "challenge_test_list": []}
     row.update(over)
@@ -328,8 +330,7 @@ def test_load_problems_resolves_every_src_kind(tmp_path):
         load_problems(str(apps), split="dev")
 
 
-def test_load_problems_demo_when_available():
-    pytest.importorskip("coderl_jax.data.demo", reason="the demo set is written by another helper")
+def test_load_problems_demo():
     problems = load_problems("demo")
     assert problems and all(isinstance(p, Problem) for p in problems)
     train, heldout = load_problems("demo", "train"), load_problems("demo", "heldout")

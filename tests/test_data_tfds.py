@@ -4,15 +4,16 @@ import subprocess
 import sys
 
 import pytest
+from test_data_readers import CALL_IO, STDIN_IO, write_apps_problem
 
-from conftest import REPO, data_path
 from coderl_jax.data.apps import load_apps
 from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.mbpp import load_mbpp
 from coderl_jax.data.sources import load_problems
 from coderl_jax.data.tfds.read import data_sources, load_prepared, prepare
 from coderl_jax.errors import UserError
-from test_data_readers import CALL_IO, STDIN_IO, write_apps_problem
+
+from conftest import REPO, data_path
 
 
 def test_mbpp_build_and_read_back(tmp_path):
@@ -70,8 +71,8 @@ def test_humaneval_build_and_read_back(tmp_path):
 
 
 def test_demo_build_and_read_back(tmp_path):
-    demo = pytest.importorskip("coderl_jax.data.demo",
-                               reason="the demo set is written by another helper")
+    from coderl_jax.data import demo
+
     folder = prepare("demo", tmp_path / "tfds")
     assert load_prepared(folder, "train") == demo.load_demo(split="train")
     assert load_prepared(folder, "heldout") == demo.load_demo(split="heldout")

@@ -3,11 +3,10 @@
 The stub is a Markov chain: the logits of the next token depend only on the current token
 (`table[token]`), and the cache counts the steps actually run, so early exit is observable.
 """
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from coderl_jax.inference import decoding
 from coderl_jax.inference.decoding import SamplingConfig

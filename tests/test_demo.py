@@ -4,7 +4,6 @@ with the same seed gives the same numbers. The first run is a user's: `coderl de
 package pip-installed into a fresh venv, run from a folder outside the checkout."""
 import json
 import math
-import os
 import subprocess
 import sys
 

@@ -8,9 +8,8 @@ import shlex
 import shutil
 from pathlib import Path
 
-import pytest
-
 import jax
+import pytest
 
 from coderl_jax import cli, eval_recipes
 from coderl_jax.checkpoint_io import save_model

@@ -1,5 +1,4 @@
 """pass@k / n@k (coderl_jax/evaluation.py) and `coderl evaluate` on hand-countable rows."""
-import importlib.util
 import itertools
 import json
 import math
@@ -108,7 +107,8 @@ def test_n_at_k_equals_enumeration_on_random_cases():
         correct = [rng.random() < 0.4 for _ in range(total)]
         passes = [c or rng.random() < 0.4 for c in correct]
         passes = [p if rng.random() > 0.1 else not p for p in passes]  # imperfect filter
-        scores = None if trial % 5 == 0 else [rng.choice([0.1, 0.2, 0.5, 0.7]) for _ in range(total)]
+        scores = None if trial % 5 == 0 else [rng.choice([0.1, 0.2, 0.5, 0.7])
+                                              for _ in range(total)]
         k = rng.randint(1, total)
         n = rng.randint(1, k)
         want = brute_force_n_at_k(correct, passes, scores, n, k)
@@ -259,8 +259,6 @@ def test_evaluate_bad_input_is_one_line_error(tmp_path, content, args, message):
 
 
 def test_evaluate_difficulty_from_problem_source(tmp_path):
-    if importlib.util.find_spec("coderl_jax.data.sources") is None:
-        pytest.skip("coderl_jax.data.sources (load_problems) is not built yet")
     split = tmp_path / "test"
     for pid, difficulty in [("0000", "introductory"), ("0001", "competition")]:
         d = split / pid

@@ -7,8 +7,14 @@ import pytest
 
 from coderl_jax.data.records import Problem, Tests as Cases
 from coderl_jax.execution import codec
-from coderl_jax.execution.checkers import (apps_call_args, apps_call_match, apps_stdin_match,
-                                           problem_spec, referenced_names, subject_names)
+from coderl_jax.execution.checkers import (
+    apps_call_args,
+    apps_call_match,
+    apps_stdin_match,
+    problem_spec,
+    referenced_names,
+    subject_names,
+)
 from coderl_jax.execution.runtime import APPS_PRELUDE, PRELUDE_LINES, wrap_stdin_program
 
 
@@ -115,7 +121,7 @@ def test_codec_rejects_bad_payloads():
             codec.decode(bad)
 
 
-# -- program wrapping and test-code analysis ---------------------------------------------------------
+# -- program wrapping and test-code analysis ----------------------------------------------
 def test_stdin_wrapping_follows_coderl():
     code = "import sys\nn = int(input())\nimport math\nprint(n)"
     src, line_map = wrap_stdin_program(code)

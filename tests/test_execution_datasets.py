@@ -12,9 +12,10 @@ import dataclasses
 import json
 
 import pytest
-from conftest import data_path
 
 from coderl_jax.execution.pool import ExecutionPool
+
+from conftest import data_path
 
 MBPP_KNOWN_BROKEN: dict[str, str] = {}
 

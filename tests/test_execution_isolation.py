@@ -308,7 +308,7 @@ def test_wall_budget_is_per_program_not_per_test(pool):
     assert r["tests"] == [1, 1, -1], r
 
 
-# -- 8. the host is not visible ---------------------------------------------------------------------
+# -- 8. the host is not visible ----------------------------------------------------------
 def test_proc_shows_only_the_program(pool):
     defended(pool, textwrap.dedent("""
         import io, os

@@ -84,8 +84,8 @@ def test_result_dict_shape(pool):
      [0]),  # exits before it can answer: failed (SPEC §4)
     ("m", "import sys\nsys.exit('bye')", -1, "systemexit", [-1]),
     ("m", "import os\nos._exit(0)", 0, "failed unit tests", [0]),
-    ("t", "class Node:\n    def __init__(self, v):\n        self.v, self.left, self.right = v, None,"
-          " None\ndef height(n):\n    return 0 if n is None else 1 + max(height(n.left), "
+    ("t", "class Node:\n    def __init__(self, v):\n        self.v, self.left, self.right = v, "
+          "None, None\ndef height(n):\n    return 0 if n is None else 1 + max(height(n.left), "
           "height(n.right))", 1, "passed unit tests", [1, 1]),
     ("h", "def incr_list(l):\n    return [x + 1 for x in l]\ndef half(x):\n    return x / 2", 1,
      "passed unit tests", [1]),

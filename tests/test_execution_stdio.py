@@ -51,11 +51,13 @@ PASS = (1, "passed unit tests")
     # iteration, readlines
     "import sys\nfor i, line in enumerate(sys.stdin):\n"
     "    print(sum(map(int, line.split())) if i == 0 else line.strip())",
-    "import sys\nls = sys.stdin.readlines()\nprint(sum(map(int, ls[0].split())))\nprint(ls[1].strip())",
+    "import sys\nls = sys.stdin.readlines()\nprint(sum(map(int, ls[0].split())))\n"
+    "print(ls[1].strip())",
     # bytes: sys.stdin.buffer, os.read(0); output: sys.stdout.buffer, os.write(1)
     "import sys\na, b, w = sys.stdin.buffer.read().split()\n"
     "sys.stdout.buffer.write(b'%d\\n%s\\n' % (int(a) + int(b), w))",
-    "import os\na, b, w = os.read(0, 1 << 16).split()\nos.write(1, b'%d\\n%s\\n' % (int(a) + int(b), w))",
+    "import os\na, b, w = os.read(0, 1 << 16).split()\n"
+    "os.write(1, b'%d\\n%s\\n' % (int(a) + int(b), w))",
     # flushed output survives os._exit(0)
     "import os, sys\n" + GOOD + "\nsys.stdout.flush()\nos._exit(0)",
     # the program is __main__
@@ -119,7 +121,8 @@ def test_real_harness_error_lines_and_every_test_in_its_own_process(real):
     r = real.run(PROBLEMS, [{"problem_id": "two", "code": code}])[0]
     assert r["result"] == 1 and r["tests"] == [1, 1], r
     # call-based programs are not __main__ (their `if __name__` blocks often read stdin)
-    code = "def add(a, b):\n    return a + b\nif __name__ == '__main__':\n    print(add(*map(int, input().split())))"
+    code = ("def add(a, b):\n    return a + b\nif __name__ == '__main__':\n"
+            "    print(add(*map(int, input().split())))")
     assert outcome(real, code, "c") == PASS
 
 
@@ -137,12 +140,14 @@ def test_real_harness_error_lines_and_every_test_in_its_own_process(real):
     # newline (StopIteration at the end), read() the whole input
     ("from sys import stdin\nline = stdin.readline()\nassert not line.endswith('\\n')\n"
      "print(sum(map(int, line.split())))\nprint(stdin.readline())", PASS),
-    ("from sys import stdin\nprint(sum(map(int, stdin.readline().split())))\nprint(stdin.read().split()[2])",
+    ("from sys import stdin\nprint(sum(map(int, stdin.readline().split())))\n"
+     "print(stdin.read().split()[2])",
      PASS),
     ("from sys import stdin\nfor _ in range(4):\n    stdin.readline()", (-1, "stopiteration")),
     ("print(sum(map(int, stdin.readline().split())))\nprint(stdin.readline())", PASS),  # wrapper's
     # ... and the original stdout, whose output is lost
-    ("from sys import stdout\na, b = map(int, input().split())\nstdout.write(f'{a + b}\\n{input()}\\n')",
+    ("from sys import stdout\na, b = map(int, input().split())\n"
+     "stdout.write(f'{a + b}\\n{input()}\\n')",
      (0, "failed unit tests")),
     # SystemExit is swallowed; output before os._exit is lost; __name__ is not __main__
     (GOOD + "\nimport sys\nsys.exit(1)", PASS),

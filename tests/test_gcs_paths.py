@@ -9,15 +9,15 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
-from conftest import REPO
-from gcs_emulator import client_env, emulator
-
-import jax
 
 from coderl_jax import cli, paths
 from coderl_jax.errors import UserError
+
+from conftest import REPO
+from gcs_emulator import client_env, emulator
 
 pytest.importorskip("gcp_storage_emulator")  # (gcsfs is imported after client_env is set)
 
@@ -140,7 +140,6 @@ def gs_model(gcs):
 
 def test_model_checkpoint_on_a_bucket_round_trips(gs_model):
     from coderl_jax.checkpoint_io import CONFIG_FILE, is_model_dir, load_model
-
     from coderl_jax.config import model_preset
 
     path, params = gs_model

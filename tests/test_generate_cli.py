@@ -1,9 +1,8 @@
 """`coderl generate` end to end on a tiny random checkpoint: rows, resume, errors."""
 import json
 
-import pytest
-
 import jax
+import pytest
 
 from coderl_jax import cli
 from coderl_jax.checkpoint_io import save_model

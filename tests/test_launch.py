@@ -52,7 +52,8 @@ def flag(cmd, name):
 
 @pytest.fixture
 def fake_repo(tmp_path):
-    """A checkout holding configs/big.py (tpu_run checks the config exists where it is copied from)."""
+    """A checkout holding configs/big.py (tpu_run checks the config exists where it is copied
+    from)."""
     (tmp_path / "coderl_jax").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "configs").mkdir()
@@ -162,13 +163,15 @@ def test_tpu_name_and_zone_from_environment():
                        "--direct", "--valid-until-duration", "6h"], "applies to queued"),
     ("tpu_create.sh", ["--name", "a", "--zone", ZONE, "--bogus"], "unknown argument '--bogus'"),
     ("tpu_create.sh", ["--name"], "--name needs a value"),
-    ("tpu_run.sh", ["--name", "a", "--zone", ZONE, "--workdir", "gs://my-bucket/r"], "--config is required"),
+    ("tpu_run.sh", ["--name", "a", "--zone", ZONE, "--workdir", "gs://my-bucket/r"],
+     "--config is required"),
     ("tpu_run.sh", ["--name", "a", "--zone", ZONE, "--config", "configs/nope.py",
                     "--workdir", "gs://my-bucket/r"], "not found"),
     ("tpu_run.sh", ["--name", "a", "--zone", ZONE, "--config", "configs/big.py",
                     "--workdir", "/local/dir"], "must be a gs://BUCKET/PATH"),
     ("tpu_run.sh", ["--name", "a", "--zone", ZONE, "--config", "configs/big.py",
-                    "--workdir", "gs://my-bucket/r", "--", "train.steps=1"], "override 'train.steps=1'"),
+                    "--workdir", "gs://my-bucket/r", "--", "train.steps=1"],
+     "override 'train.steps=1'"),
     ("tpu_logs.sh", ["--name", "a", "--zone", ZONE, "--worker", "first"], "--worker 'first'"),
     ("tpu_setup.sh", ["--name", "a", "--zone", ZONE, "--remote-dir", "../etc"], "--remote-dir"),
     ("tpu_copy.sh", ["--name", "a", "--zone", ZONE, "--repo", "/nonexistent"],

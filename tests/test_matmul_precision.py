@@ -39,8 +39,7 @@ def ints(*shape):
 def lowered_train_step(config: ModelConfig):
     """The jitted actor train step (loss, gradients, AdamW update) lowered for `config`."""
     from coderl_jax.config import OptimizerConfig
-    from coderl_jax.train import state as st
-    from coderl_jax.train import steps
+    from coderl_jax.train import state as st, steps
 
     tx, schedule = st.make_optimizer(OptimizerConfig(), 10)
     opts = steps.StepOptions(dropout=True)

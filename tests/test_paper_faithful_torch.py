@@ -5,12 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from train_helpers import make_batch
 
 from coderl_jax import convert
+from coderl_jax.models import t5
 from coderl_jax.rl import modes
 from coderl_jax.train import steps
-from coderl_jax.models import t5
+
+from train_helpers import make_batch
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -78,6 +78,7 @@ def test_parameter_without_logical_axes_fails_fast_naming_it():
 def test_t5_params_all_have_logical_axes():
     from coderl_jax.config import CriticConfig
     from coderl_jax.models import critic, t5
+
     from train_helpers import TINY
 
     shapes = jax.eval_shape(lambda: t5.init_params(TINY, jax.random.key(0)))

@@ -44,8 +44,8 @@ def test_critic_data_files_in_coderl_layout(critic_data):
     from coderl_jax.data.sources import load_problems
     from coderl_jax.files import read_jsonl
     from coderl_jax.rl.critic_data import read_layout
-    from coderl_jax.rl.critic_data_gen import read_tfds_rows
     from coderl_jax.rl.programs import load_greedy_results, load_program_rows
+    from coderl_jax.rl.programs_tfds import read_tfds_rows
 
     _, out = critic_data
     problems = load_problems("demo", "train")[:NUM_PROBLEMS]
@@ -93,8 +93,7 @@ def test_critic_data_files_in_coderl_layout(critic_data):
 
 def test_critic_score_rows(critic_data, tok_dir, capsys):
     tokenizer_dir = tok_dir
-    from coderl_jax.data.pipeline import truncate_source
-    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.prompts import build_prompt, truncate_prompt
     from coderl_jax.data.sources import load_problems, problems_by_id
     from coderl_jax.files import read_jsonl
     from coderl_jax.models.critic import T5Critic, init_critic_params
@@ -124,7 +123,7 @@ def test_critic_score_rows(critic_data, tok_dir, capsys):
     for row, s in zip(rows, scored["fixed"]):
         assert {k: s[k] for k in row} == row  # the input row comes back unchanged
         assert s["program_ids"] == row["output_ids"][:12]
-        prompt = truncate_source(tok.encode(build_prompt(table[row["problem_id"]])), 128, 2)
+        prompt = truncate_prompt(tok.encode(build_prompt(table[row["problem_id"]])), 128, 2)
         assert s["prompt_ids"] == prompt
         assert len(s["token_probs"]) == len(s["program_ids"])
         np.testing.assert_allclose(np.sum(s["probs"]), 1.0, rtol=1e-5)

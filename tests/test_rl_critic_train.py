@@ -8,8 +8,13 @@ import pytest
 
 from coderl_jax.config import RLConfig
 from coderl_jax.data.demo import build_demo
-from coderl_jax.rl.critic_train import (classification_report, format_report,
-                                        ground_truth_rows, heldout_problem_ids, split_rows)
+from coderl_jax.rl.critic_train import (
+    classification_report,
+    format_report,
+    ground_truth_rows,
+    heldout_problem_ids,
+    split_rows,
+)
 from coderl_jax.train.run import base_config, run_config, train_stage
 
 
@@ -51,7 +56,8 @@ def test_heldout_split_and_ground_truth():
     train, evaluation, eval_problems = split_rows(rows, problems, RLConfig(eval_fraction=0.25), 0)
     assert {r["problem_id"] for r in evaluation} == held == {p.problem_id for p in eval_problems}
     held_problems = [p for p in problems if p.problem_id in held]
-    assert [r for r in evaluation if r.get("ground_truth")] == ground_truth_rows(held_problems, held)
+    assert ([r for r in evaluation if r.get("ground_truth")]
+            == ground_truth_rows(held_problems, held))
     assert len(evaluation) == 15 + sum(len(p.solutions) for p in held_problems)
     sampled = [r for r in train if not r.get("ground_truth")]
     assert len(sampled) == 45 and not {r["problem_id"] for r in sampled} & held

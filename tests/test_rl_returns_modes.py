@@ -57,7 +57,8 @@ def test_token_returns_by_hand():
     with pytest.raises(UserError, match="greedy"):
         token_returns_for_rows(ROWS, "greedy", None)
     # a binary critic scores the "passed" class for passed programs, "not passed" otherwise
-    binary = [dict(ROWS[0], token_probs=[[0.2, 0.8]] * 3), dict(ROWS[1], token_probs=[[0.6, 0.4]] * 3)]
+    binary = [dict(ROWS[0], token_probs=[[0.2, 0.8]] * 3),
+              dict(ROWS[1], token_probs=[[0.6, 0.4]] * 3)]
     got = token_returns_for_rows(binary, "none")
     np.testing.assert_allclose(got[0], [0.8] * 3, rtol=1e-6)
     np.testing.assert_allclose(got[1], [-0.3 * 0.6] * 3, rtol=1e-6)
@@ -66,9 +67,9 @@ def test_token_returns_by_hand():
 
 
 def _offline_batch(tmp_path, tokenizer_dir, mode, baseline="greedy"):
+    from coderl_jax.tokenizer import load_tokenizer
     from coderl_jax.train.run import base_config, run_config
     from coderl_jax.train.sources import make_source
-    from coderl_jax.tokenizer import load_tokenizer
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     programs = tmp_path / "programs.jsonl"
@@ -215,7 +216,7 @@ def test_harness_follows_the_mode_unless_set():
 def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
     """CodeRL's sample_task cuts `input_ids[:600]` (no final </s>); HF truncation, which
     `fixed` and every sampler use, keeps one."""
-    from coderl_jax.data.pipeline import truncate_source
+    from coderl_jax.data.prompts import truncate_prompt as truncate_source
     from coderl_jax.tokenizer import load_tokenizer
     from coderl_jax.train.run import base_config, run_config
     from coderl_jax.train.sources import make_source

@@ -1,11 +1,11 @@
 """The sharded sampler on a tiny random T5: against uncached decoding and HF, across meshes."""
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jax
-import jax.numpy as jnp
-
 from coderl_jax.config import MeshConfig, model_preset
+from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.inference import sampler as sampler_lib
 from coderl_jax.inference.decoding import SamplingConfig
 from coderl_jax.inference.sampler import Sampler, SampleRequest
@@ -159,7 +159,8 @@ def test_same_seed_same_samples_on_1_and_8_devices(config, params, requests):
 def test_samples_do_not_depend_on_batching_order_or_subset(config, params, requests):
     cfg = SamplingConfig(temperature=1.0)
     s = Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, sampling=cfg)
-    full = {(requests[i].key, j): v[0] for (i, j), v in _by_pair(s.sample(requests, seed=5)).items()}
+    full = {(requests[i].key, j): v[0]
+            for (i, j), v in _by_pair(s.sample(requests, seed=5)).items()}
     # reversed problems, only some sample indices (as --resume does), another batch size
     sub = [SampleRequest(r.key, r.prompt_ids, (2,) if k % 2 else (0, 2))
            for k, r in enumerate(reversed(requests))]
@@ -231,8 +232,8 @@ def test_helpers():
     assert sampler_lib.bucket(300, (64, 128, 256, 512), 600) == 512
     assert sampler_lib.bucket(513, (64, 128, 256, 512), 600) == 600
     assert sampler_lib.bucket(100, (64, 128, 256, 512), 100) == 100
-    assert sampler_lib.truncate_prompt([1, 5, 6, 7, 2], 4, 2) == [1, 5, 6, 2]
-    assert sampler_lib.truncate_prompt([1, 5, 2], 4, 2) == [1, 5, 2]
+    assert truncate_prompt([1, 5, 6, 7, 2], 4, 2) == [1, 5, 6, 2]
+    assert truncate_prompt([1, 5, 2], 4, 2) == [1, 5, 2]
     assert sampler_lib.row_key_hash("0001") == sampler_lib.row_key_hash("0001")
     for b, n in [(8, 1), (8, 5), (8, 20), (64, 1000), (8, 16), (4, 3)]:
         g = sampler_lib.group_size(b, n)

@@ -339,8 +339,11 @@ def test_weight_matmul_gradients(spec, a_shape, b_shape):
         assert e.outvars[0].aval.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("on_cpu", [True, False])
 @pytest.mark.parametrize("bias_rows", [1, 3])
-def test_shared_bias_gradient(bias_rows):
+def test_shared_bias_gradient(bias_rows, on_cpu, monkeypatch):
+    """Both forms of the bias's batch-sum (the CPU contraction, the plain sum elsewhere)."""
+    monkeypatch.setattr(t5, "_on_cpu", lambda: on_cpu)
     rng = np.random.default_rng(1)
     scores = jnp.asarray(rng.normal(size=(3, 2, 4, 5)), jnp.float32)
     bias = jnp.asarray(rng.normal(size=(bias_rows, 2, 4, 5)), jnp.float32)

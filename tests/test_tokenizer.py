@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOKENIZER_DIR, data_path
 from coderl_jax.errors import UserError
 from coderl_jax.tokenizer import load_tokenizer
+
+from conftest import TOKENIZER_DIR, data_path
 
 SPECIAL_TEXTS = [
     "def f(x):\r\n\treturn x  # héllo ✓ 日本 🤗",
@@ -179,7 +180,8 @@ def test_decode_round_trips_code_exactly(tok, mbpp_rows, apps_texts):
 def test_decode_skips_special_tokens(tok):
     ids = [0, 1] + tok.encode("x = 1", add_special_tokens=False) + [32099, 4, 2, 0, 0]
     assert tok.decode(ids) == "x = 1"
-    assert tok.decode(ids, skip_special_tokens=False) == "<pad><s>x = 1<extra_id_0><mask></s><pad><pad>"
+    assert (tok.decode(ids, skip_special_tokens=False)
+            == "<pad><s>x = 1<extra_id_0><mask></s><pad><pad>")
     import numpy as np
 
     assert tok.decode(np.array(ids, dtype=np.int32)) == "x = 1"

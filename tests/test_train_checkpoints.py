@@ -13,13 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from multihost_worker import build_trainer, host_source
-from train_helpers import mesh_devices
 
 from coderl_jax.config import CheckpointConfig
 from coderl_jax.errors import UserError
 from coderl_jax.train import checkpoints as ck
 from coderl_jax.train.metrics import read_metrics
+
+from multihost_worker import build_trainer, host_source
+from train_helpers import mesh_devices
 
 STEPS = 4
 ICI = (8, 1, 1)
@@ -98,6 +99,7 @@ def test_checkpoint_restores_onto_another_mesh(uninterrupted):
 
 def test_checkpoint_io_reads_the_workdir(uninterrupted):
     from coderl_jax import checkpoint_io
+
     from train_helpers import TINY
 
     workdir, ref = uninterrupted

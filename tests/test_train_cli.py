@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO, data_path
 
 from coderl_jax.cli import main
 from coderl_jax.train.metrics import read_metrics
+
+from conftest import REPO, data_path
 
 SMALL = ["--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
          "--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.d_kv=8",

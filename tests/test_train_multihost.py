@@ -11,11 +11,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from multihost_worker import build_trainer, host_source
-from train_helpers import mesh_devices
 
 from coderl_jax.train import checkpoints as ck
 from coderl_jax.train.metrics import read_metrics
+
+from multihost_worker import build_trainer, host_source
+from train_helpers import mesh_devices
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3

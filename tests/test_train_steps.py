@@ -9,15 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from train_helpers import TINY, make_batch, mesh_devices
 
 from coderl_jax import partitioning
 from coderl_jax.config import CriticConfig, MeshConfig, OptimizerConfig
 from coderl_jax.errors import UserError
 from coderl_jax.models import t5
 from coderl_jax.models.critic import T5Critic, init_critic_params
-from coderl_jax.train import state as st
-from coderl_jax.train import steps
+from coderl_jax.train import state as st, steps
+
+from train_helpers import TINY, make_batch, mesh_devices
 
 N_STEPS = 3
 

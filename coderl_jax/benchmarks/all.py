@@ -13,6 +13,7 @@ import argparse
 import time
 
 from coderl_jax.benchmarks import execute, isolation, sample, train
+from coderl_jax.config import model_preset
 
 # peak dense bfloat16 FLOP/s per chip, by jax `device_kind`
 PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
@@ -84,8 +85,6 @@ def _peak_device_memory_mb(dev) -> float | None:
 
 
 def run(args) -> dict:
-    from coderl_jax.config import model_preset
-
     dev, n_dev = _device()
     t0 = time.perf_counter()
     common = dict(size=args.size, batch=args.batch, src_len=args.src_len, seed=args.seed,

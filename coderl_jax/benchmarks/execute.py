@@ -24,6 +24,11 @@ import subprocess
 import sys
 import time
 
+from coderl_jax.data.sources import load_problems, problems_by_id
+from coderl_jax.errors import UserError
+from coderl_jax.execution.checkers import problem_spec
+from coderl_jax.execution.pool import ExecutionPool
+
 # Runs one program and its tests in a fresh interpreter; prints the per-test codes as JSON.
 _NAIVE_DRIVER = r"""
 import io, json, sys
@@ -119,9 +124,6 @@ def _naive(job: dict, timeout: float) -> list[int]:
 
 
 def run(args) -> dict:
-    from coderl_jax.data.sources import load_problems, problems_by_id
-    from coderl_jax.errors import UserError
-
     problems = load_problems(args.problems, split=args.split)
     by_id = problems_by_id(problems)
     rows = [{"problem_id": p.problem_id, "code": s}
@@ -177,8 +179,6 @@ def _run_pool(args, by_id, rows):
     processes) for one cold pool run with the cache off."""
     import resource
 
-    from coderl_jax.execution.pool import ExecutionPool
-
     def children_cpu():
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         return ru.ru_utime + ru.ru_stime
@@ -194,8 +194,6 @@ def _run_pool(args, by_id, rows):
 
 
 def _naive_jobs(by_id, rows) -> list[dict]:
-    from coderl_jax.execution.checkers import problem_spec
-
     specs, jobs = {}, []
     for row in rows:
         p = by_id[row["problem_id"]]

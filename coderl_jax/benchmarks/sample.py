@@ -17,6 +17,8 @@ import time
 import numpy as np
 
 from coderl_jax.benchmarks import isolation
+from coderl_jax.config import model_preset
+from coderl_jax.convert import hf_config_from_model_config
 from coderl_jax.errors import UserError
 
 # jax.monitoring duration events that make up compile time (tracing, lowering, XLA compile)
@@ -94,7 +96,8 @@ def _ours(args, config, prompts: np.ndarray) -> dict:
     for r in range(args.repeats):
         dt, n = call(r + 1)
         if n != args.batch * args.new_tokens:
-            raise RuntimeError(f"sampler produced {n} tokens, expected {args.batch * args.new_tokens}")
+            raise RuntimeError(f"sampler produced {n} tokens, expected "
+                               f"{args.batch * args.new_tokens}")
         times.append(dt)
     steady = statistics.median(times)
     return {"tokens_per_s": n_tokens / steady, "seconds_per_call": steady,
@@ -105,8 +108,6 @@ def _ours(args, config, prompts: np.ndarray) -> dict:
 def _reference(args, config, prompts: np.ndarray, device: str) -> dict:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
-
-    from coderl_jax.convert import hf_config_from_model_config
 
     hf_config = T5Config.from_dict(hf_config_from_model_config(config))  # dropout 0
     torch.manual_seed(args.seed)
@@ -141,8 +142,6 @@ def _reference(args, config, prompts: np.ndarray, device: str) -> dict:
 
 def run(args) -> dict:
     _check(args)
-    from coderl_jax.config import model_preset
-
     config = model_preset(args.size, dropout_rate=0.0, dtype=args.dtype)
     prompts = _prompts(args, config.vocab_size)
     device = isolation.resolve_reference_device(args)

@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 from coderl_jax.benchmarks import isolation
+from coderl_jax.config import MeshConfig, OptimizerConfig, model_preset
+from coderl_jax.convert import hf_config_from_model_config
 from coderl_jax.errors import UserError
 
 
@@ -52,10 +54,8 @@ def _ours(args, config, batch) -> dict:
     import jax
 
     from coderl_jax import partitioning
-    from coderl_jax.config import MeshConfig, OptimizerConfig
     from coderl_jax.models import t5
-    from coderl_jax.train import state as st
-    from coderl_jax.train import steps
+    from coderl_jax.train import state as st, steps
 
     mesh = partitioning.make_mesh(MeshConfig())
     if args.batch % partitioning.batch_size_divisor(mesh):
@@ -92,8 +92,6 @@ def _reference(args, config, batch, dtype: str, device: str) -> dict:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from coderl_jax.convert import hf_config_from_model_config
-
     torch.manual_seed(args.seed)
     hf = T5Config.from_dict(hf_config_from_model_config(config))  # as `coderl export` writes
     model = T5ForConditionalGeneration(hf).to(device)
@@ -128,8 +126,6 @@ def _reference(args, config, batch, dtype: str, device: str) -> dict:
 
 
 def run(args) -> dict:
-    from coderl_jax.config import model_preset
-
     for flag, v in (("--batch", args.batch), ("--src-len", args.src_len),
                     ("--tgt-len", args.tgt_len), ("--steps", args.steps)):
         if v < 1:

@@ -34,7 +34,8 @@ def register(sub) -> None:
 def _describe(config, critic) -> str:
     kind = f"critic ({critic.num_classes} classes)" if critic is not None else "T5"
     return (f"{kind}: d_model {config.d_model}, {config.num_encoder_layers}+"
-            f"{config.num_decoder_layers} layers, {config.num_heads} heads, vocab {config.vocab_size}")
+            f"{config.num_decoder_layers} layers, {config.num_heads} heads, "
+            f"vocab {config.vocab_size}")
 
 
 def _bar(total: int):

@@ -53,7 +53,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     for flag, value in (("--num-samples", args.num_samples), ("--workers", args.workers),
-                        ("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
+                        ("--batch-size", args.batch_size),
+                        ("--max-new-tokens", args.max_new_tokens),
                         ("--max-source-len", args.max_source_len)):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")

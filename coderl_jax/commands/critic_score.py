@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--problems", required=True,
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several")
-    p.add_argument("--programs", required=True, help="program rows (.jsonl) or a critic-data folder")
+    p.add_argument("--programs", required=True,
+                   help="program rows (.jsonl) or a critic-data folder")
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--tokenizer", default=None, help="CodeT5 tokenizer folder")
     p.add_argument("--mode", choices=("fixed", "paper_faithful"), default="fixed",
@@ -36,7 +37,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    for flag, value in (("--batch-size", args.batch_size), ("--max-target-len", args.max_target_len)):
+    for flag, value in (("--batch-size", args.batch_size),
+                        ("--max-target-len", args.max_target_len)):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if args.max_source_len < 2:

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 from coderl_jax import paths as storage  # (`paths` names the run's input paths below)
 from coderl_jax.errors import UserError
@@ -73,7 +72,8 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help=f"sampling temperature (default {d.temperature})")
     p.add_argument("--top-p", type=float, default=None, help=f"nucleus mass (default {d.top_p})")
-    p.add_argument("--top-k", type=int, default=None, help=f"sample among the k likeliest, 0: off (default {d.top_k})")
+    p.add_argument("--top-k", type=int, default=None,
+                   help=f"sample among the k likeliest, 0: off (default {d.top_k})")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help=f"longest program in tokens (default {d.max_new_tokens})")
     p.add_argument("--max-source-len", type=int, default=None,
@@ -191,17 +191,6 @@ def _load_models(paths, mesh):
     return load_models(paths["checkpoint"], paths["critic"], paths["repair_checkpoint"], mesh)
 
 
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[2], timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def settings_record(args, paths, cfg, problems) -> dict:
     """What the run was: every setting that decides its rows (compared on --resume)."""
     import jax
@@ -220,6 +209,7 @@ def run(args) -> int:
 
     from coderl_jax.commands.generate import read_done_rows
     from coderl_jax.data.sources import load_problems, problems_by_id
+    from coderl_jax.eval_recipes import git_commit
     from coderl_jax.files import atomic_write, read_jsonl, write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import CriticalSampler, summarize_rows
     from coderl_jax.partitioning import make_mesh
@@ -289,7 +279,7 @@ def run(args) -> int:
     for r in rows:
         origins[r["origin"]] = origins.get(r["origin"], 0) + 1
     write_jsonl(out, rows)
-    write_json(settings_path(out), dict(record, git_commit=_git_commit(), origins=origins,
+    write_json(settings_path(out), dict(record, git_commit=git_commit(), origins=origins,
                                         num_programs=len(rows),
                                         seconds=round(time.perf_counter() - t0, 3),
                                         summary=summary))
@@ -305,6 +295,7 @@ def run(args) -> int:
 def run_compare(args, paths, cfg) -> int:
     """`--compare`: plain vs critical sampling on the same problems and budget."""
     from coderl_jax.data.sources import load_problems
+    from coderl_jax.eval_recipes import git_commit
     from coderl_jax.files import write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import compare_plain_vs_critical
     from coderl_jax.partitioning import make_mesh
@@ -329,7 +320,7 @@ def run_compare(args, paths, cfg) -> int:
     stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
     write_jsonl(out.with_name(stem + ".plain.jsonl"), rows["plain"])
     write_jsonl(out.with_name(stem + ".critical.jsonl"), rows["critical"])
-    record = dict(settings_record(args, paths, cfg, problems), git_commit=_git_commit(),
+    record = dict(settings_record(args, paths, cfg, problems), git_commit=git_commit(),
                   **result)
     record["command"] = "critical-sampling --compare"
     write_json(out, record)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from coderl_jax.commands.train import _accept_overrides
+    from coderl_jax.config import accept_overrides
 
     p = sub.add_parser("demo", help="the whole CodeRL loop on the bundled problem set",
                        description=__doc__.splitlines()[0])
@@ -20,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.epilog = ("Override any setting with --config.SECTION.FIELD=VALUE, e.g. "
                 "--config.warmup.train.num_steps=100 --config.eval.limit=20.")
-    _accept_overrides(p)
+    accept_overrides(p)
     p.set_defaults(func=run)
 
 

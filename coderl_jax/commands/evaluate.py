@@ -145,29 +145,13 @@ def load_samples(results_path: str, example_path: str | None = None, rank_by: st
     return list(problems.values()), rank_by
 
 
-def _iter_jsonl(path: str):
-    """(label 'file:line', row) for each JSON object of a JSON-lines file, streamed."""
-    from coderl_jax import paths
-
-    path = paths.require_exists(path, "file")
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-            yield f"{path}:{lineno}", row
-
-
 def _keyed_rows(path: str) -> dict[tuple[str, int], dict]:
     """Slim rows of a JSON-lines file by (problem_id, sample_index)."""
     keyed: dict[tuple[str, int], dict] = {}
     counts: dict[str, int] = {}
-    for where, row in _iter_jsonl(path):
+    from coderl_jax.files import iter_jsonl
+
+    for where, row in iter_jsonl(path):
         pid = row.get("problem_id")
         if pid is None or isinstance(pid, (bool, list, dict)) or pid == "":
             raise UserError(f"{where}: missing or invalid 'problem_id'")

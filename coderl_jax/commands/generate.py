@@ -31,17 +31,20 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--num-samples", type=int, default=None,
                    help="programs per problem (default 1)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature (0: greedy)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     p.add_argument("--top-k", type=int, default=0,
                    help="sample among the k likeliest, 0: off (CodeRL ran 50)")
-    p.add_argument("--greedy", action="store_true", help="greedy decoding (one program per problem)")
+    p.add_argument("--greedy", action="store_true",
+                   help="greedy decoding (one program per problem)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="longest program in tokens")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
     p.add_argument("--prompt-style", choices=("train", "generate"), default="train",
                    help="CodeRL's training prompt (default) or the one its generate.py builds "
                         "(to evaluate released CodeRL checkpoints on CodeRL's inputs)")
-    p.add_argument("--batch-size", type=int, default=8, help="(problem, sample) rows per device call")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="(problem, sample) rows per device call")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
@@ -114,37 +117,15 @@ def _parse(raw: bytes) -> dict | None:
     return row
 
 
-def _code_for(problem, completion: str) -> str:
-    """A complete program: HumanEval prompts are followed by the completion (SPEC §3)."""
-    if problem.source == "humaneval" and problem.prompt_text:
-        return problem.prompt_text + completion
-    return completion
-
-
-def load_actor(path: str, mesh=None):
-    """(ModelConfig, params) of an actor checkpoint, placed with the training rules on `mesh`."""
-    from coderl_jax import checkpoint_io, partitioning
-    from coderl_jax.models import t5
-
-    shardings = None
-    if mesh is not None and checkpoint_io.is_model_dir(path):
-        config, critic = checkpoint_io.read_model_config(path)
-        if critic is None:
-            shardings = partitioning.logical_to_mesh_sharding(t5.param_logical_axes(config), mesh)
-    params, config, critic = checkpoint_io.load_model(path, shardings)
-    if critic is not None:
-        raise UserError(f"{path} is a critic checkpoint; generate needs an actor (plain T5)")
-    return config, params
-
-
 def run(args) -> int:
     _validate(args)
     from tqdm import tqdm
 
-    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.checkpoint_io import load_actor
+    from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
     from coderl_jax.data.sources import load_problems
     from coderl_jax.inference.decoding import SamplingConfig
-    from coderl_jax.inference.sampler import Sampler, SampleRequest, truncate_prompt
+    from coderl_jax.inference.sampler import Sampler, SampleRequest
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.tokenizer import load_tokenizer
 
@@ -211,7 +192,7 @@ def run(args) -> int:
                     completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
                     row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
                            "prompt_ids": list(requests[s.request_index].prompt_ids),
-                           "output_ids": s.output_ids, "code": _code_for(problem, completion),
+                           "output_ids": s.output_ids, "code": program_code(problem, completion),
                            "logprob": s.logprob}
                     f.write(json.dumps(row) + "\n")
                     f.flush()

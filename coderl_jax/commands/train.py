@@ -6,15 +6,12 @@ final model (model/) under the workdir.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-import types
-
-OVERRIDE_PREFIX = "--config."
 
 
 def register(sub) -> None:
+    from coderl_jax.config import accept_overrides
+
     p = sub.add_parser("train", help="train a stage (warm-up, critic, offline or online RL) "
                                      "from a config",
                        description=__doc__.splitlines()[0])
@@ -24,36 +21,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.epilog = ("Override any config field with --config.SECTION.FIELD=VALUE, e.g. "
                 "--config.train.num_steps=10 --config.mesh.ici_parallelism='(2,2,2)'.")
-    _accept_overrides(p)
+    accept_overrides(p)
     p.set_defaults(func=run)
-
-
-def _accept_overrides(parser: argparse.ArgumentParser) -> None:
-    """Let this parser take `--config.a.b=v` / `--config.a.b v` (collected in args.overrides)."""
-    original = parser.parse_known_args
-
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        rest, overrides = [], []
-        i = 0
-        while i < len(args):
-            a = args[i]
-            if a.startswith(OVERRIDE_PREFIX):
-                if "=" in a:
-                    overrides.append(a[len("--"):])
-                elif i + 1 < len(args):
-                    overrides.append(a[len("--"):] + "=" + args[i + 1])
-                    i += 1
-                else:
-                    parser.error(f"{a} needs a value")
-            else:
-                rest.append(a)
-            i += 1
-        ns, extra = original(rest, namespace)
-        ns.overrides = overrides
-        return ns, extra
-
-    parser.parse_known_args = types.MethodType(parse_known_args, parser)
 
 
 def run(args) -> int:

@@ -204,7 +204,8 @@ def run_stdin(code: str, text: str) -> str:
     def _print(*args, sep=" ", end="\n"):
         out.append(sep.join(map(str, args)) + end)
 
-    exec(compile(code, "<demo>", "exec"), {"__name__": "__main__", "input": _input, "print": _print})
+    exec(compile(code, "<demo>", "exec"),
+         {"__name__": "__main__", "input": _input, "print": _print})
     return "".join(out)
 
 
@@ -237,15 +238,18 @@ def _question(spec: fam.Spec, fmt: str, t: int, name: str, pronoun: str, example
         else:
             output = f"Print {spec.out_desc}."
         header = "-----Example-----" if len(examples) == 1 else "-----Examples-----"
-        shown = "\n".join(f"Input\n{x}\nOutput\n{y}" for x, y in zip(examples.inputs, examples.outputs))
+        shown = "\n".join(f"Input\n{x}\nOutput\n{y}"
+                          for x, y in zip(examples.inputs, examples.outputs))
         parts = [_sentence(intro, spec.note), "-----Input-----", d.input_section(),
                  "-----Output-----", output, f"{header}\n{shown}"]
         return "\n\n".join(parts)
     returns = f"True if {task}, and False otherwise" if is_bool else task
-    intro = [f"Write a function `{spec.fn_name}` that takes {d.given_call()} and returns {returns}.",
+    intro = [f"Write a function `{spec.fn_name}` that takes {d.given_call()} and returns "
+             f"{returns}.",
              f"{name} needs a function `{spec.fn_name}`. It receives {d.given_call()} and must"
              f" return {returns}. Help {pronoun} write it!",
-             f"Complete the function `{spec.fn_name}`: given {d.given_call()}, return {returns}."][t]
+             f"Complete the function `{spec.fn_name}`: given {d.given_call()}, return "
+             f"{returns}."][t]
     shown = "\n".join(
         f"    {spec.fn_name}({', '.join(map(repr, x))}) == {y[0]!r}"
         for x, y in zip(examples.inputs, examples.outputs))

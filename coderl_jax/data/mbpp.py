@@ -8,11 +8,11 @@ An invalid JSON line or a row missing a required field is a UserError naming fil
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from coderl_jax.data.records import Problem, Tests
 from coderl_jax.errors import UserError
+from coderl_jax.files import json_lines
 
 MBPP_URL = ("https://raw.githubusercontent.com/google-research/google-research/master/"
             "mbpp/mbpp.jsonl")
@@ -86,14 +86,7 @@ def load_mbpp(path: str | Path, split: str | None = None) -> list[Problem]:
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from e
     with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: invalid JSON ({e.msg})") from e
+        for lineno, where, row in json_lines(f, path):
             problem = problem_from_row(row, where)
             if problem.problem_id in seen:
                 raise UserError(f"{where}: task_id {problem.problem_id} already on line "

@@ -18,7 +18,7 @@ all-zero target masks, labels and returns, and valid = 0: token-masked losses ig
 per-example losses (the critic's) must weight by `valid`.
 
 Tokenisation follows CodeRL (`datasets/apps_dataset.py`): the source is `tokenizer.encode(prompt)`
-= `<s> prompt </s>`, cut to S keeping a final `</s>` (as `truncate_prompt` in the sampler and HF's
+= `<s> prompt </s>`, cut to S keeping a final `</s>` (`prompts.truncate_prompt`, as HF's
 truncation do); CodeRL pads it with `</s>` and attends to the padding, we pad with 0 and mask it.
 A target program is `tokenizer.encode(code)` = `<s> code </s>` (CodeRL keeps the `<s>`: its
 CodeT5 learns to emit `<s>` first, then the program, then `</s>`; `target_bos=False` drops it),
@@ -48,11 +48,14 @@ from typing import Mapping, Sequence
 import grain
 import numpy as np
 
-from coderl_jax.data.prompts import build_prompt
+from coderl_jax.config import DataConfig, TrainConfig
+from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
+from coderl_jax.rl.rewards import outcome_class
 
-STAGES = ("warmup", "critic", "rl", "sampling")
+# the kinds of batch `make_batches` builds (`config.STAGES` are the training stages)
+BATCH_KINDS = ("warmup", "critic", "rl", "sampling")
 _PAD_EXAMPLE: dict = {"index": -1, "pad": True}
 
 
@@ -85,6 +88,15 @@ class PipelineConfig:
             raise UserError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.source_cut not in ("eos", "plain"):
             raise UserError(f"source_cut must be eos or plain, got {self.source_cut!r}")
+
+
+def training_config(data: DataConfig, train: TrainConfig, num_classes: int = 4) -> PipelineConfig:
+    """A training stage's pipeline: this host's share of `train.batch_size`, shuffled, endless."""
+    _, count = host_info(None, None)
+    return PipelineConfig(batch_size=train.batch_size // count, max_source_len=data.max_source_len,
+                          max_target_len=data.max_target_len, seed=data.shuffle_seed,
+                          shuffle=True, num_epochs=None, num_classes=num_classes,
+                          source_cut=train.source_cut)
 
 
 # --------------------------------------------------------------------------------- examples
@@ -166,7 +178,7 @@ def _program_fields(row: Mapping, where: str) -> dict:
     return {"target": code}
 
 
-def _problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str) -> Problem:
+def problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str) -> Problem:
     pid = row.get("problem_id")
     if pid is None:
         raise UserError(f"{where}: missing 'problem_id'")
@@ -179,13 +191,11 @@ def _problem_of(row: Mapping, problems_by_id: Mapping[str, Problem], where: str)
 def critic_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
                     num_classes: int = 4, prompt_style: str = "train") -> list[dict]:
     """One example per executed program row (`problem_id`, `code`/`output_ids`, `result`)."""
-    from coderl_jax.rl.rewards import outcome_class
-
     prompts: dict[str, str] = {}
     out = []
     for n, row in enumerate(rows):
         where = f"program row {n}"
-        problem = _problem_of(row, problems_by_id, where)
+        problem = problem_of(row, problems_by_id, where)
         if "result" not in row:
             raise UserError(f"{where}: missing 'result' (run `coderl run-tests` first)")
         try:
@@ -208,7 +218,7 @@ def rl_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
     out = []
     for n, row in enumerate(rows):
         where = f"program row {n}"
-        problem = _problem_of(row, problems_by_id, where)
+        problem = problem_of(row, problems_by_id, where)
         fields = _program_fields(row, where)
         if "token_returns" in row:
             returns = row["token_returns"]
@@ -233,22 +243,12 @@ def rl_examples(problems_by_id: Mapping[str, Problem], rows: Sequence[Mapping],
 
 
 # --------------------------------------------------------------------------------- tokens
-def truncate_source(ids: Sequence[int], max_len: int, eos_id: int, plain: bool = False
-                    ) -> list[int]:
-    """The first `max_len` ids, ending with EOS when cut (HF truncation of `<s> ... </s>`), or
-    with `plain` just the first `max_len` (CodeRL's training sources)."""
-    ids = list(ids)
-    if len(ids) <= max_len:
-        return ids
-    return ids[:max_len] if plain else ids[: max_len - 1] + [eos_id]
-
-
 class Collate:
     """A list of examples → one fixed-shape batch (see module docstring)."""
 
     def __init__(self, tokenizer, config: PipelineConfig, stage: str):
-        if stage not in STAGES:
-            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+        if stage not in BATCH_KINDS:
+            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(BATCH_KINDS)}")
         self.tokenizer, self.config, self.stage = tokenizer, config, stage
 
     def _targets(self, examples: Sequence[dict]) -> list[list[int]]:
@@ -277,7 +277,7 @@ class Collate:
         rows = [r for r, e in enumerate(examples) if not e.get("pad")]
         sources = tok.batch_encode([e["prompt"] for e in real])
         for r, e, ids in zip(rows, real, sources):
-            ids = truncate_source(ids, S, tok.eos_id, plain=cfg.source_cut == "plain")
+            ids = truncate_prompt(ids, S, tok.eos_id, plain=cfg.source_cut == "plain")
             batch["encoder_ids"][r, :len(ids)] = ids
             batch["encoder_mask"][r, :len(ids)] = 1
             batch["index"][r] = e["index"]
@@ -367,6 +367,30 @@ def make_iterator(dataset: grain.MapDataset, config: PipelineConfig | None = Non
     return it
 
 
+class ZipSource:
+    """Batches of two sources merged into one (the second's keys get a prefix); checkpointable."""
+
+    def __init__(self, first, second, prefix: str = "gt_"):
+        self.first, self.second, self.prefix = first, second, prefix
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        a = next(self.first)
+        b = next(self.second)
+        out = dict(a)
+        out.update({self.prefix + k: v for k, v in b.items()})
+        return out
+
+    def get_state(self) -> dict:
+        return {"first": self.first.get_state(), "second": self.second.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.first.set_state(state["first"])
+        self.second.set_state(state["second"])
+
+
 def make_batches(stage: str, tokenizer, config: PipelineConfig, *,
                  problems: Sequence[Problem] = (), rows: Sequence[Mapping] = (),
                  process_index: int | None = None,
@@ -385,7 +409,7 @@ def make_batches(stage: str, tokenizer, config: PipelineConfig, *,
         elif stage == "rl":
             examples = rl_examples(table, rows, config.prompt_style)
         else:
-            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+            raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(BATCH_KINDS)}")
     return make_dataset(examples, tokenizer, config, stage, process_index=process_index,
                         process_count=process_count)
 

@@ -22,6 +22,8 @@ MBPP and HumanEval use the same frame, so an APPS-trained model sees a familiar 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from coderl_jax.data.records import Problem
 
 QUESTION_HEADER = "\nQUESTION:\n"
@@ -79,3 +81,20 @@ def build_prompt(problem: Problem, style: str = "train") -> str:
                 has_tests=len(problem.tests) > 0)
         return coderl_generate_prompt(question, starter or None, "f" if call_based else None)
     raise ValueError(f"unknown prompt style {style!r} (train or generate)")
+
+
+def truncate_prompt(ids: Sequence[int], max_len: int, eos_id: int, plain: bool = False
+                    ) -> list[int]:
+    """The first `max_len` ids, ending with EOS when cut (HF truncation of `<s> ... </s>`), or
+    with `plain` just the first `max_len` (CodeRL's training sources)."""
+    ids = list(ids)
+    if len(ids) <= max_len:
+        return ids
+    return ids[:max_len] if plain else ids[: max_len - 1] + [eos_id]
+
+
+def program_code(problem: Problem, completion: str) -> str:
+    """A complete program (SPEC §3): HumanEval prompts are followed by the completion."""
+    if problem.source == "humaneval" and problem.prompt_text:
+        return problem.prompt_text + completion
+    return completion

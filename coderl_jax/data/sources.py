@@ -1,6 +1,7 @@
 """Resolve SPEC §2's SRC (where problems come from) to a list of `Problem` records.
 
-SRC is one of (local or on a gs:// bucket): an APPS split folder, one APPS problem folder, an MBPP `.jsonl` file, the word
+SRC is one of (local or on a gs:// bucket): an APPS split folder, one APPS problem folder, an
+MBPP `.jsonl` file, the word
 `humaneval`, the word `demo` (the bundled problem set), or a prepared TFDS dataset folder (one
 holding `dataset_info.json`, as `coderl data prepare` writes). `split` picks a part where the
 source has several (MBPP: train/test/validation/prompt; demo: train/heldout; TFDS: its splits).

@@ -14,7 +14,8 @@ process the program ever created, including children the kernel has already reap
 
 A fork server runs one program at a time but forks the next sandboxes while the last one is
 torn down, so it uses three groups in turn: a program's CPU is its group's counter's growth while
-it runs, with neither neighbour's set-up nor teardown in it. The worker (outside the sandbox's mount namespace)
+it runs, with neither neighbour's set-up nor teardown in it. The worker (outside the sandbox's
+mount namespace)
 creates the groups and reads them; the fork server keeps open `cgroup.procs` files into which
 each sandbox writes itself before it drops privileges. Hosts without a writable cgroup
 filesystem get `None` from `SandboxGroup.create` and the sandbox falls back to reading /proc.

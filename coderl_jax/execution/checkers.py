@@ -73,7 +73,8 @@ from coderl_jax.execution.sandbox import OutputLimit, SandboxDied, SandboxTimeou
 COMPILE_ERROR, RUNTIME_ERROR, FAILED, PASSED = -2, -1, 0, 1
 # Wall-clock slack per CPU second used: an honest program on a host loaded 3x still finishes.
 WALL_PER_CPU = 2.0
-PASSED_TYPE, FAILED_TYPE, TIMEOUT_TYPE = "passed unit tests", "failed unit tests", "timeoutexception"
+PASSED_TYPE, FAILED_TYPE, TIMEOUT_TYPE = ("passed unit tests", "failed unit tests",
+                                          "timeoutexception")
 
 # Modules a program global may stand for in the judge's namespace (imported here, not trusted
 # from the sandbox).

@@ -70,8 +70,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coderl_jax.execution import rootfs, seccomp
-from coderl_jax.execution import syscalls as sc
+from coderl_jax.execution import rootfs, seccomp, syscalls as sc
 
 SCRATCH = rootfs.SCRATCH
 UID_BASE = 1 << 30

@@ -5,7 +5,7 @@ the problem's example tests; every program is scored by the critic. Each later r
 looks at round r-1's programs:
 - refine, when some passed the example tests: each distinct passing program (distinct
   `output_ids`) is cut at its highest-scoring token — the critic's per-token P(passed) over the
-  program's decoder positions, from one teacher-forced forward pass (`CriticScorer`); the seed is
+  program's decoder positions, from one teacher-forced forward pass (`ProgramScorer`); the seed is
   the program's tokens up to and including that position (EOS excluded) — and the actor
   regenerates from the seed as a forced prefix. The N new programs are split over the seeds,
   best seed first: `N // P` each and one more for the first `N % P` (`allocate`), so each seed is
@@ -39,8 +39,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
+from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
+from coderl_jax.evaluation import ProblemSamples, summarize
+from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.inference.repair import Failure, RepairFormat, repair_prompt
 
 ORIGINS = ("sample", "refine", "repair")
@@ -191,7 +194,7 @@ class CriticScore:
         return self.token_probs[:, -1]
 
 
-class CriticScorer:
+class ProgramScorer:
     """The critic's outcome probabilities per program and per program token, batched and jitted.
 
     Input as in critic training: the problem's prompt ids (cut to `max_source_len`, EOS kept)
@@ -214,7 +217,7 @@ class CriticScorer:
     def score(self, prompt_ids: Sequence[Sequence[int]],
               program_ids: Sequence[Sequence[int]]) -> list[CriticScore]:
         """One CriticScore per (prompt, program) pair, in order."""
-        from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket, truncate_prompt
+        from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket
 
         if len(prompt_ids) != len(program_ids):
             raise ValueError("prompt_ids and program_ids differ in length")
@@ -268,28 +271,20 @@ class Models:
 def load_models(actor: str, critic: str, repair: str | None = None, mesh=None) -> Models:
     """Actor, critic and optional repair model from checkpoints (model folders or workdirs)."""
     from coderl_jax import checkpoint_io
-    from coderl_jax.commands.generate import load_actor
 
-    actor_cfg, actor_params = load_actor(actor, mesh)
+    actor_cfg, actor_params = checkpoint_io.load_actor(actor, mesh)
     critic_params, critic_cfg, head = checkpoint_io.load_model(critic)
     if head is None:
         raise UserError(f"{critic} is an actor checkpoint; --critic needs a critic "
                         "(trained with train.stage=critic)")
     models = Models(actor_cfg, actor_params, critic_cfg, head, critic_params)
     if repair:
-        models.repair_config, models.repair_params = load_actor(repair, mesh)
+        models.repair_config, models.repair_params = checkpoint_io.load_actor(repair, mesh)
     for name, c in (("critic", critic_cfg), ("repair model", models.repair_config)):
         if c is not None and c.vocab_size != actor_cfg.vocab_size:
             raise UserError(f"the {name}'s vocabulary ({c.vocab_size}) differs from the actor's "
                             f"({actor_cfg.vocab_size})")
     return models
-
-
-def program_code(problem: Problem, completion: str) -> str:
-    """A complete program (SPEC §3): HumanEval prompts are followed by the completion."""
-    if problem.source == "humaneval" and problem.prompt_text:
-        return problem.prompt_text + completion
-    return completion
 
 
 def has_example_tests(problem: Problem) -> bool:
@@ -321,7 +316,7 @@ class CriticalSampler:
         else:
             self.repairer = Sampler(models.actor_config, models.actor_params,
                                     max_source_len=cfg.repair_max_source_len, **kw)
-        self.critic = CriticScorer(models.critic_config, models.critic_head, models.critic_params,
+        self.critic = ProgramScorer(models.critic_config, models.critic_head, models.critic_params,
                                    batch_size=cfg.critic_batch_size,
                                    max_source_len=cfg.max_source_len,
                                    max_target_len=cfg.max_target_len,
@@ -332,15 +327,10 @@ class CriticalSampler:
     # -- helpers ------------------------------------------------------------------------------
 
     def prompt_ids(self, problem: Problem) -> list[int]:
-        from coderl_jax.data.prompts import build_prompt
-        from coderl_jax.inference.sampler import truncate_prompt
-
         return truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
                                self.cfg.max_source_len, self.eos_id)
 
     def _repair_ids(self, problem: Problem, row: dict) -> list[int]:
-        from coderl_jax.inference.sampler import truncate_prompt
-
         failure = Failure.from_row(row, prefix="example_")
         text = repair_prompt(problem, failure, self.cfg.repair_format)
         return truncate_prompt(self.tokenizer.encode(text), self.cfg.repair_max_source_len,
@@ -366,8 +356,6 @@ class CriticalSampler:
         round per block). `initial_rows[pid]`: round-0 programs to use instead of sampling
         (rows with `output_ids`, at least N). `done_rows`: rows of an interrupted run; a
         problem's complete rounds are kept and it continues after them."""
-        from coderl_jax.execution.pool import ExecutionPool
-
         cfg = self.cfg
         kept = self._resume_state(problems, done_rows)
         all_rows: list[dict] = [r for rows in kept.values() for r in rows]
@@ -525,8 +513,6 @@ class CriticalSampler:
 def summarize_rows(rows: Sequence[dict], ks: Sequence[int] | None = None,
                    ns: Sequence[int] = (1, 5)) -> dict:
     """pass@k and n@k (filter: example tests, rank: critic score) of result rows."""
-    from coderl_jax.evaluation import ProblemSamples, summarize
-
     problems: dict[str, ProblemSamples] = {}
     for i, r in enumerate(rows):
         p = problems.setdefault(r["problem_id"], ProblemSamples(r["problem_id"],
@@ -564,8 +550,6 @@ def compare_plain_vs_critical(models: Models, tokenizer, problems: Sequence[Prob
     "seconds"} (summaries as `summarize_rows`; n@k ranks by critic score in both), plus
     "rows": {"plain": [...], "critical": [...]} with `return_rows`."""
     import time
-
-    from coderl_jax.execution.pool import ExecutionPool
 
     budget = cfg.total_per_problem
     with ExecutionPool(workers=cfg.workers, timeout=cfg.timeout) as pool:

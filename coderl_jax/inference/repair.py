@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from coderl_jax import paths
+from coderl_jax.data import prompts
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
@@ -169,8 +170,6 @@ def mine_repair_pairs(problems_by_id: Mapping[str, Problem], rows: Iterable[Mapp
 
 
 def _starter_slot(problem: Problem) -> tuple[str, str, bool]:
-    from coderl_jax.data import prompts
-
     return prompts._slots(problem)
 
 

@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from coderl_jax.config import ModelConfig
+from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.inference import decoding
 from coderl_jax.inference.decoding import SamplingConfig
+from coderl_jax.models import t5
 
 SOURCE_BUCKETS = (64, 128, 256, 512)
 PREFIX_BUCKETS = (8, 32, 128, 512)
@@ -68,14 +70,6 @@ def bucket(n: int, buckets: Sequence[int], cap: int) -> int:
     return cap
 
 
-def truncate_prompt(ids: Sequence[int], max_len: int, eos_id: int) -> list[int]:
-    """Keep the first `max_len` tokens, ending with EOS when it had to cut (as HF truncation)."""
-    ids = list(ids)
-    if len(ids) <= max_len:
-        return ids
-    return ids[: max_len - 1] + [eos_id]
-
-
 def row_key_hash(key: str) -> int:
     """A stable 31-bit hash of a request key (problem id) for `fold_in`."""
     return zlib.crc32(key.encode("utf-8")) & 0x7FFFFFFF
@@ -104,8 +98,6 @@ def _rules(rules: tuple):
 @functools.lru_cache(maxsize=None)
 def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple):
     """Jitted encoder, shared by every Sampler of this model config, mesh and rules."""
-    from coderl_jax.models import t5
-
     model = t5.T5(config)
 
     def encode(params, encoder_ids, encoder_mask):  # [G, S] -> [G, S, d_model]
@@ -121,8 +113,6 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
                eos_id: int | None, row_sharding: jax.sharding.Sharding | None, rules: tuple):
     """Jitted (gather rows, build the cache, decode loop), shared by Samplers of equal settings;
     one compile per (group, source bucket, batch, prefix bucket) shape."""
-    from coderl_jax.models import t5
-
     def decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
                prefix_len, *, prefix_len_max):
         with _rules(rules):
@@ -169,8 +159,6 @@ class Sampler:
                  max_new_tokens: int = 512, max_source_len: int = 600,
                  sampling: SamplingConfig = SamplingConfig(), stop_at_eos: bool = True,
                  source_buckets: Sequence[int] = SOURCE_BUCKETS):
-        from coderl_jax.models import t5
-
         self.config = config
         self.mesh = mesh
         self.max_new_tokens = int(max_new_tokens)
@@ -224,7 +212,8 @@ class Sampler:
         return jax.device_put(x, self.replicated)
 
     def encode_group(self, prompts: Sequence[Sequence[int]], slots: int):
-        """Encode up to `slots` prompts (padded to a source bucket). -> (encoded, mask) on device."""
+        """Encode up to `slots` prompts (padded to a source bucket). -> (encoded, mask) on
+        device."""
         ids = [truncate_prompt(p, self.max_source_len, self.config.eos_token_id) for p in prompts]
         s = bucket(max(len(p) for p in ids), self.source_buckets, self.max_source_len)
         enc_ids = np.zeros((slots, s), np.int32)
@@ -290,15 +279,3 @@ class Sampler:
                     n = int(lengths[r])
                     yield Sample(start + sl, int(s), tokens[r, :n].tolist(),
                                  logprobs[r, :n].tolist())
-
-
-def sample_programs(config: ModelConfig, params: Any, prompts: Sequence[Sequence[int]],
-                    keys: Sequence[str], num_samples: int, *, seed: int = 0,
-                    **sampler_kwargs) -> list[list[Sample]]:
-    """Convenience: `num_samples` samples for each prompt, grouped per prompt in index order."""
-    sampler = Sampler(config, params, **sampler_kwargs)
-    reqs = [SampleRequest(k, p, tuple(range(num_samples))) for k, p in zip(keys, prompts)]
-    out: list[list[Sample]] = [[None] * num_samples for _ in prompts]  # type: ignore[list-item]
-    for s in sampler.sample(reqs, seed=seed):
-        out[s.request_index][s.sample_index] = s
-    return out

@@ -50,7 +50,8 @@ class ErrorHead(nn.Module):
         h = nn.Dense(k.hidden, dtype=dtype, param_dtype=param_dtype, name="hidden",
                      precision=precision,
                      kernel_init=_torch_linear_init(c.d_model, ("embed", "critic_hidden")),
-                     bias_init=_torch_linear_init(c.d_model, ("critic_hidden",)))(x)  # [b, t, hidden]
+                     bias_init=_torch_linear_init(c.d_model, ("critic_hidden",)))(x)
+        # h: [b, t, hidden]
         h = nn.relu(h)
         out = nn.Dense(k.num_classes, dtype=dtype, param_dtype=param_dtype, name="out",
                        precision=precision,

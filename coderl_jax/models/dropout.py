@@ -7,6 +7,11 @@ codet5-small training step. Here the same threefry2x32 (Salmon et al., 2011) is 
 plain uint32 arithmetic that XLA fuses into one pass, ~15x faster on CPU, and the keep-mask
 compares the bits with an integer threshold. The bits are exactly `jax.random.bits`'s (pinned
 in tests), so TPU/GPU runs draw the same masks they always would.
+
+On TPU/GPU it is neutral, so not switchable: JAX's own lowering there is already the unrolled
+arithmetic written here (on GPU unless `jax_threefry_gpu_kernel_lowering` asks for its CUDA
+kernel), and the integer threshold saves the float conversion on every backend. Not measured
+on TPU/GPU.
 """
 from __future__ import annotations
 

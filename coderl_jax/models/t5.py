@@ -19,7 +19,8 @@ subtree with a leading 'layers' axis):
                     mlp/{wi,wo}}
   encoder/encoder_norm/scale
   decoder/relpos_bias/rel_embedding
-  decoder/layers_i/{pre_self_attention_layer_norm, self_attention/..., pre_cross_attention_layer_norm,
+  decoder/layers_i/{pre_self_attention_layer_norm, self_attention/...,
+                    pre_cross_attention_layer_norm,
                     encoder_decoder_attention/..., pre_mlp_layer_norm, mlp/{wi,wo}}
   decoder/decoder_norm/scale
   logits_dense/kernel                               [embed, vocab] (only when embeddings are untied)
@@ -34,7 +35,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
 from coderl_jax.config import ModelConfig
 from coderl_jax.models.dropout import Dropout
@@ -73,10 +73,25 @@ def matmul_precision(config: ModelConfig) -> jax.lax.Precision:
     return resolve_precision(config.matmul_precision, jax.default_backend())
 
 
+def _on_cpu() -> bool:
+    """Whether the computation being traced runs on XLA CPU (where `_add_bias`'s backward pays)."""
+    return jax.default_backend() == "cpu"
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _matmul32(spec: str, precision: jax.lax.Precision, a: Array, b: Array) -> Array:
     """A weight matmul ([..., K] x [K, N] or [..., K] x [N, K]) of same-dtype `a`, `b`,
-    accumulated and returned in float32."""
+    accumulated and returned in float32.
+
+    Its backward (a custom VJP, written for XLA CPU) is the two contractions JAX's transpose rule
+    makes, at the same precision, except that the cotangent is first cast to the operands' dtype.
+    Float32 models: the cast is a no-op, the gradient is autodiff's (tested). bfloat16 models:
+    the backward matmuls are bf16 x bf16 -> f32 like the forward ones, the native form of TPU
+    MXUs and GPU tensor cores as well as of CPU AMX units, where a float32 cotangent against bf16
+    operands would make a float32 matmul; the cost is the cotangent rounded to bfloat16, as
+    mixed-precision training does anyway. So it is the same work or less on TPU/GPU (not
+    measured there), and is not switchable.
+    """
     return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32, precision=precision)
 
 
@@ -136,11 +151,15 @@ def _add_bias_fwd(precision, scores, bias):
 
 
 def _add_bias_bwd(precision, bias_rows, g):
-    # The bias's cotangent sums g over the batch. As a contraction with a ones vector this is
-    # one pass over g; XLA CPU otherwise fuses the 6 layers' batch-reductions into one reduce
-    # that ran ~10x slower (0.23 s of a codet5-small step).
+    # The bias's cotangent sums g over the batch. On XLA CPU a contraction with a ones vector
+    # is one pass over g, where a plain sum gets fused with the other layers' batch-reductions
+    # into one reduce that ran ~10x slower (0.23 s of a codet5-small step). Elsewhere the plain
+    # sum: a reduce is one pass on TPUs and GPUs too, and the contraction would run at the
+    # model's matmul precision (on a TPU, DEFAULT rounds a float32 g to bfloat16).
     if bias_rows == g.shape[0]:
         return g, g
+    if not _on_cpu():
+        return g, g.sum(axis=0, keepdims=True)
     ones = jnp.ones((g.shape[0],), g.dtype)
     return g, jnp.einsum("bhqk,b->hqk", g, ones, precision=precision)[None]
 
@@ -328,7 +347,8 @@ class Mlp(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention + feed-forward. Signature shaped for nn.scan: (carry, xs, *consts)."""
+    """Pre-norm self-attention + feed-forward. Signature shaped for nn.scan:
+    (carry, xs, *consts)."""
 
     config: ModelConfig
     deterministic: bool = True
@@ -417,7 +437,8 @@ def _run_layers(layer_cls, config: ModelConfig, num_layers: int, deterministic: 
     outs = []
     for i in range(num_layers):
         xs_i = None if xs is None else {k: v[i] for k, v in xs.items()}
-        carry, out = layer_cls(config, deterministic, mode, name=f"layers_{i}")(carry, xs_i, *consts)
+        carry, out = layer_cls(config, deterministic, mode, name=f"layers_{i}")(
+            carry, xs_i, *consts)
         outs.append(out)
     if outs[0] is None:
         return carry, None
@@ -480,7 +501,8 @@ class Decoder(nn.Module):
 
 
 class T5(nn.Module):
-    """The encoder-decoder. Methods: encode, decode, decode_hidden, __call__, (cache) cross_kv, step."""
+    """The encoder-decoder. Methods: encode, decode, decode_hidden, __call__, (cache) cross_kv,
+    step."""
 
     config: ModelConfig
 
@@ -538,7 +560,8 @@ class T5(nn.Module):
         return kv
 
     def step(self, cache: PyTree, token_ids: Array, encoder_mask: Array) -> tuple[Array, PyTree]:
-        """One cached decoder step: [b] ids -> (logits [b, vocab], new k/v [layers, b, 1, h, kv])."""
+        """One cached decoder step: [b] ids -> (logits [b, vocab], new k/v
+        [layers, b, 1, h, kv])."""
         y = self.token_embedder(token_ids[:, None])  # [b, 1, embed]
         hidden, new_kv = self.decoder(y, None, encoder_mask, None, True, STEP, cache)
         return self.logits(hidden)[:, 0], new_kv
@@ -640,15 +663,6 @@ def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: A
 
     return logits, {**cache, "index": index + 1, "self_k": write(cache["self_k"], new_kv["k"]),
                     "self_v": write(cache["self_v"], new_kv["v"])}
-
-
-def cache_logical_axes(config: ModelConfig) -> PyTree:
-    """Logical PartitionSpecs of the cache from `init_cache` (rows split on 'batch')."""
-    if config.scan_layers:
-        kv = P("layers", "batch", "heads", "length", "kv")
-    else:
-        kv = (P("batch", "heads", "length", "kv"),) * config.num_decoder_layers
-    return {"index": P(), "self_k": kv, "self_v": kv, "cross_k": kv, "cross_v": kv}
 
 
 def _stacks(params: PyTree) -> list[str]:

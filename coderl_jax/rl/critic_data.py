@@ -16,8 +16,8 @@ from etils import epath
 
 from coderl_jax import paths
 from coderl_jax.errors import UserError
-from coderl_jax.paths import PathLike
 from coderl_jax.files import atomic_write
+from coderl_jax.paths import PathLike
 from coderl_jax.rl.rewards import normalize_result
 
 GEN_FILE = "gen_solutions.json"

@@ -4,7 +4,8 @@ As CodeRL's critic dataset (`datasets/apps_dataset.py`, tuning_mode='critic'): e
 program of `data.programs` with its outcome class, plus every ground-truth solution of those
 problems counted as passed (`get_gt_info() -> (1, None)`; solutions reindented as CodeRL does).
 A held-out part (`rl.eval_programs`, else `rl.eval_fraction` of the programs' problems, chosen by
-a seeded hash, with their ground truth as passed programs) is kept out of training; after the last step (and every `rl.eval_every` steps) the
+a seeded hash, with their ground truth as passed programs) is kept out of training; after the
+last step (and every `rl.eval_every` steps) the
 critic classifies it and the run reports accuracy overall and per class against the majority-class
 baseline (the training data's most common class) and the AUROC and Brier score of its P(passed),
 printed and logged to metrics.jsonl / TensorBoard (`heldout/...`) and
@@ -22,15 +23,18 @@ import numpy as np
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.files import write_json
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.modes import ModeSource
+from coderl_jax.rl.programs import load_program_rows, stage_inputs
+from coderl_jax.rl.rewards import CLASS_NAMES, outcome_class
 
 EVAL_FILE = "critic_eval.json"
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
-    from coderl_jax.rl.rewards import CLASS_NAMES
-
     return CLASS_NAMES if num_classes == 4 else ("not passed", "passed")
 
 
@@ -118,8 +122,6 @@ def split_rows(rows: list[dict], problems: Sequence, rl: RLConfig, seed: int
     eval_rows: list[dict] = []
     eval_problems: list = []
     if rl.eval_programs:
-        from coderl_jax.rl.programs import load_program_rows
-
         eval_rows = load_program_rows(rl.eval_programs)
     else:
         held = heldout_problem_ids([str(r["problem_id"]) for r in rows], rl.eval_fraction, seed)
@@ -143,8 +145,6 @@ class CriticEvaluation:
                  majority_class: int, model_config, critic_config, mesh, rules, pool_padding: bool,
                  mode: str, batch_size: int, max_source_len: int, max_target_len: int,
                  workdir: PathLike | None):
-        from coderl_jax.rl.rewards import outcome_class
-
         self.rows, self.table, self.tokenizer = rows, problems_by_id, tokenizer
         self.labels = [outcome_class(r["result"], num_classes) for r in rows]
         self.num_classes, self.majority_class = num_classes, majority_class
@@ -185,8 +185,6 @@ class CriticEvaluation:
         print(format_report(report, step), flush=True)
         if self.workdir is None:
             return
-        from coderl_jax.files import write_json
-
         flat = {"heldout/accuracy": report["accuracy"],
                 "heldout/majority_baseline": report["majority_baseline"]}
         for key in ("auroc", "brier"):
@@ -249,26 +247,11 @@ def make_batch_source(context: dict) -> Any:
     import jax
 
     from coderl_jax.data import pipeline
-    from coderl_jax.data.sources import load_problems, problems_by_id
-    from coderl_jax.rl.modes import ModeSource
-    from coderl_jax.rl.programs import load_program_rows
-    from coderl_jax.rl.rewards import outcome_class
-    from coderl_jax.train.sources import _pipeline_config
 
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
     num_classes = int(context.get("num_classes", 4))
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        from coderl_jax.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(data.tokenizer or None)
-    if not data.programs:
-        raise UserError("the critic stage needs data.programs (executed programs: a .jsonl, a "
-                        "`coderl critic-data` folder or a CodeRL layout folder)")
-    problems = load_problems(data.problems, data.split or None)
-    rows = load_program_rows(data.programs)
+    data, train, run, rl, tokenizer, problems, rows = stage_inputs(
+        context, "the critic stage needs data.programs (executed programs: a .jsonl, a "
+                 "`coderl critic-data` folder or a CodeRL layout folder)")
     train_rows, eval_rows, eval_problems = split_rows(rows, problems, rl, data.shuffle_seed)
     labels = collections.Counter(outcome_class(r["result"], num_classes) for r in train_rows)
     majority = max(sorted(labels), key=lambda c: labels[c])
@@ -277,7 +260,7 @@ def make_batch_source(context: dict) -> Any:
         print(f"critic data: {len(train_rows)} training programs ("
               + ", ".join(f"{names[c]} {labels.get(c, 0)}" for c in range(num_classes))
               + f"), {len(eval_rows)} held out", flush=True)
-    cfg = _pipeline_config(data, train, num_classes)
+    cfg = pipeline.training_config(data, train, num_classes)
     source = pipeline.make_iterator(pipeline.make_batches(
         "critic", tokenizer, cfg, problems=problems, rows=train_rows), cfg)
     source = ModeSource(source, rl.mode, tokenizer.eos_id)

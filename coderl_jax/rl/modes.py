@@ -42,6 +42,7 @@ import numpy as np
 
 from coderl_jax.config import RL_MODES
 from coderl_jax.errors import UserError
+from coderl_jax.rl.rewards import BASELINES
 
 
 def apply_mode(run):
@@ -50,8 +51,6 @@ def apply_mode(run):
     rl = run.rl
     if rl.mode not in RL_MODES:
         raise UserError(f"unknown rl.mode {rl.mode!r}; choose one of {', '.join(RL_MODES)}")
-    from coderl_jax.rl.rewards import BASELINES
-
     if rl.baseline not in BASELINES:
         raise UserError(f"unknown rl.baseline {rl.baseline!r}; choose one of "
                         f"{', '.join(BASELINES)}")

@@ -19,7 +19,12 @@ from typing import Any
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.files import read_jsonl, write_jsonl
+from coderl_jax.rl.modes import ModeSource
+from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, stage_inputs
+from coderl_jax.rl.returns import with_token_returns
 
 SCORED_FILE = "offline_programs.jsonl"
 
@@ -27,8 +32,6 @@ SCORED_FILE = "offline_programs.jsonl"
 def greedy_results_for(rl: RLConfig, programs: str) -> dict[str, int] | None:
     """The greedy baseline's results (rl.greedy_programs, else beside data.programs), when the
     baseline needs them."""
-    from coderl_jax.rl.programs import greedy_source_for, load_greedy_results
-
     if rl.baseline != "greedy":
         return None
     where = rl.greedy_programs or greedy_source_for(programs)
@@ -43,9 +46,6 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
                 problems) -> list[dict]:
     """`rows` with critic `token_probs` (computed once with rl.critic_checkpoint if missing)."""
     import jax
-
-    from coderl_jax.data.sources import problems_by_id
-    from coderl_jax.files import read_jsonl, write_jsonl
 
     if not rl.critic_checkpoint or all("token_probs" in r for r in rows):
         return rows
@@ -75,25 +75,10 @@ def make_batch_source(context: dict) -> Any:
     import numpy as np
 
     from coderl_jax.data import pipeline
-    from coderl_jax.data.sources import load_problems
-    from coderl_jax.rl.modes import ModeSource
-    from coderl_jax.rl.programs import load_program_rows
-    from coderl_jax.rl.returns import with_token_returns
-    from coderl_jax.train.sources import ZipSource, _pipeline_config
 
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        from coderl_jax.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(data.tokenizer or None)
-    if not data.programs:
-        raise UserError("the offline_rl stage needs data.programs (executed sampled programs: "
-                        "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
-    problems = load_problems(data.problems, data.split or None)
-    rows = load_program_rows(data.programs)
+    data, train, run, rl, tokenizer, problems, rows = stage_inputs(
+        context, "the offline_rl stage needs data.programs (executed sampled programs: "
+                 "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
     if not rows:
         raise UserError(f"no programs in {data.programs}")
     rows = scored_rows(rows, rl, data, context, tokenizer, problems)
@@ -109,12 +94,13 @@ def make_batch_source(context: dict) -> Any:
         print(f"offline RL: {len(rows)} sampled programs ({scored} with critic token scores), "
               f"baseline {rl.baseline}, mode {rl.mode}; sequence returns: "
               + ", ".join(f"{v:+.2f} x{n}" for v, n in dist), flush=True)
-    cfg = _pipeline_config(data, train)
+    cfg = pipeline.training_config(data, train)
     source = pipeline.make_iterator(pipeline.make_batches(
         "rl", tokenizer, cfg, problems=problems, rows=rows), cfg)
     if not (train.rl_mix == "sum" and train.ce_weight == 0.0):
-        gt_cfg = _pipeline_config(data, train)
+        gt_cfg = pipeline.training_config(data, train)
         gt = pipeline.make_iterator(pipeline.make_batches("warmup", tokenizer, gt_cfg,
                                                           problems=problems), gt_cfg)
-        source = ZipSource(source, gt)  # gt_encoder_ids, gt_targets, ... (CodeRL: random GT)
+        # gt_encoder_ids, gt_targets, ... (CodeRL pairs a random ground truth with each sample)
+        source = pipeline.ZipSource(source, gt)
     return ModeSource(source, rl.mode, tokenizer.eos_id)

@@ -31,9 +31,17 @@ import time
 import numpy as np
 
 from coderl_jax import paths
-from coderl_jax.config import RLConfig
+from coderl_jax.config import OptimizerConfig, RLConfig, TrainConfig
+from coderl_jax.data.prompts import build_prompt, truncate_prompt
+from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
+from coderl_jax.execution import pool as pool_lib
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.critic_train import ground_truth_rows, log_metrics
+from coderl_jax.rl.modes import apply_to_batch
+from coderl_jax.rl.overlap import ExecutionQueue, iterate_batches
+from coderl_jax.rl.returns import with_token_returns
+from coderl_jax.rl.rewards import reward
 
 STATS_FILE = "online_stats.json"
 REFRESHED_CRITIC = "critic_refreshed"
@@ -54,10 +62,6 @@ class OnlineSource:
 
     def __init__(self, context: dict):
         import jax
-
-        from coderl_jax.data.sources import load_problems, problems_by_id
-        from coderl_jax.execution.pool import ExecutionPool
-        from coderl_jax.rl.overlap import ExecutionQueue
 
         if jax.process_count() > 1:
             raise UserError("online_rl samples on one process; multi-host online RL is not "
@@ -93,8 +97,8 @@ class OnlineSource:
             raise UserError("rl.baseline='mean_others' needs rl.num_samples >= 2")
         self.problems_per_batch = self.batch_rows // n
         self.max_new_tokens = self.rl.max_new_tokens or self.data.max_target_len
-        self.pool = ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout,
-                                  harness=self.rl.harness or "real")
+        self.pool = pool_lib.ExecutionPool(workers=self.rl.workers, timeout=self.rl.timeout,
+                                           harness=self.rl.harness or "real")
         self.queue = ExecutionQueue(self.rl.overlap_depth)
         self.delivered = 0  # batches handed to the training loop
         self.launched = 0
@@ -113,8 +117,6 @@ class OnlineSource:
 
     # ----------------------------------------------------------------------------- set-up
     def _problem_order(self, skip: int):
-        from coderl_jax.rl.overlap import iterate_batches
-
         it = iterate_batches(list(range(len(self.problems))), self.problems_per_batch,
                              seed=self.data.shuffle_seed)
         for _ in range(skip):
@@ -126,9 +128,8 @@ class OnlineSource:
         if train.rl_mix == "sum" and train.ce_weight == 0.0:
             return None
         from coderl_jax.data import pipeline
-        from coderl_jax.train.sources import _pipeline_config
 
-        cfg = _pipeline_config(self.data, train)
+        cfg = pipeline.training_config(self.data, train)
         ds = pipeline.make_batches("warmup", self.tokenizer, cfg, problems=self.problems)
         return pipeline.make_iterator(ds, cfg)
 
@@ -217,9 +218,6 @@ class OnlineSource:
         return batch
 
     def _prompt_ids(self, problem) -> list[int]:
-        from coderl_jax.data.prompts import build_prompt
-        from coderl_jax.inference.sampler import truncate_prompt
-
         ids = self._prompts.get(problem.problem_id)
         if ids is None:
             ids = truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
@@ -260,9 +258,6 @@ class OnlineSource:
     def _build(self, item: Launched, results: list[dict]) -> dict:
         """Outcomes -> the RL batch (+ ground truth), as the mode feeds it."""
         from coderl_jax.data.pipeline import Collate, PipelineConfig, rl_examples
-        from coderl_jax.rl.modes import apply_to_batch
-        from coderl_jax.rl.returns import with_token_returns
-        from coderl_jax.rl.rewards import reward
 
         n_s = len(item.sample_rows)
         rows = [dict(r, result=res["result"], error_type=res["error_type"])
@@ -317,8 +312,6 @@ class OnlineSource:
         if jax.process_index() != 0 or self.workdir is None or not self._window:
             self._window = []
             return
-        from coderl_jax.rl.critic_train import log_metrics
-
         window, self._window = self._window, []
         s = self.stats()
         elapsed = time.perf_counter() - (self.queue._start or time.perf_counter())
@@ -367,8 +360,6 @@ class OnlineSource:
             return
         if self.refresher is None:
             self.refresher = CriticRefresher(self.scorer, self.run, self.mesh, self.rules)
-        from coderl_jax.rl.critic_train import ground_truth_rows
-
         pids = {r["problem_id"] for r in self._recent}
         rows = self._recent + ground_truth_rows(self.problems, pids)
         self._recent = []
@@ -396,10 +387,8 @@ class CriticRefresher:
 
     def __init__(self, scorer, run, mesh, rules):
         from coderl_jax import partitioning
-        from coderl_jax.config import OptimizerConfig, TrainConfig
         from coderl_jax.models.critic import critic_logical_axes
-        from coderl_jax.train import state as state_lib
-        from coderl_jax.train import steps as steps_lib
+        from coderl_jax.train import state as state_lib, steps as steps_lib
         from coderl_jax.train.loop import step_options
 
         self.scorer = scorer
@@ -423,7 +412,6 @@ class CriticRefresher:
 
         from coderl_jax import partitioning
         from coderl_jax.data.pipeline import Collate, PipelineConfig, critic_examples
-        from coderl_jax.rl.modes import apply_to_batch
 
         cfg = PipelineConfig(batch_size=batch_rows, max_source_len=data.max_source_len,
                              max_target_len=data.max_target_len, shuffle=False, num_epochs=1,
@@ -448,7 +436,7 @@ class CriticRefresher:
 
 
 def make_batch_source(context: dict) -> OnlineSource:
-    """The online_rl stage's source (registered in train/sources.py's ONLINE_SOURCES)."""
+    """The online_rl stage's source (train/sources.py builds it)."""
     return OnlineSource(context)
 
 

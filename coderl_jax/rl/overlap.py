@@ -43,7 +43,8 @@ def run_overlapped(state: Any, num_batches: int,
                    execute: Callable[[Any], Future],
                    learn: Callable[[Any, Any, Any], tuple[Any, dict]],
                    depth: int = 1,
-                   on_metrics: Callable[[int, dict], None] | None = None) -> tuple[Any, OverlapStats]:
+                    on_metrics: Callable[[int, dict], None] | None = None
+                    ) -> tuple[Any, OverlapStats]:
     """Run `num_batches` sample → execute → learn iterations with `depth` executions in flight.
 
     sample(state, k) -> batch (device work; should return once the programs are on the host),

@@ -6,15 +6,22 @@ A PROGRAMS path (`data.programs`, `rl.greedy_programs`, `rl.eval_programs`) is o
   - a CodeRL layout folder (`<problem_id>/gen_solutions.json`, `baseline_solutions.json`), e.g.
     the one CodeRL's own scripts write into APPS problem folders;
   - a prepared TFDS folder of critic data (`dataset_info.json`, array_record; see
-    `critic_data_gen.CriticDataBuilder`).
+    `programs_tfds`).
 """
 from __future__ import annotations
 
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.config import RLConfig
+from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
+from coderl_jax.files import read_jsonl
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.critic_data import read_layout
+from coderl_jax.rl.programs_tfds import read_tfds_rows
+from coderl_jax.rl.rewards import normalize_result
+from coderl_jax.tokenizer import load_tokenizer
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -26,16 +33,8 @@ def _is_tfds(folder: epath.Path) -> bool:
     return (folder / "dataset_info.json").is_file() or any(folder.glob("*/*/dataset_info.json"))
 
 
-def _tfds_rows(folder: epath.Path, split: str) -> list[dict]:
-    from coderl_jax.rl.critic_data_gen import read_tfds_rows
-
-    return read_tfds_rows(folder, split)
-
-
 def load_program_rows(path: PathLike) -> list[dict]:
     """The sampled program rows at `path` (see module docstring)."""
-    from coderl_jax.files import read_jsonl
-
     path = paths.as_path(path)
     if path.is_file():
         return read_jsonl(path)
@@ -46,9 +45,7 @@ def load_program_rows(path: PathLike) -> list[dict]:
     if (path / SAMPLES_FILE).is_file():
         return read_jsonl(path / SAMPLES_FILE)
     if _is_tfds(path):
-        return _tfds_rows(path, "samples")
-    from coderl_jax.rl.critic_data import read_layout
-
+        return read_tfds_rows(path, "samples")
     rows, _ = read_layout(path)
     if not rows:
         raise UserError(f"{path}: no programs (no {SAMPLES_FILE} and no "
@@ -58,16 +55,13 @@ def load_program_rows(path: PathLike) -> list[dict]:
 
 def load_greedy_results(path: PathLike) -> dict[str, int]:
     """`{problem_id: result}` of the greedy (baseline) programs at `path`."""
-    from coderl_jax.files import read_jsonl
-    from coderl_jax.rl.rewards import normalize_result
-
     path = paths.as_path(path)
     if path.is_file():
         rows = read_jsonl(path)
     elif path.is_dir() and (path / GREEDY_FILE).is_file():
         rows = read_jsonl(path / GREEDY_FILE)
     elif path.is_dir() and _is_tfds(path):
-        rows = _tfds_rows(path, "greedy")
+        rows = read_tfds_rows(path, "greedy")
     elif path.is_dir():
         from coderl_jax.rl.critic_data import read_layout
 
@@ -100,3 +94,19 @@ def greedy_source_for(programs: PathLike) -> epath.Path | None:
         return None
     beside = p.with_name(GREEDY_FILE)
     return beside if beside.is_file() else None
+
+
+def stage_inputs(context: dict, missing: str) -> tuple:
+    """(data, train, run, rl, tokenizer, problems, program rows) of a stage trained on executed
+    programs (critic, offline RL), from train/sources.py's `context`; `missing` is the error
+    when `data.programs` is unset."""
+    data, train = context["data"], context["train"]
+    run = context.get("run")
+    rl = run.rl if run is not None else RLConfig()
+    tokenizer = context.get("tokenizer")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(data.tokenizer or None)
+    if not data.programs:
+        raise UserError(missing)
+    problems = load_problems(data.problems, data.split or None)
+    return data, train, run, rl, tokenizer, problems, load_program_rows(data.programs)

@@ -38,7 +38,8 @@ def token_returns_for_rows(rows: Sequence[Mapping], baseline: str = "greedy",
     try:
         results = [normalize_result(r["result"]) for r in rows]
     except KeyError:
-        raise UserError("every program row needs 'result' (run the programs' tests first)") from None
+        raise UserError("every program row needs 'result' (run the programs' tests first)"
+                        ) from None
     except (TypeError, ValueError) as e:
         raise UserError(f"bad 'result' in a program row: {e}") from e
     pids = [str(r["problem_id"]) for r in rows]

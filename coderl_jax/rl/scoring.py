@@ -18,8 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coderl_jax import partitioning
 from coderl_jax.config import CriticConfig, ModelConfig
+from coderl_jax.data.prompts import build_prompt
 from coderl_jax.errors import UserError
+from coderl_jax.models.critic import T5Critic, critic_logical_axes
+from coderl_jax.rl.modes import apply_to_batch
 
 
 def _score_fn(module, pool_padding: bool):
@@ -38,8 +42,6 @@ def _score_fn(module, pool_padding: bool):
 @functools.lru_cache(maxsize=None)
 def _jitted_score(model_config: ModelConfig, critic_config: CriticConfig, pool_padding: bool):
     """One jitted scoring forward per critic shape, shared by every CriticScorer."""
-    from coderl_jax.models.critic import T5Critic
-
     return jax.jit(_score_fn(T5Critic(model_config, critic_config), pool_padding))
 
 
@@ -48,9 +50,6 @@ class CriticScorer:
 
     def __init__(self, model_config: ModelConfig, critic_config: CriticConfig, params: Any, *,
                  mesh=None, rules=None, pool_padding: bool = False, place_params: bool = True):
-        from coderl_jax import partitioning
-        from coderl_jax.models.critic import T5Critic, critic_logical_axes
-
         self.model_config, self.critic_config = model_config, critic_config
         self.mesh = mesh
         self.rules = tuple(rules) if rules is not None else partitioning.DEFAULT_RULES
@@ -128,17 +127,12 @@ def program_examples(rows: Sequence[Mapping], problems_by_id: Mapping[str, Any],
                      prompt_style: str = "train") -> list[dict]:
     """Pipeline examples (critic stage, label 0) of program rows: the problem's prompt and the
     row's `output_ids` (kept exactly) or `code`."""
-    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.pipeline import problem_of
 
     prompts: dict[str, str] = {}
     out = []
     for n, row in enumerate(rows):
-        pid = row.get("problem_id")
-        if pid is None:
-            raise UserError(f"program row {n}: missing 'problem_id'")
-        problem = problems_by_id.get(str(pid))
-        if problem is None:
-            raise UserError(f"program row {n}: problem {pid!r} is not among the problems given")
+        problem = problem_of(row, problems_by_id, f"program row {n}")
         ex = {"index": n, "problem_id": problem.problem_id, "label": 0}
         ids = row.get("output_ids")
         if ids is not None:
@@ -163,7 +157,6 @@ def score_rows(scorer: CriticScorer, rows: Sequence[Mapping], problems_by_id: Ma
     """Yield each row with `prompt_ids`, `program_ids`, `probs` and `token_probs` (SPEC §3),
     in row order. `mode="paper_faithful"` feeds EOS-padded, unmasked sources as CodeRL does."""
     from coderl_jax.data.pipeline import Collate, PipelineConfig
-    from coderl_jax.rl.modes import apply_to_batch
 
     examples = program_examples(rows, problems_by_id)
     b = -(-max(int(batch_size), 1) // scorer.row_divisor) * scorer.row_divisor

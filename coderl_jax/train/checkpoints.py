@@ -190,10 +190,11 @@ class Checkpointer:
 
 def has_checkpoint(workdir: PathLike) -> bool:
     """Whether `workdir` (a training workdir, or its checkpoints/ folder) holds a complete step."""
-    return _resolve(workdir) is not None
+    return find_checkpoints(workdir) is not None
 
 
-def _resolve(path: PathLike) -> epath.Path | None:
+def find_checkpoints(path: PathLike) -> epath.Path | None:
+    """The checkpoints folder of a training workdir (or the folder itself) if it holds a step."""
     path = paths.absolute(path)
     for candidate in (path / CHECKPOINT_DIR, path):
         if candidate.is_dir() and any(p.name.isdigit() and (p / "state").is_dir()
@@ -210,7 +211,7 @@ def load_params(path: PathLike, target: Any = None, step: int | None = None
     ShapeDtypeStructs with shardings to restore onto; default: every array on one device.
     Only the params are read, not the optimizer state.
     """
-    directory = _resolve(path)
+    directory = find_checkpoints(path)
     if directory is None:
         raise UserError(f"no training checkpoint under {path}")
     # The PyTree handler reads the StandardSave format and can restore a subtree (the params).
@@ -233,26 +234,3 @@ def load_params(path: PathLike, target: Any = None, step: int | None = None
                                          restore_args={"params": restore_args},
                                          partial_restore=True)))
     return restored["state"]["params"], meta
-
-
-def load_workdir_model(path: PathLike, shardings: Any = None):
-    """`checkpoint_io.load_model` reader for a training workdir (or its checkpoints/ folder):
-    (params, ModelConfig, CriticConfig | None) of its latest checkpoint; None if `path` is not
-    one. Registered in `checkpoint_io.LOADER_MODULES`."""
-    from coderl_jax import checkpoint_io
-    from coderl_jax.config import CriticConfig, ModelConfig, from_config_dict
-
-    directory = _resolve(path)
-    if directory is None:
-        final = paths.as_path(path) / "model"
-        return checkpoint_io.load_model(final, shardings) if checkpoint_io.is_model_dir(final) \
-            else None
-    with Checkpointer(None, read_only=True, directory=directory) as ckpt:
-        meta = ckpt.meta()
-    if "model" not in meta:
-        raise UserError(f"{directory}: checkpoint has no model config in its meta")
-    model_cfg = from_config_dict(ModelConfig, meta["model"])
-    critic_cfg = from_config_dict(CriticConfig, meta["critic"]) if meta.get("critic") else None
-    target = checkpoint_io.abstract_params(model_cfg, critic_cfg, shardings)
-    params, _ = load_params(directory, target=target)
-    return params, model_cfg, critic_cfg

@@ -46,8 +46,3 @@ def initialize(flag: bool = False, coordinator: str | None = None,
         raise UserError(f"jax.distributed.initialize failed: {e}") from e
     _initialized = True
     return True
-
-
-def is_lead() -> bool:
-    """Process 0 writes logs, metrics and final exports."""
-    return jax.process_index() == 0

@@ -22,12 +22,18 @@ import numpy as np
 from jax.sharding import Mesh
 
 from coderl_jax import partitioning, paths
-from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, ModelConfig,
-                               OptimizerConfig, TrainConfig)
+from coderl_jax.config import (
+    STAGES,
+    CheckpointConfig,
+    CriticConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
 from coderl_jax.errors import UserError
+from coderl_jax.models import t5
 from coderl_jax.paths import PathLike
-from coderl_jax.train import state as state_lib
-from coderl_jax.train import steps as steps_lib
+from coderl_jax.train import state as state_lib, steps as steps_lib
 from coderl_jax.train.checkpoints import Checkpointer
 from coderl_jax.train.metrics import MetricWriter
 
@@ -58,8 +64,6 @@ def stage_model(stage: str, model_config: ModelConfig,
         return StageModel(T5Critic(model_config, critic_config), model_config, critic_config,
                           lambda rng: init_critic_params(model_config, critic_config, rng),
                           critic_logical_axes(model_config, critic_config))
-    from coderl_jax.models import t5
-
     return StageModel(t5.T5(model_config), model_config, None,
                       lambda rng: t5.init_params(model_config, rng),
                       t5.param_logical_axes(model_config))

@@ -7,9 +7,20 @@ from typing import Any
 
 import ml_collections
 
-from coderl_jax.config import (STAGES, CheckpointConfig, CriticConfig, DataConfig, MeshConfig,
-                               ModelConfig, OptimizerConfig, RLConfig, TrainConfig,
-                               from_config_dict, model_preset)
+from coderl_jax import paths
+from coderl_jax.config import (
+    STAGES,
+    CheckpointConfig,
+    CriticConfig,
+    DataConfig,
+    MeshConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RLConfig,
+    TrainConfig,
+    from_config_dict,
+    model_preset,
+)
 from coderl_jax.errors import UserError
 from coderl_jax.paths import PathLike
 
@@ -115,8 +126,6 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
 
     distributed.initialize(run.train.multihost)
     mesh = partitioning.make_mesh(run.mesh, devices)
-    from coderl_jax import paths
-
     workdir = paths.absolute(workdir)
     paths.check_bucket(workdir)
     params = None

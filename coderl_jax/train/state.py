@@ -96,7 +96,8 @@ def create_train_state(init_params: Callable[[jax.Array], Any], param_logical_ax
 
 
 def state_from_params(params: Any, param_logical_axes: Any, tx: optax.GradientTransformation,
-                      mesh: Mesh, rules=partitioning.DEFAULT_RULES) -> tuple[TrainState, TrainState]:
+                      mesh: Mesh, rules=partitioning.DEFAULT_RULES
+                      ) -> tuple[TrainState, TrainState]:
     """A fresh TrainState (step 0, new optimizer state) around existing params, placed on `mesh`."""
     abstract_params = jax.tree.map(lambda p: jax.ShapeDtypeStruct(jnp.shape(p), jnp.result_type(p)),
                                    params)

@@ -381,18 +381,6 @@ def train_step_fn(objective: Objective, tx: optax.GradientTransformation,
     return step
 
 
-def eval_step_fn(objective: Objective):
-    """`(params, batch, step) -> metrics` without an update (validation). Build `objective`
-    with `StepOptions(dropout=False)` for a deterministic forward pass."""
-
-    def step(params: Any, batch: Batch, step_number: jax.Array) -> Metrics:
-        d = objective.denominators(batch)
-        _, sums = objective.loss(params, batch, jax.random.key(0), d, step_number)
-        return sums
-
-    return step
-
-
 class CompiledStep:
     """A jitted step on a mesh: sets the mesh and the logical-axis rules while tracing (the
     model's activation constraints resolve against them) and checks each batch's keys/shape."""
@@ -432,11 +420,3 @@ def make_train_step(objective: Objective, tx: optax.GradientTransformation,
     return CompiledStep(fn, mesh, rules, objective, opts.num_microbatches,
                         in_shardings=(state_shardings, partitioning.data_sharding(mesh), repl),
                         out_shardings=(state_shardings, repl), donate_argnums=(0,))
-
-
-def make_eval_step(objective: Objective, mesh: Mesh, param_shardings: Any,
-                   rules=partitioning.DEFAULT_RULES) -> CompiledStep:
-    repl = partitioning.replicated(mesh)
-    return CompiledStep(eval_step_fn(objective), mesh, rules, objective, 1,
-                        in_shardings=(param_shardings, partitioning.data_sharding(mesh), repl),
-                        out_shardings=repl)

@@ -18,6 +18,9 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from coderl_jax.data import apps, mbpp
+from coderl_jax.data.demo import load_demo
+from coderl_jax.data.humaneval import load_humaneval
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 
@@ -92,8 +95,6 @@ class Apps(_ProblemsBuilder, skip_registration=True):
         "example tests may sit beside them as APPS_test_example_tests/ or test_example_tests/.")
 
     def _load_splits(self, dl_manager):
-        from coderl_jax.data import apps
-
         root = _manual_dir(dl_manager)
         if root is None:
             root = Path(dl_manager.download_and_extract(apps.APPS_URL))
@@ -118,8 +119,6 @@ class Mbpp(_ProblemsBuilder, skip_registration=True):
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Put mbpp.jsonl (from MBPP_URL) in the manual folder."
 
     def _load_splits(self, dl_manager):
-        from coderl_jax.data import mbpp
-
         root = _manual_dir(dl_manager)
         if root is None:
             path = Path(dl_manager.download(mbpp.MBPP_URL))
@@ -141,8 +140,6 @@ class Humaneval(_ProblemsBuilder, skip_registration=True):
     CITATION = "Chen et al., Evaluating Large Language Models Trained on Code, 2021."
 
     def _load_splits(self, dl_manager):
-        from coderl_jax.data.humaneval import load_humaneval
-
         return {"test": load_humaneval()}
 
 
@@ -153,8 +150,6 @@ class CoderlDemo(_ProblemsBuilder, skip_registration=True):
     DESCRIPTION = "coderl-jax's generated demo problem set (real unit tests)."
 
     def _load_splits(self, dl_manager):
-        from coderl_jax.data.demo import load_demo
-
         return {"train": load_demo(split="train"), "heldout": load_demo(split="heldout")}
 
 
