@@ -179,7 +179,9 @@ def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
             harnesses.append(kw.get("harness", "real"))
             super().__init__(*a, **kw)
 
-    monkeypatch.setattr(pool_lib, "ExecutionPool", PoolSpy)
+    from coderl_jax.rl import critic_data_gen
+
+    monkeypatch.setattr(critic_data_gen, "ExecutionPool", PoolSpy)  # the pool it builds
     from coderl_jax.models import t5
 
     checkpoint_io.save_model(tmp_path / "actor", t5.init_params(TINY, jax.random.key(1)), TINY)
