@@ -4,6 +4,12 @@ Each subcommand lives in its own module `coderl_jax/commands/<name>.py` exposing
 `register(subparsers)`, which adds its parser and sets `func=run` (a function of the parsed args
 returning an exit code). Modules are imported lazily so `coderl --help` stays fast and a command
 never pays for another's imports (JAX is not imported by `run-tests`).
+
+Settings: a command that reads a config file (`train`, `demo`, `critical-sampling`) takes it as
+`--config FILE[:ARG]` and changes any field with `--config.FIELD=VALUE` (nested:
+`--config.SECTION.FIELD=VALUE`), which wins over the file; its other flags name inputs, outputs
+and run control. Such a command's register() sets `takes_overrides=True`; `parse_args` hands
+the overrides over as `args.overrides`.
 """
 from __future__ import annotations
 
@@ -49,14 +55,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; `--config.FIELD=VALUE` overrides land in `args.overrides`
+    (a usage error, exit 2, for a command that reads no config file)."""
     first = next((a for a in argv if not a.startswith("-")), None)
     known = {name for name, _, _ in COMMANDS}
     parser = build_parser(only=first if first in known else None)
-    args = parser.parse_args(argv)
+    rest, overrides = argv, []
+    if any(a.startswith("--config.") for a in argv):
+        from coderl_jax.config import split_overrides  # ml_collections: only when needed
+
+        try:
+            rest, overrides = split_overrides(argv)
+        except UserError as e:
+            parser.error(str(e))
+    args = parser.parse_args(rest)
+    if overrides and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)} (only train, demo and "
+                     "critical-sampling take --config.FIELD=VALUE)")
+    args.overrides = overrides
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser().print_help()
         return 2
     try:
         return int(args.func(args) or 0)

@@ -10,12 +10,9 @@ or `X` name the shipped config X, so `--config configs/tiny.py` works from any f
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import importlib.util
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -194,32 +191,25 @@ def apply_override(cfg: ml_collections.ConfigDict, item: str) -> None:
         raise UserError(f"config key {key!r}: {e}") from e
 
 
-def accept_overrides(parser: argparse.ArgumentParser) -> None:
-    """Let this parser take `--config.a.b=v` / `--config.a.b v` (collected in args.overrides)."""
-    original = parser.parse_known_args
-
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        rest, overrides = [], []
-        i = 0
-        while i < len(args):
-            a = args[i]
-            if a.startswith(OVERRIDE_PREFIX):
-                if "=" in a:
-                    overrides.append(a[len("--"):])
-                elif i + 1 < len(args):
-                    overrides.append(a[len("--"):] + "=" + args[i + 1])
-                    i += 1
-                else:
-                    parser.error(f"{a} needs a value")
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the `a.b=v` overrides) of a command line: `--config.a.b=v` and
+    `--config.a.b v` are overrides, in the order given."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith(OVERRIDE_PREFIX):
+            if "=" in a:
+                overrides.append(a[len("--"):])
+            elif i + 1 < len(argv):
+                overrides.append(a[len("--"):] + "=" + argv[i + 1])
+                i += 1
             else:
-                rest.append(a)
-            i += 1
-        ns, extra = original(rest, namespace)
-        ns.overrides = overrides
-        return ns, extra
-
-    parser.parse_known_args = types.MethodType(parse_known_args, parser)
+                raise UserError(f"{a} needs a value")
+        else:
+            rest.append(a)
+        i += 1
+    return rest, overrides
 
 
 class _null:

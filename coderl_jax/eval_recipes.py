@@ -32,7 +32,7 @@ from typing import Callable
 import ml_collections
 
 from coderl_jax import paths as storage
-from coderl_jax.config import apply_override
+from coderl_jax.config import apply_override, split_overrides
 from coderl_jax.errors import UserError
 from coderl_jax.files import atomic_write, write_json
 
@@ -74,8 +74,7 @@ def build_steps(cfg: ml_collections.ConfigDict, paths: dict) -> list[Step]:
             raise UserError("the critical_sampling method needs --critic CRITIC")
         repair = ["--repair-checkpoint", paths["repair_checkpoint"]] \
             if paths.get("repair_checkpoint") else []
-        overrides = [x for k, v in sorted(cfg.cs_overrides.items())
-                     for x in (f"--{k.replace('_', '-')}", str(v))]
+        overrides = [f"--config.{k}={v}" for k, v in sorted(cfg.cs_overrides.items())]
         cs = ["critical-sampling", "--config", cfg.cs_config, "--checkpoint", paths["checkpoint"],
               "--critic", paths["critic"], *tok, *src, "--out", f"{w}/critical.jsonl", *repair,
               *overrides, *limit, "--resume"]
@@ -209,11 +208,13 @@ def main(get_config: Callable[[], ml_collections.ConfigDict], argv: list[str] | 
                         help=f"problem source (default: {cfg.problems})")
     parser.add_argument("--workdir", required=True, help="results, settings.json, metrics.json")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    args, rest = parser.parse_known_args(argv)
     try:
-        for item in rest:
-            if not item.startswith("--config."):
-                parser.error(f"unrecognized argument {item}")
+        rest, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    except UserError as e:
+        parser.error(str(e))
+    args = parser.parse_args(rest)
+    try:
+        for item in overrides:
             apply_override(cfg, item)
         paths = {"checkpoint": args.checkpoint, "critic": args.critic,
                  "repair_checkpoint": args.repair_checkpoint, "tokenizer": args.tokenizer,

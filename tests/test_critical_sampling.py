@@ -344,10 +344,10 @@ def _cli(checkpoints, out, *extra):
                      "--critic", str(checkpoints / "critic"),
                      "--tokenizer", str(TOKENIZER_DIR),
                      "--problems", "demo", "--split", "heldout", "--limit", "2",
-                     "--out", str(out), "--num-samples", str(N), "--rounds", "1",
-                     "--top-m", str(TOP_M), "--max-new-tokens", str(MAX_NEW),
-                     "--max-target-len", "64", "--temperature", "1.0", "--top-p", "1.0",
-                     "--seed", "0", "--workers", "2", *extra])
+                     "--out", str(out), f"--config.num_samples={N}", "--config.rounds=1",
+                     f"--config.top_m={TOP_M}", f"--config.max_new_tokens={MAX_NEW}",
+                     "--config.max_target_len=64", "--config.temperature=1.0",
+                     "--config.top_p=1.0", "--config.seed=0", "--config.workers=2", *extra])
 
 
 def _read(path):
@@ -400,7 +400,7 @@ def test_cli_end_to_end_and_resume(checkpoints, tmp_path, tokenizer, demo_items,
     # resuming with other settings is refused
     part.write_text("".join(json.dumps(r) + "\n" for r in keep))
     part_settings.write_text(json.dumps(record))
-    assert _cli(checkpoints, out2, "--samples", str(samples), "--resume", "--top-m", "3") == 2
+    assert _cli(checkpoints, out2, "--samples", str(samples), "--resume", "--config.top_m=3") == 2
     assert "other settings (config)" in capsys.readouterr().err
 
 
@@ -408,8 +408,9 @@ def test_cli_bad_input_is_one_line(checkpoints, tmp_path, capsys):
     cases = [
         (["--critic", str(checkpoints / "actor")], "needs a critic"),
         (["--critic", str(tmp_path / "nope")], "critic not found"),
-        (["--num-samples", "0"], "num_samples must be >= 1"),
-        (["--top-p", "1.5"], "top_p must be in"),
+        (["--config.num_samples=0"], "num_samples must be >= 1"),
+        (["--config.top_p=1.5"], "top_p must be in"),
+        (["--config.num_sample=3"], "unknown config key 'num_sample'"),
         (["--samples", str(tmp_path / "missing.jsonl")], "samples not found"),
     ]
     for extra, message in cases:
@@ -420,25 +421,35 @@ def test_cli_bad_input_is_one_line(checkpoints, tmp_path, capsys):
     assert "--checkpoint is required" in capsys.readouterr().err
 
 
-def test_cli_config_file_supplies_defaults(checkpoints, tmp_path):
+def test_cli_settings_come_from_the_config_file_then_overrides(tmp_path, capsys):
     from coderl_jax.commands import critical_sampling as cmd
 
     cfg = tmp_path / "cs_cfg.py"
     cfg.write_text("import ml_collections\n\ndef get_config():\n"
                    "    return ml_collections.ConfigDict(dict(num_samples=9, rounds=3, "
-                   f"top_m=4, critic={str(checkpoints / 'critic')!r}, problems='demo'))\n")
-    parser = cli.build_parser(only="critical-sampling")
-    args = parser.parse_args(["critical-sampling", "--config", str(cfg), "--rounds", "2",
-                              "--checkpoint", "A", "--out", "o.jsonl"])
+                   "top_m=4))\n")
+    args = cli.parse_args(["critical-sampling", "--config", str(cfg), "--config.rounds=2",
+                           "--config.top_k", "7", "--checkpoint", "A", "--out", "o.jsonl"])
     paths, c = cmd.resolve(args)
-    assert (c.num_samples, c.rounds, c.top_m) == (9, 2, 4)  # the flag wins over the file
-    assert paths["critic"] == str(checkpoints / "critic") and paths["checkpoint"] == "A"
+    assert (c.num_samples, c.rounds, c.top_m, c.top_k) == (9, 2, 4, 7)  # the override wins
+    assert c.temperature == cs.CriticalSamplingConfig().temperature  # the default stays
+    assert paths["checkpoint"] == "A" and paths["critic"] is None
+    # without a file the overrides apply to the defaults
+    args = cli.parse_args(["critical-sampling", "--config.num_samples=3", "--out", "o.jsonl"])
+    assert cmd.resolve(args)[1].num_samples == 3
     bad = tmp_path / "bad_cfg.py"
     bad.write_text("import ml_collections\n\ndef get_config():\n"
                    "    return ml_collections.ConfigDict(dict(num_sample=9))\n")
-    args = parser.parse_args(["critical-sampling", "--config", str(bad)])
+    args = cli.parse_args(["critical-sampling", "--config", str(bad)])
     with pytest.raises(UserError, match="unknown key"):
         cmd.resolve(args)
+    # the old per-setting flags are gone, and commands without a config take no overrides
+    for argv in (["critical-sampling", "--num-samples=3"],
+                 ["run-tests", "--problems", "demo", "--programs", "p", "--out", "o",
+                  "--config.workers=2"]):
+        with pytest.raises(SystemExit):
+            cli.parse_args(argv)
+        assert "unrecognized arguments" in capsys.readouterr().err
 
 
 # ---- repair data ------------------------------------------------------------------------------
@@ -539,8 +550,9 @@ def test_cli_compare(checkpoints, tmp_path, capsys):
                      "--critic", str(checkpoints / "critic"),
                      "--tokenizer", str(TOKENIZER_DIR), "--problems", "demo",
                      "--split", "heldout", "--limit", "2", "--out", str(out),
-                     "--num-samples", "2", "--rounds", "1", "--max-new-tokens", "8",
-                     "--max-target-len", "64", "--workers", "2"]) == 0
+                     "--config.num_samples=2", "--config.rounds=1",
+                     "--config.max_new_tokens=8", "--config.max_target_len=64",
+                     "--config.workers=2"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     record = json.loads(out.read_text())
     assert record["budget"] == printed["budget"] == 4 and record["num_problems"] == 2

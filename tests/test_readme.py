@@ -39,11 +39,10 @@ def test_readme_shows_many_commands():
 
 @pytest.mark.parametrize("line", [c for c in command_lines() if c.startswith("coderl ")])
 def test_coderl_command_parses(line):
-    from coderl_jax.cli import build_parser
+    from coderl_jax.cli import parse_args
 
-    args = argv(line)[1:]
-    parser = build_parser(only=args[0])
-    parsed = parser.parse_args(args)  # exits (SystemExit) on an unknown flag or subcommand
+    # exits (SystemExit) on an unknown flag or subcommand, or an override where none is taken
+    parsed = parse_args(argv(line)[1:])
     assert getattr(parsed, "func", None) is not None, line
     config = getattr(parsed, "config", None)
     if isinstance(config, str) and config.startswith("configs/"):

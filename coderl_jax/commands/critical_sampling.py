@@ -1,9 +1,8 @@
 """`coderl critical-sampling`: CodeRL inference with refine/repair rounds; also mines repair data.
 
     coderl critical-sampling --checkpoint ACTOR --critic CRITIC --tokenizer TOK --problems SRC \
-        --out OUT.jsonl [--num-samples N] [--rounds R] [--top-m M] [--repair-checkpoint C] \
-        [--temperature T] [--top-p P] [--max-new-tokens L] [--seed S] [--workers W] \
-        [--config configs/critical_sampling_X.py] [--resume]
+        --out OUT.jsonl [--repair-checkpoint C] [--config configs/critical_sampling_X.py] \
+        [--config.num_samples=N --config.rounds=R --config.top_m=M ...] [--resume]
     coderl critical-sampling mine-repair --problems SRC --results RESULTS.jsonl --out DIR
 
 The first writes one row per program, every round (see coderl_jax/inference/critical_sampling.py
@@ -11,8 +10,9 @@ for the algorithm and the row fields), with hidden-test results, example-test re
 scores, so `coderl evaluate --results OUT.jsonl` gives pass@k and n@k directly; the exact
 settings and a pass@k/n@k summary go to OUT.settings.json (OUT without .jsonl). Rows are
 appended to OUT.partial round by round; `--resume` continues an interrupted run from it (the
-settings must match), and OUT appears (atomically) only when every problem is done. A `--config`
-file's values are the defaults; flags given on the command line win.
+settings must match), and OUT appears (atomically) only when every problem is done. The
+settings (CriticalSamplingConfig's fields) come from `--config` (else the defaults), each
+changed with `--config.FIELD=VALUE`.
 
 `mine-repair` pairs failing programs of executed rows (`coderl run-tests` output) with the
 closest passing program of the same problem and writes them as an APPS split folder whose
@@ -29,16 +29,6 @@ import time
 from coderl_jax import paths as storage  # (`paths` names the run's input paths below)
 from coderl_jax.errors import UserError
 
-# flag -> CriticalSamplingConfig field (type from the dataclass)
-CONFIG_FLAGS = {
-    "num_samples": "--num-samples", "rounds": "--rounds", "top_m": "--top-m",
-    "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k",
-    "max_new_tokens": "--max-new-tokens", "max_source_len": "--max-source-len",
-    "repair_max_source_len": "--repair-max-source-len", "max_target_len": "--max-target-len",
-    "batch_size": "--batch-size", "critic_batch_size": "--critic-batch-size", "seed": "--seed",
-    "workers": "--workers", "timeout": "--timeout", "block_size": "--block-size",
-    "critic_pool_padding": None, "max_program_chars": None, "max_error_chars": None,
-}
 PATH_KEYS = ("checkpoint", "critic", "tokenizer", "problems", "split", "repair_checkpoint",
              "samples")
 
@@ -50,7 +40,8 @@ def register(sub) -> None:
     p = sub.add_parser("critical-sampling", help="CodeRL inference with refine/repair rounds",
                        description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None,
-                   help="configs/critical_sampling_*.py: defaults for every setting below")
+                   help="configs/critical_sampling_*.py: the settings (default: "
+                        "CriticalSamplingConfig's); change one with --config.FIELD=VALUE")
     p.add_argument("--checkpoint", default=None, help="actor checkpoint (orbax model folder)")
     p.add_argument("--critic", default=None, help="critic checkpoint (binary or 4-class)")
     p.add_argument("--tokenizer", default=None,
@@ -63,43 +54,15 @@ def register(sub) -> None:
                    help="repair model (default: the actor repairs)")
     p.add_argument("--samples", default=None, metavar="IN.jsonl",
                    help="use these `coderl generate` rows as round 0 instead of sampling")
-    p.add_argument("--num-samples", type=int, default=None,
-                   help=f"N: programs per problem per round (default {d.num_samples})")
-    p.add_argument("--rounds", type=int, default=None,
-                   help=f"refine/repair rounds after the first sampling (default {d.rounds})")
-    p.add_argument("--top-m", type=int, default=None,
-                   help=f"M: failing programs repaired per problem (default {d.top_m})")
-    p.add_argument("--temperature", type=float, default=None,
-                   help=f"sampling temperature (default {d.temperature})")
-    p.add_argument("--top-p", type=float, default=None, help=f"nucleus mass (default {d.top_p})")
-    p.add_argument("--top-k", type=int, default=None,
-                   help=f"sample among the k likeliest, 0: off (default {d.top_k})")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"longest program in tokens (default {d.max_new_tokens})")
-    p.add_argument("--max-source-len", type=int, default=None,
-                   help=f"longest prompt in tokens (default {d.max_source_len})")
-    p.add_argument("--repair-max-source-len", type=int, default=None,
-                   help=f"longest repair prompt in tokens (default {d.repair_max_source_len})")
-    p.add_argument("--max-target-len", type=int, default=None,
-                   help=f"program tokens the critic reads (default {d.max_target_len})")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help=f"rows per sampler call (default {d.batch_size})")
-    p.add_argument("--critic-batch-size", type=int, default=None,
-                   help=f"rows per critic call (default {d.critic_batch_size})")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (default 0)")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"sandbox processes (default {d.workers})")
-    p.add_argument("--timeout", type=float, default=None,
-                   help=f"seconds per test (default {d.timeout})")
-    p.add_argument("--block-size", type=int, default=None,
-                   help=f"problems taken through all rounds at once (default {d.block_size})")
     p.add_argument("--limit", type=int, default=None, help="only the first N problems")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of OUT")
     p.add_argument("--compare", action="store_true",
                    help="instead: plain sampling vs critical sampling with the same budget "
                         "(N*(rounds+1) per problem); OUT gets the JSON numbers, OUT.plain.jsonl "
                         "and OUT.critical.jsonl the rows")
-    p.set_defaults(func=run)
+    p.epilog = ("Settings: " + ", ".join(f.name for f in dataclasses.fields(d)) + "; e.g. "
+                "--config.num_samples=8 --config.rounds=2 --config.top_k=0.")
+    p.set_defaults(func=run, takes_overrides=True)
 
     sp = p.add_subparsers(dest="action", metavar="ACTION")
     m = sp.add_parser("mine-repair", help="mine (failing program, error) -> fix pairs as an "
@@ -121,43 +84,31 @@ def register(sub) -> None:
     m.add_argument("--seed", type=int, default=0, help="seed of that subset")
     m.add_argument("--max-program-chars", type=int, default=d.max_program_chars)
     m.add_argument("--max-error-chars", type=int, default=d.max_error_chars)
-    m.set_defaults(func=run_mine)
+    m.set_defaults(func=run_mine, takes_overrides=False)
 
 
 # ---- settings -----------------------------------------------------------------------------------
 
 def resolve(args):
-    """(paths dict, CriticalSamplingConfig) from --config defaults and the flags given."""
+    """(paths dict, CriticalSamplingConfig): the defaults, then the --config file, then the
+    --config.FIELD=VALUE overrides."""
+    import ml_collections
+
+    from coderl_jax.config import apply_override, load_config
     from coderl_jax.inference.critical_sampling import CriticalSamplingConfig
 
-    values: dict = {}
-    paths: dict = {k: None for k in PATH_KEYS}
+    cfg = ml_collections.ConfigDict(dataclasses.asdict(CriticalSamplingConfig()))
     if args.config:
-        from coderl_jax.config import load_config
-
-        cfg = load_config(args.config).to_dict()
-        known = set(CONFIG_FLAGS) | set(PATH_KEYS)
-        unknown = sorted(set(cfg) - known)
+        given = load_config(args.config).to_dict()
+        unknown = sorted(set(given) - set(cfg))
         if unknown:
             raise UserError(f"{args.config}: unknown key(s) {', '.join(unknown)}")
-        for k, v in cfg.items():
-            if k in PATH_KEYS:
-                paths[k] = v or None
-            else:
-                values[k] = v
-    for k in PATH_KEYS:
-        flag = getattr(args, k, None)
-        if flag is not None:
-            paths[k] = flag
-    for k, flag in CONFIG_FLAGS.items():
-        v = getattr(args, k, None) if flag else None
-        if v is not None:
-            values[k] = v
-    fields = {f.name: f.type for f in dataclasses.fields(CriticalSamplingConfig)}
-    for k, v in list(values.items()):
-        if fields[k] in ("int", int) and isinstance(v, float) and v.is_integer():
-            values[k] = int(v)
-    return paths, CriticalSamplingConfig(**values)
+        for k, v in given.items():
+            apply_override(cfg, f"{k}={v!r}")
+    for item in getattr(args, "overrides", []):
+        apply_override(cfg, item)
+    paths = {k: getattr(args, k, None) for k in PATH_KEYS}
+    return paths, CriticalSamplingConfig(**cfg.to_dict())
 
 
 def settings_path(out: storage.Path) -> storage.Path:
@@ -173,7 +124,7 @@ def _validate(args, paths) -> None:
     for key, flag in (("checkpoint", "--checkpoint"), ("critic", "--critic"),
                       ("problems", "--problems")):
         if not paths[key]:
-            raise UserError(f"{flag} is required (on the command line or in --config)")
+            raise UserError(f"{flag} is required")
     if not args.out:
         raise UserError("--out is required")
     for key in ("checkpoint", "critic", "repair_checkpoint", "samples"):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from coderl_jax.config import accept_overrides
-
     p = sub.add_parser("demo", help="the whole CodeRL loop on the bundled problem set",
                        description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="demo_workdir",
@@ -20,8 +18,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.epilog = ("Override any setting with --config.SECTION.FIELD=VALUE, e.g. "
                 "--config.warmup.train.num_steps=100 --config.eval.limit=20.")
-    accept_overrides(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, takes_overrides=True)
 
 
 def run(args) -> int:

@@ -10,8 +10,6 @@ import json
 
 
 def register(sub) -> None:
-    from coderl_jax.config import accept_overrides
-
     p = sub.add_parser("train", help="train a stage (warm-up, critic, offline or online RL) "
                                      "from a config",
                        description=__doc__.splitlines()[0])
@@ -21,15 +19,14 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.epilog = ("Override any config field with --config.SECTION.FIELD=VALUE, e.g. "
                 "--config.train.num_steps=10 --config.mesh.ici_parallelism='(2,2,2)'.")
-    accept_overrides(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, takes_overrides=True)
 
 
 def run(args) -> int:
     from coderl_jax.config import load_config
     from coderl_jax.train.run import run_config, train_stage
 
-    cfg = load_config(args.config, getattr(args, "overrides", []))
+    cfg = load_config(args.config, args.overrides)
     run_cfg = run_config(cfg)
     result = train_stage(run_cfg, args.workdir, progress=not args.no_progress)
     import jax
