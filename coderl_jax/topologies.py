@@ -1,10 +1,11 @@
 """Mesh shapes of the full-scale CodeRL runs on the pods they were sized for.
 
-Select one with `--config configs/codet5_large*.py:TOPOLOGY` (e.g. `...codet5_large.py:v4-32`);
-without it a config uses every device it sees as one FSDP axis. Per topology: the device
-count JAX sees (chips: a v4-32 slice is 16 chips on 4 hosts, a v5litepod-64 has 64 chips), the
-(data, fsdp, model) mesh within a slice (ICI) and across slices/hosts (DCN), and a
-global batch each microbatch of which splits evenly over the data x fsdp rows.
+Select one with `--config configs/codet5.py:topology=TOPOLOGY` (e.g.
+`configs/codet5.py:stage=critic,topology=v4-32`); without it a config uses every device it sees
+as one FSDP axis. Per topology: the device count JAX sees (chips: a v4-32 slice is 16 chips on
+4 hosts, a v5litepod-64 has 64 chips), the (data, fsdp, model) mesh within a slice (ICI) and
+across slices/hosts (DCN), and a global batch each microbatch of which splits evenly over the
+data x fsdp rows.
 CodeT5-large (770M parameters) shards comfortably with FSDP alone; the data axis trades a
 little memory for fewer all-gathers.
 """

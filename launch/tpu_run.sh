@@ -47,9 +47,9 @@ done
 
 check_common_tpu
 check_remote_dir "$REMOTE_DIR"
-[[ -n $CONFIG ]] || die "--config is required (e.g. configs/codet5_large_warmup.py)"
-[[ $CONFIG =~ ^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py(:[A-Za-z0-9_.-]+)?$ && $CONFIG != *..* ]] \
-  || die "--config '$CONFIG' must be a .py path relative to the checkout (FILE.py[:TOPOLOGY])"
+[[ -n $CONFIG ]] || die "--config is required (e.g. configs/codet5.py:topology=v4-32)"
+[[ $CONFIG =~ ^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py(:[A-Za-z0-9_.,=-]+)?$ && $CONFIG != *..* ]] \
+  || die "--config '$CONFIG' must be a .py path relative to the checkout (FILE.py[:ARG])"
 [[ -f $REPO/${CONFIG%%:*} ]] || die "--config '${CONFIG%%:*}' not found in $REPO"
 [[ -n $WORKDIR ]] || die "--workdir is required (a gs:// path)"
 [[ $WORKDIR =~ ^gs://[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9](/[^[:space:]\']*)?$ ]] \

@@ -122,7 +122,7 @@ def test_a_config_path_that_exists_wins_else_the_shipped_one(tmp_path, monkeypat
     assert shipped.is_file()
     for name in ("configs/tiny.py", "./configs/tiny.py", "tiny.py", "tiny"):
         assert config_path(name) == shipped, name
-    assert load_config("configs/codet5_large.py:v4-32").mesh.ici_parallelism[1] > 1
+    assert load_config("configs/codet5.py:topology=v4-32").mesh.ici_parallelism[1] > 1
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "tiny.py").write_text("def get_config():\n    return None\n")
     assert config_path("configs/tiny.py") == Path("configs/tiny.py")  # the user's own file
@@ -160,6 +160,6 @@ def test_pip_install_into_a_fresh_venv(installed):
     # a config named the way the README names it resolves from the installed package, and an
     # evaluation recipe runs as a module of it
     run([python, "-c", "from coderl_jax.config import load_config; "
-         "load_config('configs/codet5_large.py:v4-32')"], elsewhere, env)
+         "load_config('configs/codet5.py:topology=v4-32')"], elsewhere, env)
     recipe = run([python, "-m", "coderl_jax.configs.eval_mbpp", "--help"], elsewhere, env)
     assert "--checkpoint" in recipe.stdout

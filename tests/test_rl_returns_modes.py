@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from coderl_jax.config import MODEL_SIZES
 from coderl_jax.errors import UserError
 from coderl_jax.rl.returns import token_returns_for_rows, with_token_returns
 
@@ -139,16 +140,13 @@ def test_bad_rl_settings_are_user_errors():
 
 @pytest.mark.parametrize("name, stage", [
     ("tiny_critic", "critic"), ("tiny_offline_rl", "offline_rl"), ("tiny_online_rl", "online_rl"),
-    ("codet5_large_critic", "critic"), ("codet5_base_critic", "critic"),
-    ("codet5_large_rl", "offline_rl"),
-    ("codet5_large_online_rl", "online_rl")])
+    ("codet5:stage=critic", "critic"), ("codet5:size=base,stage=critic", "critic"),
+    ("codet5:stage=offline_rl", "offline_rl"), ("codet5:stage=online_rl", "online_rl")])
 def test_rl_configs_load(name, stage):
-    from pathlib import Path
-
     from coderl_jax.config import load_config
     from coderl_jax.train.run import run_config
 
-    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
+    path = f"configs/{name.replace(':', '.py:') if ':' in name else name + '.py'}"
     run = run_config(load_config(path))
     assert run.train.stage == stage and run.rl.mode == "fixed"
     faithful = run_config(load_config(path, ["rl.mode=paper_faithful"]))
@@ -181,22 +179,38 @@ def test_warmup_batches_follow_the_mode(tokenizer_dir):
     np.testing.assert_array_equal(faithful["targets"], fixed["targets"])
 
 
-@pytest.mark.parametrize("name", ["codet5_large", "codet5_large_critic", "codet5_base_critic",
-                                  "codet5_large_rl", "codet5_large_online_rl"])
-def test_coderl_recipe_configs_use_coderl_optimizer(name):
+@pytest.mark.parametrize("size", ["small", "base", "large"])
+@pytest.mark.parametrize("stage", ["warmup", "critic", "offline_rl", "online_rl"])
+def test_coderl_recipe_configs_use_coderl_optimizer(size, stage):
     """train.py's TrainingArguments: AdamW, weight_decay 0.05, constant_with_warmup with 0
     warm-up steps, max_grad_norm 1.0 (the default), lr 2e-5; RL: --grad-acc-steps 4."""
-    from pathlib import Path
-
     from coderl_jax.config import load_config
     from coderl_jax.train.run import run_config
 
-    run = run_config(load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"))
+    run = run_config(load_config(f"configs/codet5.py:size={size},stage={stage}"))
     opt = run.optimizer
     assert (opt.learning_rate, opt.weight_decay, opt.schedule, opt.warmup_steps,
             opt.grad_clip_norm) == (2e-5, 0.05, "constant", 0, 1.0)
-    if name == "codet5_large_rl":
+    assert run.train.stage == stage and run.model.d_model == MODEL_SIZES[size]["d_model"]
+    if stage == "offline_rl":
         assert run.train.num_microbatches == 4
+
+
+def test_codet5_config_variants():
+    from coderl_jax.config import load_config
+
+    large = load_config("configs/codet5.py")
+    assert (large.model.size, large.train.stage, large.model.remat) == ("large", "warmup", True)
+    critic = load_config("configs/codet5.py:size=base,stage=critic")
+    assert critic.train.num_microbatches == 1 and critic.critic.num_classes == 4  # CodeRL's
+    assert load_config("configs/codet5.py:stage=critic").train.num_microbatches == 2
+    pod = load_config("configs/codet5.py:stage=online_rl,topology=v4-32")
+    assert pod.train.batch_size == 64 and pod.rl.top_k == 50
+    for arg, message in (("size=huge", "unknown size 'huge'"), ("stage=rl", "unknown stage"),
+                         ("v4-32", "takes size=, stage= and topology="),
+                         ("color=red", "takes size=")):
+        with pytest.raises(UserError, match=message):
+            load_config(f"configs/codet5.py:{arg}")
 
 
 def test_harness_follows_the_mode_unless_set():

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import REPO
 
-CONFIGS = ["codet5_large", "codet5_large_critic", "codet5_large_rl", "codet5_large_online_rl"]
+CONFIGS = ["stage=warmup", "stage=critic", "stage=offline_rl", "stage=online_rl",
+           "size=base,stage=critic"]
 
 PROBE = r"""
 import json, sys
@@ -21,7 +22,7 @@ from coderl_jax.train.run import run_config
 out = []
 for name in sys.argv[1:]:
     for topo, t in TOPOLOGIES.items():
-        run = run_config(load_config(f"configs/{name}.py:{topo}"))
+        run = run_config(load_config(f"configs/codet5.py:{name},topology={topo}"))
         mesh = partitioning.make_mesh(run.mesh, jax.devices()[:t["devices"]])
         rows = run.train.batch_size // run.train.num_microbatches
         out.append(dict(config=name, topology=topo, shape=dict(mesh.shape), size=mesh.size,
@@ -61,7 +62,7 @@ def test_unknown_topology_and_argless_config_are_one_line_errors():
     from coderl_jax.errors import UserError
 
     with pytest.raises(UserError, match="unknown topology 'v9-9'; choose one of v4-32"):
-        load_config(REPO / "configs" / "codet5_large.py:v9-9")
+        load_config(REPO / "configs" / "codet5.py:topology=v9-9")
     with pytest.raises(UserError, match="takes no argument"):
         load_config(REPO / "configs" / "tiny.py:v4-32")
     with pytest.raises(UserError, match="config file not found"):

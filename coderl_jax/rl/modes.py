@@ -24,9 +24,9 @@ Point by point against CodeRL's code (the README's table):
                                                       train.sequence_mean)
   top-k 50 / 511 new tokens (transformers 4.16)       CodeRL-claiming commands and recipes
   EOS-padded unmasked sources in every stage          paper_faithful, warm-up included
-  AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5_large*.py; bfloat16 and
+  AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5.py; bfloat16 and
                                                       optax AdamW / decay mask deliberate
-  codet5-base critic from pretrained weights          configs/codet5_base_critic.py
+  codet5-base critic from pretrained weights          configs/codet5.py:size=base,stage=critic
   generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; RL: not
                                                       yet
   plain source cut in training                        paper_faithful (train.source_cut="plain")
