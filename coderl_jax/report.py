@@ -48,7 +48,7 @@ def _pass_rows(report: dict) -> list[tuple[str, dict]]:
 # ------------------------------------------------------------------------------------ plots
 
 
-def plot_training_curves(report: dict, workdir: epath.Path, out: epath.Path) -> None:
+def plot_training_curves(workdir: epath.Path, out: epath.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(STAGES), figsize=(4 * len(STAGES), 3.2))
@@ -237,7 +237,7 @@ def write_report(report: dict, workdir: PathLike) -> None:
 
     matplotlib.use("Agg")
     workdir = paths.as_path(workdir)
-    plots = {"training_curves.png": lambda p: plot_training_curves(report, workdir, p),
+    plots = {"training_curves.png": lambda p: plot_training_curves(workdir, p),
              "pass_at_k.png": lambda p: plot_pass_at_k(report, p),
              "outcomes.png": lambda p: plot_outcomes(report, p),
              "critic_calibration.png": lambda p: plot_calibration(report, p)}

@@ -138,7 +138,7 @@ BAD_CASES = [
 
 
 @pytest.mark.parametrize("name,kwargs,message", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_apps_bad_problem_folder_is_a_user_error(tmp_path, name, kwargs, message):
+def test_apps_bad_problem_folder_is_a_user_error(tmp_path, name, kwargs, message):  # noqa: ARG001
     folder = write_apps_problem(tmp_path / "split" / "0007", **kwargs)
     with pytest.raises(UserError, match=message) as err:
         load_apps(folder)

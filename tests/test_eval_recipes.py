@@ -227,7 +227,7 @@ def _run_coderl(line: str, env: dict) -> int:
 
 
 @pytest.mark.slow
-def test_critical_sampling_and_repair_commands_run(env, capsys, monkeypatch):
+def test_critical_sampling_and_repair_commands_run(env, monkeypatch):
     """The section's plain `coderl` lines (critical sampling on the demo, the repair-model
     training path) in README order."""
     monkeypatch.chdir(REPO)

@@ -267,7 +267,7 @@ def test_recursion_and_crashes(pool):
     assert r["result"] in (-1, 0)
 
 
-def test_environment_is_scrubbed(pool):
+def test_environment_is_scrubbed():
     os.environ["CODERL_SECRET_TEST"] = "s3cret"
     try:
         with ExecutionPool(workers=1, timeout=0.5) as p:
@@ -317,7 +317,7 @@ def test_huge_or_garbled_replies(pool):
     assert judge(pool, "m", code)["result"] in (-2, -1)
 
 
-def test_fork_bomb_cpu_counts_for_the_whole_tree(pool):
+def test_fork_bomb_cpu_counts_for_the_whole_tree():
     """Children spinning while the parent sleeps: their CPU time ends the test, long before the
     wall-clock limit."""
     code = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        while True:\n"

@@ -249,7 +249,7 @@ def test_judge_timeout_waits_for_fork_server_plumbing():
     class FakeSandbox:
         killed = 0
 
-        def kill(self, wait=True):
+        def kill(self, wait=True):  # noqa: ARG002 (Sandbox.kill's signature)
             burn(0.2)  # shielded too: a slow kill still completes
             FakeSandbox.killed += 1
             return 0

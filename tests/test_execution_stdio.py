@@ -174,9 +174,9 @@ def test_coderl_patches_are_what_we_reproduce():
     with patch("sys.stdin", original):
         @patch('builtins.open', mock_open(read_data=inputs))
         @patch('sys.stdin', io.StringIO(inputs))
-        @patch('sys.stdin.readline', lambda *args: next(inputs_line_iterator))
-        @patch('sys.stdin.readlines', lambda *args: inputs.split("\n"))
-        @patch('sys.stdin.read', lambda *args: inputs)
+        @patch('sys.stdin.readline', lambda *args: next(inputs_line_iterator))  # noqa: ARG005
+        @patch('sys.stdin.readlines', lambda *args: inputs.split("\n"))  # noqa: ARG005
+        @patch('sys.stdin.read', lambda *args: inputs)  # noqa: ARG005 (verbatim)
         def inner():
             seen["type"] = type(sys.stdin)
             seen["lines"] = (sys.stdin.readline(), input(), sys.stdin.read())

@@ -50,7 +50,8 @@ def _one_line_error(capsys, *fragments):
 # ------------------------------------------------------------------------------ the library
 
 
-def test_files_and_appends_on_a_bucket(gcs):
+@pytest.mark.usefixtures("gcs")
+def test_files_and_appends_on_a_bucket():
     from coderl_jax.files import atomic_write, read_jsonl, write_jsonl
 
     base = paths.as_path(f"gs://{BUCKET}/files")
@@ -83,7 +84,8 @@ def test_files_and_appends_on_a_bucket(gcs):
     assert not (base / "dir" / "stale.txt").exists() and not local.exists()
 
 
-def test_listings_show_what_another_process_wrote(gcs):
+@pytest.mark.usefixtures("gcs")
+def test_listings_show_what_another_process_wrote():
     """No stale folder listings: a checkpoint written by another process (a killed run, another
     host) is seen at once."""
     folder = paths.as_path(f"gs://{BUCKET}/other")
@@ -94,7 +96,8 @@ def test_listings_show_what_another_process_wrote(gcs):
     assert folder.is_dir() and [p.name for p in folder.iterdir()] == ["x.txt"]
 
 
-def test_missing_bucket_and_object_are_user_errors(gcs):
+@pytest.mark.usefixtures("gcs")
+def test_missing_bucket_and_object_are_user_errors():
     from coderl_jax.files import read_jsonl
 
     with pytest.raises(UserError, match="bucket not found: gs://no-such-bucket"):
@@ -106,7 +109,8 @@ def test_missing_bucket_and_object_are_user_errors(gcs):
     assert str(paths.absolute(f"gs://{BUCKET}/a/b")) == f"gs://{BUCKET}/a/b"
 
 
-def test_tfds_dataset_on_a_bucket(gcs, capsys):
+@pytest.mark.usefixtures("gcs")
+def test_tfds_dataset_on_a_bucket(capsys):
     """`coderl data prepare --data-dir gs://...` builds and uploads; the bucket folder is a
     problems SRC."""
     from coderl_jax.data import demo
@@ -125,7 +129,7 @@ def test_tfds_dataset_on_a_bucket(gcs, capsys):
 
 
 @pytest.fixture(scope="module")
-def gs_model(gcs):
+def gs_model(gcs):  # noqa: ARG001 (the emulator must run)
     """A tiny random actor saved straight to the bucket, and its params."""
     from coderl_jax.checkpoint_io import save_model
     from coderl_jax.config import model_preset
@@ -196,7 +200,7 @@ def test_generate_reads_and_writes_the_bucket(gs_model, tokenizer_dir, capsys):
     assert (metrics["pass@1"] > 0) == (passed > 0)
 
 
-def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path, capsys):
+def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path):
     from safetensors.numpy import load_file
 
     from coderl_jax.convert import hf_state_to_params, model_config_from_hf
@@ -233,7 +237,8 @@ def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path, capsys):
     (["train", "--config", str(REPO / "configs" / "tiny.py"), "--workdir",
       "gs://no-such-bucket/run"], ["bucket not found: gs://no-such-bucket"]),
 ])
-def test_bad_bucket_input_is_a_one_line_error(gcs, tmp_path, capsys, argv, fragments):
+@pytest.mark.usefixtures("gcs")
+def test_bad_bucket_input_is_a_one_line_error(tmp_path, capsys, argv, fragments):
     argv = [str(tmp_path / "out.jsonl") if a == "OUT" else a for a in argv]
     assert cli.main(argv) == 2
     _one_line_error(capsys, *fragments)
@@ -277,8 +282,9 @@ def _latest_step(workdir) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("gcs")
 def test_train_on_a_bucket_killed_and_resumed_matches_an_uninterrupted_run(
-        gcs, tokenizer_dir, tmp_path, capsys):
+        tokenizer_dir, tmp_path, capsys):
     """`coderl train` to gs://: killed (SIGKILL) once a checkpoint past step 2 is committed,
     then resumed; its metrics and final model equal an uninterrupted run's. (A constant
     learning rate after warm-up keeps the trajectory independent of num_steps, so the killed

@@ -9,7 +9,7 @@ def _loop(depth):
     pool = ThreadPoolExecutor(2)
     order = []
 
-    def sample(state, k):
+    def sample(state, k):  # noqa: ARG001 (the loop's sample(state, k))
         time.sleep(0.05)  # device work
         return k
 

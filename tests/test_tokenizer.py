@@ -197,7 +197,7 @@ def test_batch_encode_speed(tok, mbpp_rows):
     assert seconds < 2.0  # the 95 MBPP problems of tests/data: milliseconds normally
 
 
-def test_hf_folder_forms(tok, tmp_path, reference):
+def test_hf_folder_forms(tok, tmp_path):
     folder = TOKENIZER_DIR
     # an HF-style folder: vocab + merges + added_tokens.json (CodeT5's published layout)
     hf = tmp_path / "hf"

@@ -30,7 +30,7 @@ def register(sub) -> None:
         mod.add_arguments(kp)
         kp.add_argument("--json", action="store_true", help="print one JSON line")
         kp.set_defaults(func=_runner(mod))
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
 
 
 def _runner(mod):

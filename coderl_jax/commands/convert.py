@@ -28,7 +28,7 @@ def register(sub) -> None:
     t.add_argument("--checkpoint", required=True, help="model checkpoint folder")
     t.add_argument("--out", required=True, help="HF folder to write")
     t.set_defaults(func=run_to_hf)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
 
 
 def _describe(config, critic) -> str:

@@ -42,7 +42,7 @@ def register(sub) -> None:
     show.add_argument("--split", default=None)
     show.add_argument("--json", action="store_true", help="print one JSON line")
     show.set_defaults(func=run_show)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
 
 
 def run_prepare(args) -> int:

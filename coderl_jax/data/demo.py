@@ -195,7 +195,7 @@ def run_stdin(code: str, text: str) -> str:
     lines = iter(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"))
     out: list[str] = []
 
-    def _input(prompt=""):
+    def _input(prompt=""):  # noqa: ARG001 (input()'s signature)
         try:
             return next(lines)
         except StopIteration:

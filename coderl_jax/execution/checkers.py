@@ -313,7 +313,7 @@ class _JudgeClock:
         self.active = self.owed = False
         signal.setitimer(signal.ITIMER_PROF, 0)
 
-    def _fire(self, signum, frame) -> None:
+    def _fire(self, signum, frame) -> None:  # noqa: ARG002 (a signal handler's signature)
         if not self.active:
             return
         if self.shields:

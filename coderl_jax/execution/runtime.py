@@ -162,9 +162,9 @@ class _OriginalStdin(io.StringIO):
 
     def patch(self, text: str) -> None:
         it = iter(text.split("\n"))
-        self.readline = lambda *a: next(it)
-        self.readlines = lambda *a: text.split("\n")
-        self.read = lambda *a: text
+        self.readline = lambda *_: next(it)  # CodeRL's patches ignore their arguments
+        self.readlines = lambda *_: text.split("\n")
+        self.read = lambda *_: text
 
     def unpatch(self) -> None:
         for name in ("readline", "readlines", "read"):
@@ -443,7 +443,7 @@ class Runtime:
         saved = sys.stdin, sys.stdout, builtins.open
         self.orig_in.patch(text)
         sys.stdin, sys.stdout = io.StringIO(text), out
-        builtins.open = lambda *a, **k: _InputFile(text)
+        builtins.open = lambda *_, **__: _InputFile(text)
         exc = None
         try:
             self.method()

@@ -96,8 +96,9 @@ def _rules(rules: tuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple):
-    """Jitted encoder, shared by every Sampler of this model config, mesh and rules."""
+def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple):  # noqa: ARG001
+    """Jitted encoder, shared by every Sampler of this model config, mesh and rules (`mesh`
+    only keys the cache: the shardings follow from the rules under the caller's mesh)."""
     model = t5.T5(config)
 
     def encode(params, encoder_ids, encoder_mask):  # [G, S] -> [G, S, d_model]

@@ -141,12 +141,13 @@ def _dot_general32(lhs: Array, rhs: Array, dimension_numbers, precision=None, **
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _add_bias(precision: jax.lax.Precision, scores: Array, bias: Array) -> Array:
-    """scores [b, h, q, k] + bias [1 | b, h, q, k] (the position bias all rows share)."""
+def _add_bias(precision: jax.lax.Precision, scores: Array, bias: Array) -> Array:  # noqa: ARG001
+    """scores [b, h, q, k] + bias [1 | b, h, q, k] (the position bias all rows share);
+    `precision` is for the backward pass."""
     return scores + bias
 
 
-def _add_bias_fwd(precision, scores, bias):
+def _add_bias_fwd(precision, scores, bias):  # noqa: ARG001 (custom_vjp: _add_bias's arguments)
     return scores + bias, bias.shape[0]
 
 

@@ -44,7 +44,7 @@ def _builder_cls():
                 "prompt_ids": tfds.features.Sequence(np.int32),
             }), description="CodeRL critic data: programs with their unit-test outcomes.")
 
-        def _split_generators(self, dl_manager):
+        def _split_generators(self, dl_manager):  # noqa: ARG002 (tfds.core.GeneratorBasedBuilder)
             return {name: self._generate_examples(rows) for name, rows in self._splits.items()}
 
         def _generate_examples(self, rows) -> Iterator[tuple[str, dict]]:

@@ -91,7 +91,7 @@ def actor_objective(model: nn.Module, opts: StepOptions) -> Objective:
             d["rows"] = _safe((batch["target_mask"].sum(axis=-1) > 0).sum().astype(jnp.float32))
         return d
 
-    def loss(params, mb, rng, d, step):
+    def loss(params, mb, rng, d, step):  # noqa: ARG001 (the objectives' shared signature)
         logits = _actor_terms(model, opts, params, rng, mb["encoder_ids"], mb["encoder_mask"],
                               mb["targets"], mb["target_mask"])
         nll, correct = losses.cross_entropy_sum(logits, mb["targets"], mb["target_mask"])
@@ -120,7 +120,7 @@ def critic_objective(model: nn.Module, opts: StepOptions) -> Objective:
     def denominators(batch):
         return {"rows": _safe(rows(batch).sum())}
 
-    def loss(params, mb, rng, d, step):
+    def loss(params, mb, rng, d, step):  # noqa: ARG001 (the objectives' shared signature)
         decoder_input_ids = losses.shift_right(mb["targets"], opts.decoder_start_id)
         # -> class logits [b, C], token logits [b, t, C]
         class_logits, _ = _apply(model, params, rng, opts.dropout, mb["encoder_ids"],
@@ -233,7 +233,7 @@ def micro_alternate_objective(model: nn.Module, opts: StepOptions) -> Objective:
     m = float(opts.num_microbatches)
     zero = jnp.zeros((), jnp.float32)
 
-    def denominators(batch):
+    def denominators(batch):  # noqa: ARG001 (the objectives' shared signature)
         return {}
 
     def rows_of(mb, mask_key):
@@ -280,7 +280,7 @@ def micro_alternate_objective(model: nn.Module, opts: StepOptions) -> Objective:
                        "accuracy": (acc_row * rows).sum() / n / k, "mean_return": zero,
                        "tokens": _count(enc_mask) + _count(mb["gt_target_mask"])}
 
-    def loss(params, mb, rng, d, micro):
+    def loss(params, mb, rng, d, micro):  # noqa: ARG001 (the objectives' shared signature)
         return jax.lax.cond(micro % 2 == 0, ce_micro, rl_micro, params, mb, rng, micro)
 
     keys = ("encoder_ids", "encoder_mask", "targets", "target_mask", "token_returns") + GT_KEYS

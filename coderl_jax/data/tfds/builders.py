@@ -139,7 +139,7 @@ class Humaneval(_ProblemsBuilder, skip_registration=True):
     HOMEPAGE = "https://github.com/openai/human-eval"
     CITATION = "Chen et al., Evaluating Large Language Models Trained on Code, 2021."
 
-    def _load_splits(self, dl_manager):
+    def _load_splits(self, dl_manager):  # noqa: ARG002 (the builders' shared signature)
         return {"test": load_humaneval()}
 
 
@@ -149,7 +149,7 @@ class CoderlDemo(_ProblemsBuilder, skip_registration=True):
     name = "coderl_demo"
     DESCRIPTION = "coderl-jax's generated demo problem set (real unit tests)."
 
-    def _load_splits(self, dl_manager):
+    def _load_splits(self, dl_manager):  # noqa: ARG002 (the builders' shared signature)
         return {"train": load_demo(split="train"), "heldout": load_demo(split="heldout")}
 
 
