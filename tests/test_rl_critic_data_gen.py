@@ -138,7 +138,16 @@ def test_critic_score_rows(critic_data, tok_dir, capsys):
         np.testing.assert_allclose(s["probs"], jax.nn.softmax(cls[0]), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(s["token_probs"], jax.nn.softmax(tokl[0], axis=-1),
                                    rtol=1e-5, atol=1e-6)
-    # CodeRL's way (EOS-padded unmasked sources, pooling over padding) scores differently
+    # CodeRL's way (generate.py --critic_scores): generate.py prompts, programs re-tokenised
+    # from their reindented code, EOS-padded unmasked sources, pooling over padding
+    from coderl_jax.data.pipeline import coderl_reindent
+
+    for row, s in zip(rows, scored["paper_faithful"]):
+        assert s["program_ids"] == s["output_ids"] == tok.encode(coderl_reindent(row["code"]))[:12]
+        problem = table[row["problem_id"]]
+        assert s["prompt_ids"] == truncate_prompt(tok.encode(build_prompt(problem, "generate")),
+                                                  128, 2)
+        assert len(s["token_probs"]) == len(s["program_ids"])
     assert any(not np.allclose(a["probs"], b["probs"], atol=1e-6)
                for a, b in zip(scored["fixed"], scored["paper_faithful"]))
 

@@ -1,5 +1,6 @@
 """Token returns of crafted program rows vs a hand computation, through the offline RL source,
 under both rl.mode switches (and the batch each mode really feeds the model)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -254,3 +255,67 @@ def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
     fixed, faithful = batches["fixed"]["encoder_ids"], batches["paper_faithful"]["encoder_ids"]
     assert (fixed[:, -1] == 2).all() and (faithful[:, -1] != 2).all()
     np.testing.assert_array_equal(fixed[:, :-1], faithful[:, :-1])
+
+
+def _coderl_generate_prompt(folder) -> str:
+    """CodeRL's generate.py `generate_prompt` for an APPS problem folder (re-derived here)."""
+    text = "\nQUESTION:\n" + (folder / "question.txt").read_text()
+    if (folder / "starter_code.py").is_file():
+        text += "\n" + (folder / "starter_code.py").read_text()
+    fn_name = json.loads((folder / "input_output.json").read_text()).get("fn_name")
+    return text + ("\nUse Call-Based format" if fn_name else "\nUse Standard Input format") \
+        + "\nANSWER:\n"
+
+
+@pytest.mark.parametrize("mode", ["fixed", "paper_faithful"])
+def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
+    """paper_faithful: each RL sample's source is CodeRL's generate.py prompt, HF-truncated
+    (final </s> kept) and EOS-padded, and its target `encode(reindent_code(code))`, whatever ids
+    the actor sampled (CodeRL's generate_critic_inputs -> sample_rl_task); fixed: the training
+    prompt and the sampled ids."""
+    from coderl_jax.rl.offline import make_batch_source
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.run import base_config, run_config
+
+    from conftest import REPO
+
+    apps = REPO / "tests" / "data" / "apps" / "train"
+    code = "def f(x):\n    if x:\n        return 1\n    return 0"
+    reindented = "def f(x):\n\tif x:\n\t\treturn 1\n\treturn 0\n"  # CodeRL's reindent_code
+    sampled = [1, 3, 4, 5, 2]
+    rows = [{"problem_id": pid, "code": code, "output_ids": sampled, "result": r}
+            for pid, r in (("0001", -1), ("2404", 1))]
+    cfg = base_config("tiny", "offline_rl")
+    cfg.train.batch_size = 2
+    cfg.data.problems, cfg.data.split = str(apps), ""
+    cfg.data.tokenizer = str(tokenizer_dir)
+    cfg.data.max_source_len, cfg.data.max_target_len = 48, 16
+    cfg.rl.mode, cfg.rl.baseline = mode, "none"
+    run = run_config(cfg)
+    tok = load_tokenizer(str(tokenizer_dir))
+    monkeypatch.setattr("coderl_jax.rl.programs.load_program_rows",
+                        lambda _path: [dict(r) for r in rows])
+    data = dataclasses.replace(run.data, programs="rows above")
+    batch = next(make_batch_source({"data": data, "train": run.train, "run": run,
+                                    "tokenizer": tok}))
+    S, T = 48, 16
+    for r in range(2):
+        row = rows[int(batch["index"][r])]
+        n = int(batch["target_mask"][r].sum())
+        reward = {-1: -0.6, 1: 1.0}[row["result"]]  # CodeRL's rewards, no baseline
+        np.testing.assert_allclose(batch["token_returns"][r, :n], reward, rtol=1e-6)
+        if mode == "fixed":
+            assert batch["targets"][r, :n].tolist() == sampled
+            continue
+        want_src = tok.encode(_coderl_generate_prompt(apps / row["problem_id"]))
+        assert len(want_src) > S  # cut as HF does: the first S-1 ids and </s>
+        assert batch["encoder_ids"][r].tolist() == want_src[:S - 1] + [tok.eos_id]
+        assert batch["encoder_mask"][r].all()
+        want_tgt = tok.encode(reindented)[:T]
+        assert batch["targets"][r, :n].tolist() == want_tgt and n == len(want_tgt)
+    if mode == "paper_faithful":  # the ground-truth half keeps the training prompt, plain cut
+        from coderl_jax.data.prompts import build_prompt
+        from coderl_jax.data.sources import load_problems
+
+        prompts = {tuple(tok.encode(build_prompt(p))[:S]) for p in load_problems(str(apps))}
+        assert {tuple(ids) for ids in batch["gt_encoder_ids"].tolist()} <= prompts

@@ -7,7 +7,9 @@ Each input row (at least `problem_id` and `code` or `output_ids`) is written bac
 from compile error to passed) and `token_probs` (class probabilities at each program token): what
 CodeRL stores as gen_solutions_critic_scores.pkl. With `result` in the rows it also prints the
 critic's accuracy against the majority class and the AUROC and Brier score of its P(passed). IN
-may also be a critic-data or CodeRL layout folder.
+may also be a critic-data or CodeRL layout folder. `--mode paper_faithful` scores as CodeRL's
+`generate.py --critic_scores`: EOS-padded unmasked generate.py prompts, each program re-tokenised
+from its reindented code (what offline RL reads under rl.mode=paper_faithful).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--tokenizer", default=None, help="CodeT5 tokenizer folder")
     p.add_argument("--mode", choices=("fixed", "paper_faithful"), default="fixed",
-                   help="paper_faithful: EOS-padded unmasked sources, pooling over padding")
+                   help="paper_faithful: CodeRL's RL data (EOS-padded unmasked generate.py "
+                        "prompts, re-tokenised programs), pooling over padding")
     p.add_argument("--batch-size", type=int, default=8, help="programs per device call")
     p.add_argument("--max-source-len", type=int, default=600, help="longest prompt in tokens")
     p.add_argument("--max-target-len", type=int, default=512, help="longest program in tokens")
@@ -53,7 +56,7 @@ def run(args) -> int:
     from coderl_jax.data.sources import load_problems, problems_by_id
     from coderl_jax.files import atomic_write
     from coderl_jax.partitioning import make_mesh
-    from coderl_jax.rl.programs import load_program_rows
+    from coderl_jax.rl.programs import CODERL_RL_PROMPT_STYLE, coderl_rl_rows, load_program_rows
     from coderl_jax.rl.scoring import load_scorer, score_rows
     from coderl_jax.tokenizer import load_tokenizer
 
@@ -62,6 +65,9 @@ def run(args) -> int:
         raise UserError(f"no program rows in {args.programs}")
     table = problems_by_id(load_problems(args.problems, args.split))
     tokenizer = load_tokenizer(args.tokenizer)
+    faithful = args.mode == "paper_faithful"
+    if faithful:
+        rows = coderl_rl_rows(rows, tokenizer, args.max_target_len)
     scorer = load_scorer(args.checkpoint, mesh=make_mesh(),
                          pool_padding=args.mode == "paper_faithful")
     preds, labels, p_passed = [], [], []
@@ -70,6 +76,7 @@ def run(args) -> int:
         for row in score_rows(scorer, rows, table, tokenizer, batch_size=args.batch_size,
                               max_source_len=args.max_source_len,
                               max_target_len=args.max_target_len, mode=args.mode,
+                              prompt_style=CODERL_RL_PROMPT_STYLE if faithful else "train",
                               progress=bar.update):
             f.write(json.dumps(row) + "\n")
             if "result" in row:

@@ -27,8 +27,9 @@ Point by point against CodeRL's code (the README's table):
   AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5.py; bfloat16 and
                                                       optax AdamW / decay mask deliberate
   codet5-base critic from pretrained weights          configs/codet5.py:size=base,stage=critic
-  generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; RL: not
-                                                      yet
+  generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; offline
+                                                      RL and critic-score: paper_faithful
+                                                      (rl/programs.py); online RL: not yet
   plain source cut in training                        paper_faithful (train.source_cut="plain")
   in-process execution labels                         rl.harness (coderl under paper_faithful:
                                                       online RL), `--harness coderl` of

@@ -10,7 +10,8 @@ paper_faithful mode).
 Critic scores come from the rows themselves (`token_probs`, as `coderl critic-score` writes them)
 or, when `rl.critic_checkpoint` is set and the rows have none, are computed once at the start and
 kept in `<workdir>/offline_programs.jsonl` (a resumed run reads that file). Without either, every
-token carries the sequence return.
+token carries the sequence return. Under rl.mode=paper_faithful the samples are CodeRL's RL
+data (`programs.coderl_rl_rows`): generate.py prompts and re-tokenised, reindented programs.
 """
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl, write_jsonl
 from coderl_jax.rl.modes import ModeSource
-from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, stage_inputs
+from coderl_jax.rl.programs import (
+    CODERL_RL_PROMPT_STYLE,
+    coderl_rl_config,
+    coderl_rl_rows,
+    greedy_source_for,
+    load_greedy_results,
+    stage_inputs,
+)
 from coderl_jax.rl.returns import with_token_returns
 
 SCORED_FILE = "offline_programs.jsonl"
@@ -57,13 +65,15 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
 
     run = context.get("run")
     mesh = context.get("mesh")
+    faithful = rl.mode == "paper_faithful"
     scorer = load_scorer(rl.critic_checkpoint, mesh=mesh,
                          rules=run.mesh.logical_axis_rules if run is not None else None,
                          pool_padding=rl.mode == "paper_faithful")
     out = list(score_rows(scorer, rows, problems_by_id(list(problems)), tokenizer,
                           batch_size=max(8, scorer.row_divisor),
                           max_source_len=data.max_source_len,
-                          max_target_len=data.max_target_len, mode=rl.mode))
+                          max_target_len=data.max_target_len, mode=rl.mode,
+                          prompt_style=CODERL_RL_PROMPT_STYLE if faithful else "train"))
     if cached is not None and jax.process_index() == 0:
         write_jsonl(cached, out)
     return out
@@ -81,6 +91,9 @@ def make_batch_source(context: dict) -> Any:
                  "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
     if not rows:
         raise UserError(f"no programs in {data.programs}")
+    faithful = rl.mode == "paper_faithful"
+    if faithful:  # CodeRL's RL samples: re-tokenised targets, generate.py sources
+        rows = coderl_rl_rows(rows, tokenizer, data.max_target_len)
     rows = scored_rows(rows, rl, data, context, tokenizer, problems)
     greedy = greedy_results_for(rl, data.programs)
     rows = with_token_returns(rows, rl.baseline, greedy, use_critic=True)
@@ -95,6 +108,8 @@ def make_batch_source(context: dict) -> Any:
               f"baseline {rl.baseline}, mode {rl.mode}; sequence returns: "
               + ", ".join(f"{v:+.2f} x{n}" for v, n in dist), flush=True)
     cfg = pipeline.training_config(data, train)
+    if faithful:
+        cfg = coderl_rl_config(cfg)
     source = pipeline.make_iterator(pipeline.make_batches(
         "rl", tokenizer, cfg, problems=problems, rows=rows), cfg)
     if not (train.rl_mix == "sum" and train.ce_weight == 0.0):

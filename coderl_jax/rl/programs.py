@@ -10,10 +10,14 @@ A PROGRAMS path (`data.programs`, `rl.greedy_programs`, `rl.eval_programs`) is o
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Mapping, Sequence
+
 from etils import epath
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data.pipeline import PipelineConfig, coderl_reindent
 from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl
@@ -110,3 +114,40 @@ def stage_inputs(context: dict, missing: str) -> tuple:
         raise UserError(missing)
     problems = load_problems(data.problems, data.split or None)
     return data, train, run, rl, tokenizer, problems, load_program_rows(data.programs)
+
+
+# ---- CodeRL's RL samples (rl.mode=paper_faithful) ----------------------------------------------
+# CodeRL's RL data is what `generate.py --critic_scores` pickles (`generate_critic_inputs`) and
+# `datasets/apps_dataset.py` (`load_rl_samples`, `sample_rl_task`) reads back: each sample's
+# source is the generate.py prompt, HF-truncated to the source length (a final </s> kept), and
+# its target is `tokenizer.encode(reindent_code(code))` (`<s> code </s>`) cut plainly to the
+# target length -- the program re-tokenised from its text, not the ids the actor sampled. The
+# critic's token scores and the returns are computed on those tokens. (The ground-truth half of
+# each RL batch keeps the training prompt and plain cut, as CodeRL's `sample_task`.)
+CODERL_RL_PROMPT_STYLE = "generate"
+
+
+def coderl_rl_config(cfg: PipelineConfig) -> PipelineConfig:
+    """`cfg` for CodeRL's RL samples: the generate.py prompt, truncation keeping `</s>`."""
+    return dataclasses.replace(cfg, prompt_style=CODERL_RL_PROMPT_STYLE, source_cut="eos")
+
+
+def coderl_rl_rows(rows: Sequence[Mapping], tokenizer, max_target_len: int) -> list[dict]:
+    """Copies of program rows whose `output_ids` are the re-tokenised, reindented `code` cut to
+    `max_target_len` (see above). Critic scores stay only where they were computed on exactly
+    those ids (`program_ids`); others are dropped, to be recomputed."""
+    for n, row in enumerate(rows):
+        if not isinstance(row.get("code"), str):
+            raise UserError(f"program row {n}: rl.mode=paper_faithful re-tokenises each program "
+                            "from its 'code' (a string), which the row lacks")
+    encoded = tokenizer.batch_encode([coderl_reindent(row["code"]) for row in rows])
+    out = []
+    for row, ids in zip(rows, encoded):
+        ids = list(ids[:max_target_len])
+        new = {k: v for k, v in row.items() if k not in ("output_ids", "return", "token_returns")}
+        if row.get("program_ids") != ids:
+            for key in ("program_ids", "token_probs", "probs", "prompt_ids"):
+                new.pop(key, None)
+        new["output_ids"] = ids
+        out.append(new)
+    return out

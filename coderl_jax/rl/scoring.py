@@ -152,13 +152,14 @@ def program_examples(rows: Sequence[Mapping], problems_by_id: Mapping[str, Any],
 
 def score_rows(scorer: CriticScorer, rows: Sequence[Mapping], problems_by_id: Mapping[str, Any],
                tokenizer, *, batch_size: int = 8, max_source_len: int = 600,
-               max_target_len: int = 512, mode: str = "fixed",
+               max_target_len: int = 512, mode: str = "fixed", prompt_style: str = "train",
                progress=None) -> Iterable[dict]:
     """Yield each row with `prompt_ids`, `program_ids`, `probs` and `token_probs` (SPEC §3),
-    in row order. `mode="paper_faithful"` feeds EOS-padded, unmasked sources as CodeRL does."""
+    in row order. `mode="paper_faithful"` feeds EOS-padded, unmasked sources as CodeRL does;
+    `prompt_style` is `prompts.build_prompt`'s."""
     from coderl_jax.data.pipeline import Collate, PipelineConfig
 
-    examples = program_examples(rows, problems_by_id)
+    examples = program_examples(rows, problems_by_id, prompt_style)
     b = -(-max(int(batch_size), 1) // scorer.row_divisor) * scorer.row_divisor
     cfg = PipelineConfig(batch_size=b, max_source_len=max_source_len,
                          max_target_len=max_target_len, shuffle=False, num_epochs=1)
