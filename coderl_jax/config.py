@@ -262,7 +262,8 @@ class MeshConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with global-norm clipping and a warm-up + decay learning-rate schedule."""
+    """AdamW (optax's or CodeRL's, `rule`) with global-norm clipping and a warm-up + decay
+    learning-rate schedule."""
 
     learning_rate: float = 2e-5
     schedule: str = "linear"  # constant | linear | cosine (decay after warm-up)
@@ -274,6 +275,10 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0  # decoupled; applied to matrices only (not layer-norm scales)
     grad_clip_norm: float = 1.0  # 0 disables clipping
+    # "optax": optax.adamw, decay on matrices; "hf_adamw": transformers 4.16's AdamW with HF
+    # Trainer's decay list, as CodeRL's train_*.sh ran (train/state.py); "" = hf_adamw under
+    # rl.mode=paper_faithful, else optax
+    rule: str = ""
 
 
 STAGES = ("warmup", "critic", "offline_rl", "online_rl")

@@ -51,9 +51,9 @@ constant lr 2e-5 with no warm-up (`constant_with_warmup`, 0 steps), clipping 1.0
     and the execution-cache hit rate (online_stats.json, metrics.jsonl `online/...`). Sampling
     runs on one process (multi-host online RL is not supported yet; use offline RL there).
 Deliberate changes: bfloat16 compute instead of fp16 with loss scaling (TPUs); a global batch
-and a step count instead of 1 row per GPU for 10 epochs; optax's AdamW with decay on matrices
-only (CodeRL's optimizers, README table: its DeepSpeed scripts decay every parameter, its plain
-scripts every one but `relative_attention_bias`, with transformers 4.16's AdamW). Each run writes
+and a step count instead of 1 row per GPU for 10 epochs. The optimizer is optax's AdamW with
+decay on matrices under rl.mode=fixed, CodeRL's (transformers 4.16's AdamW, HF Trainer's decay
+list) under --config.rl.mode=paper_faithful (README table). Each run writes
 checkpoints/ (every 1000 steps, 100 online; the last 3 kept), metrics.jsonl, tensorboard/ and
 the final model/ in the workdir. Without --config.train.init_checkpoint a stage trains from
 random initialisation (useful only for throughput checks).

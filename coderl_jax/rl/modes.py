@@ -8,6 +8,8 @@ positions, RL and CE summed every step (or as `train.rl_mix` says).
   - encoder inputs are padded with EOS (`</s>`, id 2) up to the source length (600) and the model
     is called without an attention mask, so every position, padding included, is attended to --
     in every stage, the actor warm-up included (`sample_task` pads the same way for all);
+  - the optimizer is transformers 4.16's AdamW over HF Trainer's decay list
+    (optimizer.rule="hf_adamw", `train/state.hf_adamw`);
   - the critic's per-token outcome logits are max-pooled over all decoder positions, padding
     included (`error_states.max(1)`);
   - the RL trainer alternates on the dataloader *micro-step* (`compute_loss`: `step % 2`, CE on
@@ -24,8 +26,11 @@ Point by point against CodeRL's code (the README's table):
                                                       train.sequence_mean)
   top-k 50 / 511 new tokens (transformers 4.16)       CodeRL-claiming commands and recipes
   EOS-padded unmasked sources in every stage          paper_faithful, warm-up included
-  AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5.py; bfloat16 and
-                                                      optax AdamW / decay mask deliberate
+  AdamW wd 0.05, constant 2e-5, no warm-up, clip 1.0  configs/codet5.py; bfloat16 deliberate
+  transformers 4.16 AdamW, HF Trainer's decay list    paper_faithful (optimizer.rule="hf_adamw");
+                                                      fixed: optax AdamW, decay on matrices;
+                                                      CodeRL's DeepSpeed scripts (decay on every
+                                                      parameter): not reproduced
   codet5-base critic from pretrained weights          configs/codet5.py:size=base,stage=critic
   generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; offline
                                                       RL and critic-score: paper_faithful
@@ -47,8 +52,9 @@ from coderl_jax.rl.rewards import BASELINES
 
 
 def apply_mode(run):
-    """The RunConfig with the train fields `run.rl.mode` implies (paper_faithful: CE/RL on
-    alternate micro-steps and pooling over padding); also validates the rl section."""
+    """The RunConfig with the train and optimizer fields `run.rl.mode` implies (paper_faithful:
+    CE/RL on alternate micro-steps, pooling over padding, CodeRL's AdamW); also validates the rl
+    section."""
     rl = run.rl
     if rl.mode not in RL_MODES:
         raise UserError(f"unknown rl.mode {rl.mode!r}; choose one of {', '.join(RL_MODES)}")
@@ -67,6 +73,8 @@ def apply_mode(run):
                         f"{rl.harness!r}")
     harness = rl.harness or ("coderl" if rl.mode == "paper_faithful" else "real")
     run = dataclasses.replace(run, rl=dataclasses.replace(rl, harness=harness))
+    rule = run.optimizer.rule or ("hf_adamw" if rl.mode == "paper_faithful" else "optax")
+    run = dataclasses.replace(run, optimizer=dataclasses.replace(run.optimizer, rule=rule))
     if rl.mode == "paper_faithful":
         train = dataclasses.replace(run.train, rl_mix="micro_alternate",
                                     critic_pool_padding=True, source_cut="plain",

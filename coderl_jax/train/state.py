@@ -1,7 +1,7 @@
 """Train state (step, params, optimizer state), the optimizer, and their shardings on a mesh."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.struct
 import jax
@@ -43,22 +43,78 @@ def learning_rate_schedule(cfg: OptimizerConfig, num_steps: int) -> optax.Schedu
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
 
 
+OPTIMIZER_RULES = ("optax", "hf_adamw")
+
+
 def _decay_mask(params: Any) -> Any:
-    """Weight decay on matrices only (not layer-norm scales or biases). HF's Trainer (4.16, which
-    CodeRL ran) differs on T5: it exempts only `nn.LayerNorm` modules and names with "bias", so it
-    decays T5LayerNorm scales and exempts `relative_attention_bias`."""
+    """optax rule: weight decay on matrices only (not layer-norm scales or biases)."""
     return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def _hf_decay_mask(params: Any) -> Any:
+    """HF Trainer's decay list (4.16 `create_optimizer`): every parameter but those named with
+    "bias" or inside `nn.LayerNorm`, which T5's own T5LayerNorm is not. So on CodeRL's models the
+    layer-norm scales and the embedding decay, and `relative_attention_bias` (our `relpos_bias`)
+    and the error head's biases do not."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "bias" not in "/".join(str(getattr(k, "key", k)) for k in path), params)
+
+
+class HFAdamWState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates applied so far
+    mu: Any
+    nu: Any
+
+
+def hf_adamw(learning_rate: optax.Schedule, b1: float, b2: float, eps: float,
+             weight_decay: float, mask: Callable[[Any], Any]) -> optax.GradientTransformation:
+    """transformers 4.16's `AdamW` (correct_bias=True), which CodeRL's train_*.sh scripts ran
+    through HF's Trainer. Against optax.adamw: `eps` is added to sqrt(v) before the bias
+    correction is folded into the step size (effectively eps / sqrt(1 - b2^t) after it), and the
+    decoupled decay shrinks the weights *after* the Adam step (p <- p' - lr * wd * p', p' the
+    Adam-updated weights). Decay applies where `mask(params)` is True."""
+
+    def init(params):
+        zeros = lambda p: jnp.zeros_like(p, jnp.float32)
+        return HFAdamWState(jnp.zeros([], jnp.int32), jax.tree.map(zeros, params),
+                            jax.tree.map(zeros, params))
+
+    def update(grads, state, params):
+        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, grads)
+        lr = learning_rate(state.count)
+        t = (state.count + 1).astype(jnp.float32)
+        step_size = lr * jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+
+        def one(m, v, p, decay):
+            adam = -step_size * m / (jnp.sqrt(v) + eps)
+            out = adam - lr * weight_decay * (p + adam) if decay and weight_decay else adam
+            return out.astype(p.dtype)
+
+        updates = jax.tree.map(one, mu, nu, params, mask(params))
+        return updates, HFAdamWState(state.count + 1, mu, nu)
+
+    return optax.GradientTransformation(init, update)
 
 
 def make_optimizer(cfg: OptimizerConfig, num_steps: int) -> tuple[optax.GradientTransformation,
                                                                   optax.Schedule]:
-    """(AdamW with optional global-norm clipping, its learning-rate schedule)."""
+    """(AdamW with optional global-norm clipping, its learning-rate schedule); `cfg.rule` picks
+    optax's AdamW (decay on matrices) or CodeRL's (`hf_adamw`, HF Trainer's decay list)."""
+    rule = cfg.rule or "optax"
+    if rule not in OPTIMIZER_RULES:
+        raise UserError(f"unknown optimizer.rule {cfg.rule!r}; choose one of "
+                        f"{', '.join(OPTIMIZER_RULES)} (or empty: by rl.mode)")
     schedule = learning_rate_schedule(cfg, num_steps)
     parts = []
     if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
-    parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay, mask=_decay_mask))
+    if rule == "hf_adamw":
+        parts.append(hf_adamw(schedule, cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay,
+                              _hf_decay_mask))
+    else:
+        parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay, mask=_decay_mask))
     return optax.chain(*parts), schedule
 
 
