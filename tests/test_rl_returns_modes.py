@@ -37,6 +37,7 @@ HAND_GREEDY = [
     [-0.4 * 0.7, -0.4 * 0.9, -0.4 * 0.4],
     [-1.6 * 0.5, -1.6 * 0.3, -1.6 * 1.0],
 ]
+PROBS_TRUE = [0.5, 0.4, 0.7, 0.5]  # each row's first-token probability of its true class
 # mean of the other samples of the same problem; a lone sample keeps its raw reward
 HAND_MEAN_OTHERS = [
     [1.65 * 0.5, 1.65 * 0.25, 1.65 * 1.0],
@@ -96,6 +97,12 @@ def _offline_batch(tmp_path, tokenizer_dir, mode, baseline="greedy"):
 
 
 def test_offline_batch_returns_and_sources_per_mode(tmp_path, tokenizer_dir):
+    from coderl_jax.data.pipeline import coderl_reindent
+    from coderl_jax.data.prompts import build_prompt
+    from coderl_jax.data.sources import load_problems, problems_by_id
+    from coderl_jax.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(str(tokenizer_dir))
     batches = {}
     for mode in ("fixed", "paper_faithful"):
         run, batch = _offline_batch(tmp_path / mode, tokenizer_dir, mode)
@@ -106,21 +113,38 @@ def test_offline_batch_returns_and_sources_per_mode(tmp_path, tokenizer_dir):
         assert sorted(batch["index"].tolist()) == [0, 1, 2, 3]
         for r, idx in enumerate(batch["index"]):
             row = ROWS[idx]
-            np.testing.assert_array_equal(batch["targets"][r, :3], row["output_ids"])
-            np.testing.assert_array_equal(batch["target_mask"][r], [1, 1, 1, 0, 0, 0, 0, 0])
-            np.testing.assert_allclose(batch["token_returns"][r, :3], HAND_GREEDY[idx],
-                                       rtol=1e-6)
-            assert not batch["token_returns"][r, 3:].any()
+            n = int(batch["target_mask"][r].sum())
+            assert not batch["token_returns"][r, n:].any()
+            if mode == "fixed":
+                np.testing.assert_array_equal(batch["targets"][r, :3], row["output_ids"])
+                np.testing.assert_array_equal(batch["target_mask"][r], [1, 1, 1, 0, 0, 0, 0, 0])
+                np.testing.assert_allclose(batch["token_returns"][r, :3], HAND_GREEDY[idx],
+                                           rtol=1e-6)
+                continue
+            # CodeRL's RL samples: the decoded program re-tokenised after reindent_code; the
+            # critic scores of the sampled ids do not align with it, so (no critic here) every
+            # token carries the sequence return
+            text = coderl_reindent(tok.decode(row["output_ids"], skip_special_tokens=True))
+            assert batch["targets"][r, :n].tolist() == tok.encode(text)[:8]
+            np.testing.assert_allclose(batch["token_returns"][r, :n],
+                                       HAND_GREEDY[idx][0] / PROBS_TRUE[idx], rtol=1e-6)
     fixed, faithful = batches["fixed"], batches["paper_faithful"]
     np.testing.assert_array_equal(fixed["index"], faithful["index"])  # same seeded order
-    for prefix in ("", "gt_"):
-        ids, mask = fixed[prefix + "encoder_ids"], fixed[prefix + "encoder_mask"]
-        # fixed: sources padded with 0 under a 0 mask
-        assert not mask.all() and (ids[mask == 0] == 0).all() and (ids[mask == 1] > 0).all()
-        # paper_faithful: the same tokens, padded with EOS (2), and an all-ones mask
-        np.testing.assert_array_equal(faithful[prefix + "encoder_ids"], np.where(mask > 0, ids, 2))
-        assert faithful[prefix + "encoder_mask"].all()
-        assert (faithful[prefix + "encoder_ids"] == 2).sum() > (ids == 2).sum()
+    # paper_faithful RL sources: generate.py's prompt, EOS-padded, no mask
+    table = problems_by_id(load_problems("demo", "train"))
+    for r, idx in enumerate(faithful["index"]):
+        want = tok.encode(build_prompt(table[ROWS[idx]["problem_id"]], "generate"))
+        assert faithful["encoder_ids"][r].tolist() == want + [2] * (256 - len(want))
+    assert faithful["encoder_mask"].all()
+    # the ground-truth half keeps the training prompt: fixed pads it with 0 under a 0 mask,
+    # paper_faithful holds the same tokens padded with EOS (2) under an all-ones mask
+    ids, mask = fixed["gt_encoder_ids"], fixed["gt_encoder_mask"]
+    assert not mask.all() and (ids[mask == 0] == 0).all() and (ids[mask == 1] > 0).all()
+    np.testing.assert_array_equal(faithful["gt_encoder_ids"], np.where(mask > 0, ids, 2))
+    assert faithful["gt_encoder_mask"].all()
+    assert (faithful["gt_encoder_ids"] == 2).sum() > (ids == 2).sum()
+    # and fixed's RL sources are the training prompt under a mask
+    assert not fixed["encoder_mask"].all()
 
 
 def test_offline_mean_others_baseline(tmp_path, tokenizer_dir):
@@ -282,7 +306,8 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
     apps = REPO / "tests" / "data" / "apps" / "train"
     code = "def f(x):\n    if x:\n        return 1\n    return 0"
     reindented = "def f(x):\n\tif x:\n\t\treturn 1\n\treturn 0\n"  # CodeRL's reindent_code
-    sampled = [1, 3, 4, 5, 2]
+    tok = load_tokenizer(str(tokenizer_dir))
+    sampled = tok.encode(code)  # what the actor drew: decoded, it is `code`
     rows = [{"problem_id": pid, "code": code, "output_ids": sampled, "result": r}
             for pid, r in (("0001", -1), ("2404", 1))]
     cfg = base_config("tiny", "offline_rl")
@@ -292,7 +317,6 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
     cfg.data.max_source_len, cfg.data.max_target_len = 48, 16
     cfg.rl.mode, cfg.rl.baseline = mode, "none"
     run = run_config(cfg)
-    tok = load_tokenizer(str(tokenizer_dir))
     monkeypatch.setattr("coderl_jax.rl.programs.load_program_rows",
                         lambda _path: [dict(r) for r in rows])
     data = dataclasses.replace(run.data, programs="rows above")
@@ -305,7 +329,7 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
         reward = {-1: -0.6, 1: 1.0}[row["result"]]  # CodeRL's rewards, no baseline
         np.testing.assert_allclose(batch["token_returns"][r, :n], reward, rtol=1e-6)
         if mode == "fixed":
-            assert batch["targets"][r, :n].tolist() == sampled
+            assert batch["targets"][r, :n].tolist() == sampled[:T]
             continue
         want_src = tok.encode(_coderl_generate_prompt(apps / row["problem_id"]))
         assert len(want_src) > S  # cut as HF does: the first S-1 ids and </s>

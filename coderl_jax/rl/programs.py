@@ -133,14 +133,20 @@ def coderl_rl_config(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def coderl_rl_rows(rows: Sequence[Mapping], tokenizer, max_target_len: int) -> list[dict]:
-    """Copies of program rows whose `output_ids` are the re-tokenised, reindented `code` cut to
-    `max_target_len` (see above). Critic scores stay only where they were computed on exactly
-    those ids (`program_ids`); others are dropped, to be recomputed."""
+    """Copies of program rows whose `output_ids` are the re-tokenised, reindented program cut to
+    `max_target_len` (see above). The program's text is, as CodeRL's, the decoded sampled ids
+    (`output_ids`, special tokens skipped), else the row's `code`. Critic scores stay only where
+    they were computed on exactly the new ids (`program_ids`); others are dropped, to be
+    recomputed."""
+    texts = []
     for n, row in enumerate(rows):
-        if not isinstance(row.get("code"), str):
-            raise UserError(f"program row {n}: rl.mode=paper_faithful re-tokenises each program "
-                            "from its 'code' (a string), which the row lacks")
-    encoded = tokenizer.batch_encode([coderl_reindent(row["code"]) for row in rows])
+        if row.get("output_ids") is not None:
+            texts.append(tokenizer.decode(row["output_ids"], skip_special_tokens=True))
+        elif isinstance(row.get("code"), str):
+            texts.append(row["code"])
+        else:
+            raise UserError(f"program row {n}: needs 'output_ids' or 'code' (a string)")
+    encoded = tokenizer.batch_encode([coderl_reindent(text) for text in texts])
     out = []
     for row, ids in zip(rows, encoded):
         ids = list(ids[:max_target_len])
