@@ -38,7 +38,8 @@ Point by point against CodeRL's code (the README's table):
   plain source cut in training                        paper_faithful (train.source_cut="plain")
   in-process execution labels                         rl.harness (coderl under paper_faithful:
                                                       online RL), `--harness coderl` of
-                                                      run-tests and critic-data
+                                                      run-tests and critic-data; the 4 s wall
+                                                      alarm is not reproduced (CPU-time limit)
 """
 from __future__ import annotations
 
