@@ -273,7 +273,7 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
-    weight_decay: float = 0.0  # decoupled; applied to matrices only (not layer-norm scales)
+    weight_decay: float = 0.0  # decoupled; on the weights `rule` names (optax: matrices only)
     grad_clip_norm: float = 1.0  # 0 disables clipping
     # "optax": optax.adamw, decay on matrices; "hf_adamw": transformers 4.16's AdamW with HF
     # Trainer's decay list, as CodeRL's train_*.sh ran (train/state.py); "" = hf_adamw under

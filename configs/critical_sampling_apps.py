@@ -9,7 +9,7 @@ with hidden-test result, example-test result and critic P(passed)); repairs take
 failing programs. Sampling as CodeRL's generate.py (temperature 0.6, top-p 0.95, top-k 50 -- the
 transformers 4.16 `generate` default it ran with -- and 511 new tokens: its max_length=512 counts
 the decoder start token).
-Flags on the command line override these values. Evaluate with
+`--config.FIELD=VALUE` changes a value (e.g. `--config.num_samples=50`). Evaluate with
 `coderl evaluate --results $W/critical.jsonl --k 1,5,100 --n 1,5` (or configs/eval_apps.py
 --config.method=critical_sampling, which runs both).
 """
