@@ -60,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import resource
 import select
 import signal
@@ -74,6 +75,8 @@ from coderl_jax.execution import rootfs, seccomp, syscalls as sc
 
 SCRATCH = rootfs.SCRATCH
 UID_BASE = 1 << 30
+# The whole environment of a sandbox (HOME is its scratch folder).
+SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
 def project_root() -> Path:
@@ -161,7 +164,7 @@ def _enter_program_namespaces(limits: Limits, under_scratch: list[str]) -> None:
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
                    cwd: str, base_vm: int, cgroup_fds: list[int],
-                   under_scratch: list[str] = ()) -> None:
+                   under_scratch: list[str] = (), reseed: bool = False) -> None:
     """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime (which waits
     for its first request, and takes the program's standard input and output from it when it
     carries them). Never returns."""
@@ -200,11 +203,10 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
             sc.join_new_session_keyring()
         except OSError:
             pass
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        os.umask(0o077)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd,
-                           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
+        if not namespaces:  # (the rest of the environment, no_new_privs, umask: the fork server's)
+            os.environ["HOME"] = cwd
+        if reseed:
+            random.seed()  # as os.fork would have
         if seccomp.available():
             seccomp.install()
         from coderl_jax.execution import runtime
@@ -292,6 +294,29 @@ def remove_tree(path: str) -> None:
             pass
 
 
+SCRATCH_PREFIX = "coderl-sandbox-"  # + the worker's pid + "-": mode "basic" sandbox folders
+
+
+def remove_stale_scratch(tmp: str | None = None) -> None:
+    """Remove the mode "basic" sandbox folders of workers that no longer exist (killed before
+    `Zygote.close` could remove them; their pid is in the name)."""
+    tmp = tmp or tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not name.startswith(SCRATCH_PREFIX) or not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            remove_tree(os.path.join(tmp, name))
+        except (OSError, OverflowError):
+            pass
+
+
 # zygote -> worker: kind (b"s" a sandbox, b"x" an exit), sandbox number, pid, slot or exit code.
 # Sandboxes are named by number, not pid: pids are reused, and exits arrive asynchronously.
 _MSG = struct.Struct(">ciii")
@@ -307,12 +332,14 @@ class _Spare:
 
 
 def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[str]],
-                packages=rootfs.DEFAULT_PACKAGES) -> None:
+                packages=rootfs.DEFAULT_PACKAGES, scratch: str | None = None) -> None:
     """The fork server: keeps one sandbox forked ahead (a spare, already isolated and waiting),
     hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
     one, and reaps sandboxes as they end, reporting each exit status. Sandboxes take the cgroups
     (`cgroup_procs[slot]`) in turn, so a program's CPU counter holds neither the previous
-    program's teardown nor the next one's set-up."""
+    program's teardown nor the next one's set-up. In mode "basic" each sandbox's cwd is a fresh
+    folder in `scratch` (the worker's `Zygote.scratch`), removed when the sandbox is reaped or this
+    server exits."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name("coderl-forksrv")
     os.setsid()
@@ -323,6 +350,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
     base_vm = _vm_size()
+    bare = len(os.listdir("/proc/self/task")) == 1  # single-threaded: fork without at-fork hooks
     if namespaces:
         sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -332,6 +360,12 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     else:
         under_scratch = []
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    # Inherited by every sandbox, so set once here: the sandbox environment, no_new_privs (this
+    # process never executes anything), the umask (after the root was built with its modes).
+    os.environ.clear()
+    os.environ.update(SANDBOX_ENV, HOME=SCRATCH)
+    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    os.umask(0o077)
     worker = os.getppid()
     seq, slot = 0, 0
     limits: Limits | None = None
@@ -348,13 +382,11 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
             cwd = SCRATCH
             sc.unshare(sc.CLONE_NEWPID)
         else:
-            cwd = tempfile.mkdtemp(prefix="coderl-sandbox-")
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            ours.close()
+            cwd = tempfile.mkdtemp(dir=scratch)
+        pid = sc.fork_bare() if bare else os.fork()
+        if pid == 0:  # (its copies of the fork server's fds are closed in _sandbox_child)
             _sandbox_child(theirs.fileno(), uid, limits, namespaces, cwd, base_vm,
-                           cgroup_fds[slot], under_scratch)
+                           cgroup_fds[slot], under_scratch, reseed=bare)
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
         theirs.close()
@@ -397,7 +429,9 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 except ProcessLookupError:
                     pass
             if not namespaces:
-                _kill_children(exclude=set())
+                _kill_children(exclude=set())  # every sandbox, reaped: their folders can go
+                for s in ([spare] if spare else []) + list(live.values()):
+                    remove_tree(s.cwd)
             os._exit(0)
         wanted = Limits(**json.loads(msg)["limits"])
         if spare is not None and wanted != limits:
@@ -453,6 +487,21 @@ class Zygote:
     def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES):
         self.namespaces = namespaces
         self.groups = list(groups)
+        self.scratch: str | None = None  # mode "basic": the folder holding the sandboxes' cwds
+        if not namespaces:
+            remove_stale_scratch()
+            self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        try:
+            self._start(namespaces, packages)
+        except BaseException:
+            if self.scratch is not None:
+                remove_tree(self.scratch)
+            raise
+        self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
+        self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
+        self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
+
+    def _start(self, namespaces: bool, packages) -> None:
         procs = [g.procs_files() for g in self.groups]
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
@@ -462,7 +511,7 @@ class Zygote:
             os.dup2(null, 0)  # the worker's pipes to the pool stay out of reach
             os.dup2(null, 1)
             try:
-                zygote_main(child, namespaces, procs, packages)
+                zygote_main(child, namespaces, procs, packages, self.scratch)
             except BaseException:  # noqa: BLE001
                 import traceback
 
@@ -472,11 +521,14 @@ class Zygote:
         self.pid = pid
         self.sock = parent
         self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
-        if self.sock.recv(1) != b"R":
+        try:
+            ready = self.sock.recv(1) == b"R"
+        except OSError:
+            ready = False
+        if not ready:
+            self.sock.close()
+            self._end_server()
             raise RuntimeError("sandbox fork server failed to start")
-        self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
-        self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
-        self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
     def _next(self) -> tuple[bytes, int, int, int, list[int]]:
         msg, fds, _, _ = socket.recv_fds(self.sock, _MSG.size, 2)
@@ -530,8 +582,16 @@ class Zygote:
             os.close(fd)
 
     def close(self) -> None:
-        """Let the fork server exit on its own, else kill it."""
+        """Let the fork server exit on its own, else kill it; then remove the sandboxes' folders
+        (mode "basic") whatever it managed to remove itself."""
         self.sock.close()
+        try:
+            self._end_server()
+        finally:
+            if self.scratch is not None:
+                remove_tree(self.scratch)
+
+    def _end_server(self) -> None:
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             try:
@@ -541,7 +601,7 @@ class Zygote:
                 return
             time.sleep(0.005)
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)  # its sandboxes follow (parent-death signal)
         except ProcessLookupError:
             pass
         try:

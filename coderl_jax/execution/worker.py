@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
     from coderl_jax.execution import cgroups, runtime, sandbox, seccomp
 
     sandbox.sc.prctl(sandbox.sc.PR_SET_PDEATHSIG, 9)
+    sandbox.sc.set_name("coderl-worker")  # for ps and perf, as coderl-forksrv / coderl-sandbox
     runtime.preload()
     mode = config.get("isolation", "auto")
     namespaces = sandbox.namespaces_available() if mode in ("auto", "namespaces") else False
