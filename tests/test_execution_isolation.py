@@ -413,6 +413,50 @@ def test_remove_tree_handles_deep_nesting_without_recursion(tmp_path):
     assert not top.exists() and outside.read_text() == "keep"
 
 
+def _run_filter(prog: bytes, nr: int, arch: int, arg0: int = 0, arg1: int = 0) -> int:
+    """What a classic BPF seccomp filter returns for one system call (the opcodes it uses)."""
+    import struct
+
+    from coderl_jax.execution import seccomp as S
+
+    ins = [struct.unpack("<HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+    data, acc, pc = {S._NR: nr, S._ARCH: arch, S._ARG0_LO: arg0, S._ARG1_LO: arg1}, 0, 0
+    while True:
+        op, jt, jf, k = ins[pc]
+        pc += 1
+        if op == S._LD_W_ABS:
+            acc = data[k]
+        elif op == S._RET_K:
+            return k
+        else:
+            hit = {S._JEQ_K: acc == k, S._JGE_K: acc >= k, S._JSET_K: bool(acc & k)}[op]
+            pc += jt if hit else jf
+
+
+def test_seccomp_filter_verdict_for_every_call_number():
+    """The filter (a binary search over runs of denied numbers) denies exactly the listed calls,
+    clone with namespace flags and the terminal ioctls; clone3 gets ENOSYS; other ABIs are
+    killed; everything else passes."""
+    import errno
+
+    from coderl_jax.execution import seccomp as S
+
+    prog, x86 = S.program(), S.AUDIT_ARCH_X86_64
+    deny, allow = S.SECCOMP_RET_ERRNO | errno.EPERM, S.SECCOMP_RET_ALLOW
+    for nr in range(1024):
+        expected = (deny if nr in S.DENIED.values() else S.SECCOMP_RET_ERRNO | errno.ENOSYS
+                    if nr == S.NR_CLONE3 else allow)
+        assert _run_filter(prog, nr, x86) == expected, nr
+    kill = S.SECCOMP_RET_KILL_PROCESS
+    assert _run_filter(prog, S.X32_BIT | 59, x86) == kill  # x32
+    assert _run_filter(prog, 11, 0x40000003) == kill  # i386
+    assert _run_filter(prog, S.NR_CLONE, x86, arg0=0x20000000 | 17) == deny  # CLONE_NEWPID
+    assert _run_filter(prog, S.NR_CLONE, x86, arg0=0x003D0F00) == allow  # a thread
+    for request, verdict in ((S.TIOCSTI, deny), (S.TIOCLINUX, deny), (0x5401, allow)):
+        assert _run_filter(prog, S.NR_IOCTL, x86, arg1=request) == verdict
+    assert len(prog) // 8 < 2 * len(S.DENIED)  # shorter than one test per denied number
+
+
 @pytest.mark.parametrize("hierarchy", ["v1", "v2"])
 def test_cgroup_counts_cpu_of_processes_already_reaped(hierarchy, monkeypatch):
     """SandboxGroup's CPU counter (v1 cpuacct, or v2 cpu.stat where v1 is absent, as on most
@@ -479,8 +523,9 @@ def test_the_next_program_starts_only_when_the_last_one_is_gone():
             return 2 * x
         """)
     with ExecutionPool(workers=1, timeout=10.0, wall_timeout=30.0, cache_size=0) as p:
-        for _ in range(3):
-            held, probed = p.run({"m": problem}, [{"problem_id": "m", "code": holder},
+        for heavy in (False, True, False):  # the prober's fork server is the holder's, or not
+            code = holder + ("import numpy\n" if heavy else "")
+            held, probed = p.run({"m": problem}, [{"problem_id": "m", "code": code},
                                                   {"problem_id": "m", "code": prober}])
             assert held["result"] == 1, held
             assert probed["result"] == 1, probed

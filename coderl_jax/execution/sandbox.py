@@ -3,13 +3,21 @@
 Process tree (one per pool worker):
 
     worker (judge; holds the tests; minimal environment, own session, no terminal)
-      └─ zygote (forked before any test is seen; modules pre-imported; own network and mount
-         namespace, pivoted into the allow-listed root of `rootfs`)
-           └─ sandbox P, one per program: PID 1 of a fresh PID namespace, in fresh IPC and mount
-              namespaces, an unprivileged uid of its own, a seccomp filter. The fork server keeps
-              the next one forked and isolated ahead of need (a spare, waiting for its first
-              request) and reaps ended ones in the background, so neither the fork nor the
-              teardown is on the worker's path.
+      ├─ zygote "lean" (forked before any test is seen; runtime.PRELOAD pre-imported; own
+      │  network and mount namespace, pivoted into the allow-listed root of `rootfs`)
+      │    └─ sandbox P, one per program: PID 1 of a fresh PID namespace, in fresh IPC and mount
+      │       namespaces, an unprivileged uid of its own, a seccomp filter. The fork server keeps
+      │       the next one forked and isolated ahead of need (a spare, waiting for its first
+      │       request) and reaps ended ones in the background, so neither the fork nor the
+      │       teardown is on the worker's path.
+      └─ zygote "heavy" (the same, forked after runtime.PRELOAD_HEAVY was imported too, for the
+         programs `runtime.needs_heavy` picks: APPS ones, whose prelude imports numpy)
+
+Two fork servers because every fork copies the server's page tables and every sandbox's exit
+tears them down: numpy alone triples both, and most MBPP/HumanEval programs never import it.
+Per sandbox, the fork server also avoids CPython's at-fork work (`syscalls.fork_bare`) and sets
+once what sandboxes inherit (environment, no_new_privs, umask): each page a sandbox writes after
+the fork is a copy-on-write fault, and those are most of what a short program costs.
 
 Threat model: the program is adversarial (RL optimises against the verdict). It must not pass
 without solving the problem, harm or observe the host, or carry state to later programs. What
@@ -33,9 +41,10 @@ is defended, and how (mode "namespaces", used when running as root):
     sandbox's IPC namespace and die with it; /dev/shm is its private tmpfs.
   * Network: the zygote's network namespace (made once per fork server) holds only a down
     loopback. Programs run one at a time, and none meets the next through that namespace
-    (abstract sockets) or anything else shared (a lock on a library file): the next program gets
-    its sandbox only once the previous one's PID 1 has been reported exited, which the kernel
-    does after every other process of its PID namespace is gone and its own files are closed.
+    (abstract sockets) or anything else shared (a lock on a library file): the next program,
+    from either of the worker's fork servers (`Turn`), gets its sandbox only once the previous
+    one's PID 1 has been reported exited, which the kernel does after every other process of its
+    PID namespace is gone and its own files are closed.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
     filter (`seccomp`) refusing namespace creation, mounts, keyrings, ptrace, bpf, perf,
     userfaultfd, io_uring and other kernel surface no judged program needs.
@@ -60,6 +69,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import resource
 import select
 import signal
@@ -73,7 +83,10 @@ from pathlib import Path
 from coderl_jax.execution import rootfs, seccomp, syscalls as sc
 
 SCRATCH = rootfs.SCRATCH
-UID_BASE = 1 << 30
+UID_BASE = 1 << 30  # sandbox uids: UID_BASE + 256 * worker pid + 128 * fork server + 0..127
+UIDS_PER_SERVER = 128
+# The whole environment of a sandbox (HOME is its scratch folder).
+SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
 def project_root() -> Path:
@@ -161,7 +174,7 @@ def _enter_program_namespaces(limits: Limits, under_scratch: list[str]) -> None:
 
 def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
                    cwd: str, base_vm: int, cgroup_fds: list[int],
-                   under_scratch: list[str] = ()) -> None:
+                   under_scratch: list[str] = (), reseed: bool = False) -> None:
     """Becomes the sandbox: namespaces, limits, fds, privileges, then the runtime (which waits
     for its first request, and takes the program's standard input and output from it when it
     carries them). Never returns."""
@@ -200,11 +213,10 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
             sc.join_new_session_keyring()
         except OSError:
             pass
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        os.umask(0o077)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": cwd,
-                           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
+        if not namespaces:  # (the rest of the environment, no_new_privs, umask: the fork server's)
+            os.environ["HOME"] = cwd
+        if reseed:
+            random.seed()  # as os.fork would have
         if seccomp.available():
             seccomp.install()
         from coderl_jax.execution import runtime
@@ -292,6 +304,29 @@ def remove_tree(path: str) -> None:
             pass
 
 
+SCRATCH_PREFIX = "coderl-sandbox-"  # + the worker's pid + "-": mode "basic" sandbox folders
+
+
+def remove_stale_scratch(tmp: str | None = None) -> None:
+    """Remove the mode "basic" sandbox folders of workers that no longer exist (killed before
+    `Zygote.close` could remove them; their pid is in the name)."""
+    tmp = tmp or tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        owner = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not name.startswith(SCRATCH_PREFIX) or not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            remove_tree(os.path.join(tmp, name))
+        except (OSError, OverflowError):
+            pass
+
+
 # zygote -> worker: kind (b"s" a sandbox, b"x" an exit), sandbox number, pid, slot or exit code.
 # Sandboxes are named by number, not pid: pids are reused, and exits arrive asynchronously.
 _MSG = struct.Struct(">ciii")
@@ -307,12 +342,16 @@ class _Spare:
 
 
 def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[str]],
-                packages=rootfs.DEFAULT_PACKAGES) -> None:
+                packages=rootfs.DEFAULT_PACKAGES, scratch: str | None = None,
+                server: int = 0) -> None:
     """The fork server: keeps one sandbox forked ahead (a spare, already isolated and waiting),
     hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
     one, and reaps sandboxes as they end, reporting each exit status. Sandboxes take the cgroups
     (`cgroup_procs[slot]`) in turn, so a program's CPU counter holds neither the previous
-    program's teardown nor the next one's set-up."""
+    program's teardown nor the next one's set-up. In mode "basic" each sandbox's cwd is a fresh
+    folder in `scratch` (the worker's `Zygote.scratch`), removed when the sandbox is reaped or this
+    server exits. `server` (0 or 1) tells the worker's fork servers apart: their sandboxes' uids
+    never meet."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name("coderl-forksrv")
     os.setsid()
@@ -323,6 +362,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
     base_vm = _vm_size()
+    bare = len(os.listdir("/proc/self/task")) == 1  # single-threaded: fork without at-fork hooks
     if namespaces:
         sc.unshare(sc.CLONE_NEWNET | sc.CLONE_NEWNS)
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
@@ -332,6 +372,12 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     else:
         under_scratch = []
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    # Inherited by every sandbox, so set once here: the sandbox environment, no_new_privs (this
+    # process never executes anything), the umask (after the root was built with its modes).
+    os.environ.clear()
+    os.environ.update(SANDBOX_ENV, HOME=SCRATCH)
+    sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    os.umask(0o077)
     worker = os.getppid()
     seq, slot = 0, 0
     limits: Limits | None = None
@@ -342,19 +388,18 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         nonlocal seq, slot
         seq += 1
         slot = (slot + 1) % len(cgroup_fds)
-        uid = UID_BASE + worker * 256 + seq % 256 if namespaces else None
+        uid = (UID_BASE + worker * 256 + server * UIDS_PER_SERVER + seq % UIDS_PER_SERVER
+               if namespaces else None)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if namespaces:
             cwd = SCRATCH
             sc.unshare(sc.CLONE_NEWPID)
         else:
-            cwd = tempfile.mkdtemp(prefix="coderl-sandbox-")
-        pid = os.fork()
-        if pid == 0:
-            sock.close()
-            ours.close()
+            cwd = tempfile.mkdtemp(dir=scratch)
+        pid = sc.fork_bare() if bare else os.fork()
+        if pid == 0:  # (its copies of the fork server's fds are closed in _sandbox_child)
             _sandbox_child(theirs.fileno(), uid, limits, namespaces, cwd, base_vm,
-                           cgroup_fds[slot], under_scratch)
+                           cgroup_fds[slot], under_scratch, reseed=bare)
         if namespaces:
             sc.setns(own_pidns, sc.CLONE_NEWPID)
         theirs.close()
@@ -397,7 +442,9 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 except ProcessLookupError:
                     pass
             if not namespaces:
-                _kill_children(exclude=set())
+                _kill_children(exclude=set())  # every sandbox, reaped: their folders can go
+                for s in ([spare] if spare else []) + list(live.values()):
+                    remove_tree(s.cwd)
             os._exit(0)
         wanted = Limits(**json.loads(msg)["limits"])
         if spare is not None and wanted != limits:
@@ -446,13 +493,47 @@ class OutputLimit(Exception):
     """The sandbox sent a reply larger than allowed."""
 
 
+class Turn:
+    """The pidfd of the last sandbox killed (until it has ended), for all of a worker's fork
+    servers: the next program, whichever server it comes from, waits for it."""
+
+    def __init__(self):
+        self.ending: int | None = None
+
+
 class Zygote:
     """Worker-side handle on the fork server. `groups` (`cgroups.SandboxGroup`s, or none) hold
     the sandboxes it starts, in turn, and count their CPU."""
 
-    def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES):
+    def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES,
+                 turn: "Turn | None" = None, wait: bool = True, server: int = 0):
+        """`turn`: shared with the worker's other fork servers, so that a program never starts
+        before the last one of any of them has ended; `server`: this one's number among them
+        (0 or 1). `wait=False`: return once the server is forked (it sets up meanwhile);
+        `wait_ready` or the first `spawn` waits for it."""
+        if server not in (0, 1):
+            raise ValueError("a worker has fork servers 0 and 1")
+        self.server = server
         self.namespaces = namespaces
         self.groups = list(groups)
+        self.turn = turn or Turn()
+        self.scratch: str | None = None  # mode "basic": the folder holding the sandboxes' cwds
+        if not namespaces:
+            remove_stale_scratch()
+            self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        self._ready = False
+        try:
+            self._start(namespaces, packages)
+            if wait:
+                self.wait_ready()
+        except BaseException:
+            if self.scratch is not None:
+                remove_tree(self.scratch)
+            raise
+        self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
+        self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
+
+    def _start(self, namespaces: bool, packages) -> None:
         procs = [g.procs_files() for g in self.groups]
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
@@ -461,8 +542,13 @@ class Zygote:
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)  # the worker's pipes to the pool stay out of reach
             os.dup2(null, 1)
+            # nothing else of the worker either: another fork server's socket held open here
+            # would keep that server from seeing the worker close it
+            keep = child.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
             try:
-                zygote_main(child, namespaces, procs, packages)
+                zygote_main(child, namespaces, procs, packages, self.scratch, self.server)
             except BaseException:  # noqa: BLE001
                 import traceback
 
@@ -472,11 +558,19 @@ class Zygote:
         self.pid = pid
         self.sock = parent
         self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
-        if self.sock.recv(1) != b"R":
+
+    def wait_ready(self) -> None:
+        """Wait until the fork server has set up (RuntimeError if it failed)."""
+        if self._ready:
+            return
+        try:
+            self._ready = self.sock.recv(1) == b"R"
+        except OSError:
+            pass
+        if not self._ready:
+            self.sock.close()
+            self._end_server()
             raise RuntimeError("sandbox fork server failed to start")
-        self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
-        self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
-        self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
     def _next(self) -> tuple[bytes, int, int, int, list[int]]:
         msg, fds, _, _ = socket.recv_fds(self.sock, _MSG.size, 2)
@@ -502,6 +596,7 @@ class Zygote:
         """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
         (stdin_fd, stdout_fd) become the program's fds 0 and 1, sent with its first request
         (the caller keeps and closes its own copies); else both stay /dev/null."""
+        self.wait_ready()
         self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
         while True:
             kind, sid, pid, slot, fds = self._next()
@@ -519,7 +614,7 @@ class Zygote:
         exited only after every other process of its namespace has been killed and reaped and
         its own files are closed, so nothing of it (a process, lock, socket) meets this one."""
 
-        fd, self.ending = self.ending, None
+        fd, self.turn.ending = self.turn.ending, None
         if fd is None:
             return
         try:
@@ -530,8 +625,16 @@ class Zygote:
             os.close(fd)
 
     def close(self) -> None:
-        """Let the fork server exit on its own, else kill it."""
+        """Let the fork server exit on its own, else kill it; then remove the sandboxes' folders
+        (mode "basic") whatever it managed to remove itself."""
         self.sock.close()
+        try:
+            self._end_server()
+        finally:
+            if self.scratch is not None:
+                remove_tree(self.scratch)
+
+    def _end_server(self) -> None:
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             try:
@@ -541,7 +644,7 @@ class Zygote:
                 return
             time.sleep(0.005)
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)  # its sandboxes follow (parent-death signal)
         except ProcessLookupError:
             pass
         try:
@@ -665,8 +768,8 @@ class Sandbox:
             except ProcessLookupError:
                 pass
             self.sock.close()
-            if self.zygote.namespaces and self.zygote.ending is None:
-                self.zygote.ending = self.pidfd  # the next spawn waits for its end
+            if self.zygote.namespaces and self.zygote.turn.ending is None:
+                self.zygote.turn.ending = self.pidfd  # the next spawn waits for its end
             else:
                 os.close(self.pidfd)
             if not wait and self.zygote.exits.pop(self.sid, None) is None:

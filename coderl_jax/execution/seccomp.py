@@ -69,29 +69,81 @@ def _ins(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("<HBBI", code, jt, jf, k)
 
 
+def _ranges(numbers) -> list[tuple[int, int]]:
+    """Sorted numbers as maximal runs [lo, hi]."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and n == out[-1][1] + 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return [(lo, hi) for lo, hi in out]
+
+
 def program() -> bytes:
-    """The filter as packed `struct sock_filter`s."""
-    deny = SECCOMP_RET_ERRNO | errno.EPERM
-    out = [
-        _ins(_LD_W_ABS, _ARCH),
-        _ins(_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        _ins(_RET_K, SECCOMP_RET_KILL_PROCESS),
-        _ins(_LD_W_ABS, _NR),
-        _ins(_JGE_K, X32_BIT, 0, 1),
-        _ins(_RET_K, SECCOMP_RET_KILL_PROCESS),
-    ]
-    for nr in sorted(DENIED.values()):
-        out += [_ins(_JEQ_K, nr, 0, 1), _ins(_RET_K, deny)]
-    out += [_ins(_JEQ_K, NR_CLONE3, 0, 1), _ins(_RET_K, SECCOMP_RET_ERRNO | errno.ENOSYS)]
+    """The filter as packed `struct sock_filter`s.
+
+    The denied numbers are tested as runs, by binary search: installing a filter costs the kernel
+    work in proportion to its length (a JIT compilation, and an emulation per system call number
+    for its cache of always-allowed calls), and every sandbox installs it afresh."""
+    deny, allow = SECCOMP_RET_ERRNO | errno.EPERM, SECCOMP_RET_ALLOW
+    code: list[tuple] = []  # (opcode, k, true target, false target); targets are labels or None
+
+    def emit(op, k=0, jt=None, jf=None):
+        code.append((op, k, jt, jf))
+
+    labels: dict[str, int] = {}
+    emit(_LD_W_ABS, _ARCH)
+    emit(_JEQ_K, AUDIT_ARCH_X86_64, None, "kill")
+    emit(_LD_W_ABS, _NR)
+    emit(_JGE_K, X32_BIT, "kill", None)
+    emit(_JEQ_K, NR_CLONE, "clone", None)
+    emit(_JEQ_K, NR_CLONE3, "enosys", None)
+    emit(_JEQ_K, NR_IOCTL, "ioctl", None)
+
+    def tree(runs: list[tuple[int, int]]) -> None:
+        """Deny if the number (in A) lies in one of `runs`, else allow."""
+        if len(runs) <= 2:
+            for i, (lo, hi) in enumerate(runs):
+                miss = "allow" if i == len(runs) - 1 else f"run{len(labels)}"
+                if lo == hi:
+                    emit(_JEQ_K, lo, "deny", miss)
+                else:  # lo <= nr <= hi: nr >= lo and not nr >= hi + 1
+                    emit(_JGE_K, lo, None, miss)
+                    emit(_JGE_K, hi + 1, miss, "deny")
+                if miss != "allow":
+                    labels[miss] = len(code)
+            return
+        mid = len(runs) // 2
+        right = f"right{len(code)}"
+        emit(_JGE_K, runs[mid][0], right, None)
+        tree(runs[:mid])
+        labels[right] = len(code)
+        tree(runs[mid:])
+
+    tree(_ranges(DENIED.values()))
     # clone: no namespace flags (threads and fork pass)
-    out += [_ins(_JEQ_K, NR_CLONE, 0, 4), _ins(_LD_W_ABS, _ARG0_LO),
-            _ins(_JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1), _ins(_RET_K, deny),
-            _ins(_RET_K, SECCOMP_RET_ALLOW)]
+    labels["clone"] = len(code)
+    emit(_LD_W_ABS, _ARG0_LO)
+    emit(_JSET_K, CLONE_NAMESPACE_FLAGS, "deny", "allow")
     # ioctl: no typing into terminals
-    out += [_ins(_JEQ_K, NR_IOCTL, 0, 5), _ins(_LD_W_ABS, _ARG1_LO),
-            _ins(_JEQ_K, TIOCSTI, 2, 0), _ins(_JEQ_K, TIOCLINUX, 1, 0),
-            _ins(_RET_K, SECCOMP_RET_ALLOW), _ins(_RET_K, deny)]
-    out.append(_ins(_RET_K, SECCOMP_RET_ALLOW))
+    labels["ioctl"] = len(code)
+    emit(_LD_W_ABS, _ARG1_LO)
+    emit(_JEQ_K, TIOCSTI, "deny", None)
+    emit(_JEQ_K, TIOCLINUX, "deny", "allow")
+    for name, ret in (("allow", allow), ("deny", deny), ("kill", SECCOMP_RET_KILL_PROCESS),
+                      ("enosys", SECCOMP_RET_ERRNO | errno.ENOSYS)):
+        labels[name] = len(code)
+        emit(_RET_K, ret)
+
+    out = []
+    for i, (op, k, jt, jf) in enumerate(code):
+        if op in (_JEQ_K, _JGE_K, _JSET_K):  # jumps are forward, relative to the next one
+            jt, jf = ((labels[t] - i - 1) if t is not None else 0 for t in (jt, jf))
+            assert 0 <= jt < 256 and 0 <= jf < 256
+        else:
+            jt = jf = 0
+        out.append(_ins(op, k, jt, jf))
     return b"".join(out)
 
 

@@ -19,6 +19,7 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_fork = ctypes.PyDLL(None, use_errno=True).fork  # called holding the GIL
 _machine = os.uname().machine
 
 
@@ -72,3 +73,15 @@ def join_new_session_keyring() -> None:
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"keyctl: {os.strerror(err)}")
+
+
+def fork_bare() -> int:
+    """fork(2) without CPython's at-fork work (os.fork reinitialises threading state and runs
+    the `os.register_at_fork` hooks in the child: a few hundred copied pages per fork in a
+    process with many modules). Only for a single-threaded caller, where that work has nothing
+    to repair; the caller redoes what it needs (reseeding `random`)."""
+    pid = _fork()
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork: {os.strerror(err)}")
+    return pid
