@@ -18,7 +18,7 @@ from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl
 from coderl_jax.paths import PathLike
-from coderl_jax.rl.critic_data import read_layout
+from coderl_jax.rl.coderl_layout import read_layout
 from coderl_jax.rl.programs_tfds import read_tfds_rows
 from coderl_jax.rl.rewards import normalize_result
 from coderl_jax.tokenizer import load_tokenizer
@@ -63,7 +63,7 @@ def load_greedy_results(path: PathLike) -> dict[str, int]:
     elif path.is_dir() and _is_tfds(path):
         rows = read_tfds_rows(path, "greedy")
     elif path.is_dir():
-        from coderl_jax.rl.critic_data import read_layout
+        from coderl_jax.rl.coderl_layout import read_layout
 
         _, greedy = read_layout(path)
         if not greedy:

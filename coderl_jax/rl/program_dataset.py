@@ -9,7 +9,7 @@ under OUT:
 
     programs.jsonl                      one row per sample: SPEC §3 generate + run-tests fields
     greedy.jsonl                        one row per problem: the greedy program
-    <problem_id>/gen_solutions.json     CodeRL's layout (`critic_data.write_layout`)
+    <problem_id>/gen_solutions.json     CodeRL's layout (`coderl_layout.write_layout`)
     <problem_id>/baseline_solutions.json
     array_record/                       a TFDS dataset (splits `samples`, `greedy`), no TensorFlow
     summary.json                        counts per outcome, cache hits, seconds
@@ -34,7 +34,7 @@ from coderl_jax.errors import UserError
 from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.files import write_json, write_jsonl
 from coderl_jax.paths import PathLike
-from coderl_jax.rl.critic_data import write_layout
+from coderl_jax.rl.coderl_layout import write_layout
 from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
 from coderl_jax.rl.programs_tfds import write_tfds
 from coderl_jax.rl.rewards import CLASS_NAMES
