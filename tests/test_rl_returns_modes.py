@@ -89,7 +89,7 @@ def _offline_batch(tmp_path, tokenizer_dir, mode, baseline="greedy"):
     cfg.rl.baseline = baseline
     run = run_config(cfg)
     source = make_source("offline_rl", run.data, run.train, load_tokenizer(str(tokenizer_dir)),
-                         context={"run": run})
+                         run=run)
     return run, next(source)
 
 
@@ -172,7 +172,7 @@ def test_warmup_batches_follow_the_mode(tokenizer_dir):
         cfg.rl.mode = mode
         run = run_config(cfg)
         batches[mode] = next(make_source("warmup", run.data, run.train,
-                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+                                         load_tokenizer(str(tokenizer_dir)), run=run))
     fixed, faithful = batches["fixed"], batches["paper_faithful"]
     ids, mask = fixed["encoder_ids"], fixed["encoder_mask"]
     assert ids.shape[1] == 256 and not mask.all() and (ids[mask == 0] == 0).all()
@@ -236,7 +236,7 @@ def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
         assert run.train.source_cut == ("plain" if mode == "paper_faithful" else "eos")
         assert run.train.sequence_mean == (mode == "paper_faithful")
         batches[mode] = next(make_source("warmup", run.data, run.train,
-                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+                                         load_tokenizer(str(tokenizer_dir)), run=run))
     fixed, faithful = batches["fixed"]["encoder_ids"], batches["paper_faithful"]["encoder_ids"]
     assert (fixed[:, -1] == 2).all() and (faithful[:, -1] != 2).all()
     np.testing.assert_array_equal(fixed[:, :-1], faithful[:, :-1])

@@ -25,6 +25,7 @@ from coderl_jax.files import read_jsonl, write_jsonl
 from coderl_jax.rl.modes import ModeSource
 from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, stage_inputs
 from coderl_jax.rl.returns import with_token_returns
+from coderl_jax.train.stage_context import StageContext
 
 SCORED_FILE = "offline_programs.jsonl"
 
@@ -42,23 +43,20 @@ def greedy_results_for(rl: RLConfig, programs: str) -> dict[str, int] | None:
     return load_greedy_results(where)
 
 
-def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
+def scored_rows(rows: list[dict], rl: RLConfig, data, ctx: StageContext, tokenizer,
                 problems) -> list[dict]:
     """`rows` with critic `token_probs` (computed once with rl.critic_checkpoint if missing)."""
     import jax
 
     if not rl.critic_checkpoint or all("token_probs" in r for r in rows):
         return rows
-    workdir = context.get("workdir")
+    workdir = ctx.workdir
     cached = paths.as_path(workdir) / SCORED_FILE if workdir is not None else None
     if cached is not None and cached.is_file():
         return read_jsonl(cached)
     from coderl_jax.rl.scoring import load_scorer, score_rows
 
-    run = context.get("run")
-    mesh = context.get("mesh")
-    scorer = load_scorer(rl.critic_checkpoint, mesh=mesh,
-                         rules=run.mesh.logical_axis_rules if run is not None else None,
+    scorer = load_scorer(rl.critic_checkpoint, mesh=ctx.mesh, rules=ctx.rules,
                          pool_padding=rl.mode == "paper_faithful")
     out = list(score_rows(scorer, rows, problems_by_id(list(problems)), tokenizer,
                           batch_size=max(8, scorer.row_divisor),
@@ -69,19 +67,19 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
     return out
 
 
-def make_batch_source(context: dict) -> Any:
-    """The offline_rl stage's source (see module docstring); `context` from train/sources.py."""
+def make_batch_source(ctx: StageContext) -> Any:
+    """The offline_rl stage's source (see module docstring); `ctx` from train/sources.py."""
     import jax
     import numpy as np
 
     from coderl_jax.data import pipeline
 
     data, train, run, rl, tokenizer, problems, rows = stage_inputs(
-        context, "the offline_rl stage needs data.programs (executed sampled programs: "
+        ctx, "the offline_rl stage needs data.programs (executed sampled programs: "
                  "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
     if not rows:
         raise UserError(f"no programs in {data.programs}")
-    rows = scored_rows(rows, rl, data, context, tokenizer, problems)
+    rows = scored_rows(rows, rl, data, ctx, tokenizer, problems)
     greedy = greedy_results_for(rl, data.programs)
     rows = with_token_returns(rows, rl.baseline, greedy, use_critic=True)
     if jax.process_index() == 0:

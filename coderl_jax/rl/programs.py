@@ -13,7 +13,6 @@ from __future__ import annotations
 from etils import epath
 
 from coderl_jax import paths
-from coderl_jax.config import RLConfig
 from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl
@@ -21,7 +20,6 @@ from coderl_jax.paths import PathLike
 from coderl_jax.rl.coderl_layout import read_layout
 from coderl_jax.rl.programs_tfds import read_tfds_rows
 from coderl_jax.rl.rewards import normalize_result
-from coderl_jax.tokenizer import load_tokenizer
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -96,17 +94,14 @@ def greedy_source_for(programs: PathLike) -> epath.Path | None:
     return beside if beside.is_file() else None
 
 
-def stage_inputs(context: dict, missing: str) -> tuple:
+def stage_inputs(ctx, missing: str) -> tuple:
     """(data, train, run, rl, tokenizer, problems, program rows) of a stage trained on executed
-    programs (critic, offline RL), from train/sources.py's `context`; `missing` is the error
-    when `data.programs` is unset."""
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        tokenizer = load_tokenizer(data.tokenizer or None)
+    programs (critic, offline RL), from its `StageContext`; `missing` is the error when
+    `data.programs` is unset."""
+    data = ctx.data
+    tokenizer = ctx.load_tokenizer()
     if not data.programs:
         raise UserError(missing)
     problems = load_problems(data.problems, data.split or None)
-    return data, train, run, rl, tokenizer, problems, load_program_rows(data.programs)
+    return (data, ctx.train, ctx.run, ctx.rl, tokenizer, problems,
+            load_program_rows(data.programs))

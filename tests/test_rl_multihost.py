@@ -1,0 +1,125 @@
+"""Online RL and critic data on 2 processes x 2 CPU devices (gloo over 127.0.0.1) equal 1 process
+x 4 devices: same losses and returns per step and final params, the same rows; each process ran
+its own sandbox pool on its own share of the problems."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from online_multihost_worker import run_critic_data, run_online
+
+from coderl_jax import checkpoint_io
+from coderl_jax.train.metrics import read_metrics
+
+from train_helpers import mesh_devices
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 3
+ICI = (2, 1, 2)  # data across the two hosts, model across each host's two devices
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(args: list[str]) -> list[str]:
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                   JAX_PLATFORMS="cpu", CODERL_MULTIHOST="1",
+                   CODERL_COORDINATOR=f"127.0.0.1:{port}", CODERL_NUM_PROCESSES="2",
+                   CODERL_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "online_multihost_worker.py"), *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=600)
+            outputs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-4000:]
+    return outputs
+
+
+@pytest.mark.slow
+def test_online_rl_two_processes_equal_one(tmp_path):
+    multi = tmp_path / "multi"
+    outputs = _two_processes(["online", str(multi), "--steps", str(STEPS),
+                              "--ici", ",".join(map(str, ICI))])
+    assert all(f"steps 0->{STEPS}" in out for out in outputs)
+    assert "slowest host: process" in outputs[0]
+    single = tmp_path / "single"
+    run_online(single, STEPS, ICI, devices=mesh_devices(ICI))
+
+    got = [m for m in read_metrics(multi) if "loss" in m]
+    want = [m for m in read_metrics(single) if "loss" in m]
+    assert [m["step"] for m in got] == [m["step"] for m in want] == list(range(1, STEPS + 1))
+    for key in ("loss", "rl_loss", "ce_loss", "mean_return"):
+        np.testing.assert_allclose([m[key] for m in got], [m[key] for m in want], rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
+    assert any(m["mean_return"] != 0.0 for m in want)  # returns reached the step
+    online_got = [m for m in read_metrics(multi) if "online/pass_rate" in m]
+    online_want = [m for m in read_metrics(single) if "online/pass_rate" in m]
+    assert len(online_got) == len(online_want) == STEPS
+    for key in ("online/pass_rate", "online/mean_reward", "online/greedy_pass_rate",
+                "online/outcome/compile error"):  # gathered from both hosts by process 0
+        np.testing.assert_allclose([m[key] for m in online_got], [m[key] for m in online_want],
+                                   err_msg=key)
+    assert all(m["online/slowest_host"] in (0.0, 1.0) for m in online_got)
+    a, _, _ = checkpoint_io.load_model(multi / "model")
+    b, _, _ = checkpoint_io.load_model(single / "model")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-6)
+
+    stats = json.loads((multi / "online_stats.json").read_text())
+    ref = json.loads((single / "online_stats.json").read_text())
+    hosts = stats["hosts"]
+    assert [h["process"] for h in hosts] == [0, 1] and stats["slowest_host"] in (0, 1)
+    assert len({h["pid"] for h in hosts}) == 2  # two processes, each with its own pool
+    # each pool judged its own half: one problem x (4 samples + 1 greedy) per step
+    assert [h["programs"] for h in hosts] == [STEPS * 5, STEPS * 5]
+    assert all(h["cache_hits"] + h["cache_misses"] == h["programs"] for h in hosts)
+    assert stats["programs"] == ref["programs"] == STEPS * 10
+
+
+def _rows(path):
+    """Written rows without their timing."""
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_critic_data_two_processes_write_the_rows_of_one(tmp_path):
+    from coderl_jax.models import t5
+
+    from train_helpers import TINY
+
+    actor = tmp_path / "actor"
+    checkpoint_io.save_model(actor, t5.init_params(TINY, jax.random.key(1)), TINY)
+    outputs = _two_processes(["critic-data", str(tmp_path / "multi"), "--actor", str(actor),
+                              "--ici", ",".join(map(str, ICI))])
+    summary = json.loads(outputs[0].split("summary ", 1)[1].splitlines()[0])
+    single = run_critic_data(tmp_path / "single", str(actor), ICI, devices=mesh_devices(ICI))
+    for name in ("programs.jsonl", "greedy.jsonl"):
+        got, want = _rows(tmp_path / "multi" / name), _rows(tmp_path / "single" / name)
+        assert got == want and len(want) == (6 if name == "programs.jsonl" else 3)
+    hosts = summary["hosts"]
+    assert len({h["pid"] for h in hosts}) == 2
+    # 3 problems: process 0 executed 2 of them (2 samples + greedy each), process 1 one
+    assert [h["cache_hits"] + h["cache_misses"] for h in hosts] == [6, 3]
+    assert summary["outcomes"] == single["outcomes"]
