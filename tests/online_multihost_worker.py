@@ -3,6 +3,7 @@
 
     python tests/online_multihost_worker.py online WORKDIR --steps N --ici D,F,M
     python tests/online_multihost_worker.py critic-data OUT --actor ACTOR --ici D,F,M
+    python tests/online_multihost_worker.py critical OUT.json --ici D,F,M
 
 Multi-host when CODERL_MULTIHOST=1 (with CODERL_COORDINATOR, CODERL_NUM_PROCESSES,
 CODERL_PROCESS_ID).
@@ -60,9 +61,43 @@ def run_critic_data(out, actor, ici, devices=None) -> dict:
                                 temperature=1.0, mesh=mesh, tfds=False, progress=False)
 
 
+def run_critical(ici, devices=None) -> tuple[list[dict], list[int]]:
+    """Critical sampling (sample, then refine or repair) of 3 held-out demo problems with a
+    random tiny actor and critic: (rows, pids of the pools that judged the programs)."""
+    import os
+
+    import jax
+
+    from coderl_jax import partitioning
+    from coderl_jax.config import CriticConfig, MeshConfig, model_preset
+    from coderl_jax.data.demo import build_demo
+    from coderl_jax.execution.pool import ExecutionPool
+    from coderl_jax.inference import critical_sampling as cs
+    from coderl_jax.models import t5
+    from coderl_jax.models.critic import init_critic_params
+    from coderl_jax.tokenizer import load_tokenizer
+    from coderl_jax.train.distributed import gather_objects
+
+    config = model_preset("tiny", dropout_rate=0.0)
+    head = CriticConfig(num_classes=2)
+    models = cs.Models(config, jax.device_get(t5.init_params(config, jax.random.PRNGKey(0))),
+                       config, head,
+                       jax.device_get(init_critic_params(config, head, jax.random.PRNGKey(1))))
+    mesh = partitioning.make_mesh(MeshConfig(ici_parallelism=tuple(ici)), devices)
+    problems = [it.problem for it in build_demo() if it.problem.split == "heldout"][:3]
+    cfg = cs.CriticalSamplingConfig(num_samples=4, rounds=1, top_m=2, max_new_tokens=16,
+                                    max_target_len=64, batch_size=8, temperature=1.0, top_p=1.0,
+                                    block_size=2)
+    with ExecutionPool(workers=2, timeout=4.0) as pool:
+        rows = cs.CriticalSampler(models, load_tokenizer(), cfg, mesh=mesh, pool=pool).run(
+            problems)
+        judged = pool.stats()["cache_hits"] + pool.stats()["cache_misses"]
+    return rows, gather_objects([os.getpid(), judged])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("job", choices=("online", "critic-data"))
+    parser.add_argument("job", choices=("online", "critic-data", "critical"))
     parser.add_argument("out")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--ici", default="2,1,2")
@@ -70,6 +105,13 @@ def main() -> int:
     args = parser.parse_args()
     distributed.initialize()
     ici = [int(x) for x in args.ici.split(",")]
+    if args.job == "critical":
+        import jax
+
+        rows, pools = run_critical(ici)
+        if jax.process_index() == 0:
+            Path(args.out).write_text(json.dumps({"rows": rows, "pools": pools}))
+        return 0
     if args.job == "critic-data":
         summary = run_critic_data(args.out, args.actor, ici)
         print("summary " + json.dumps(summary), flush=True)

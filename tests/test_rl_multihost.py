@@ -1,6 +1,6 @@
-"""Online RL and critic data on 2 processes x 2 CPU devices (gloo over 127.0.0.1) equal 1 process
-x 4 devices: same losses and returns per step and final params, the same rows; each process ran
-its own sandbox pool on its own share of the problems."""
+"""Online RL, critic data and critical sampling on 2 processes x 2 CPU devices (gloo over
+127.0.0.1) equal 1 process x 4 devices: same losses and returns per step and final params, the
+same rows; each process ran its own sandbox pool on its own share of the problems."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from online_multihost_worker import run_critic_data, run_online
+from online_multihost_worker import run_critic_data, run_critical, run_online
 
 from coderl_jax import checkpoint_io
 from coderl_jax.train.metrics import read_metrics
@@ -123,3 +123,18 @@ def test_critic_data_two_processes_write_the_rows_of_one(tmp_path):
     # 3 problems: process 0 executed 2 of them (2 samples + greedy each), process 1 one
     assert [h["cache_hits"] + h["cache_misses"] for h in hosts] == [6, 3]
     assert summary["outcomes"] == single["outcomes"]
+
+
+@pytest.mark.slow
+def test_critical_sampling_two_processes_give_the_rows_of_one(tmp_path):
+    _two_processes(["critical", str(tmp_path / "multi.json"), "--ici", ",".join(map(str, ICI))])
+    got = json.loads((tmp_path / "multi.json").read_text())
+    want, _ = run_critical(ICI, devices=mesh_devices(ICI))
+    assert len(got["rows"]) == len(want) == 3 * 4 * 2
+    assert {r["origin"] for r in want} > {"sample"}  # a refine or repair round ran
+    for a, b in zip(got["rows"], want):
+        assert a.pop("critic_score") == pytest.approx(b.pop("critic_score"), rel=1e-5)
+        assert {k: v for k, v in a.items() if k != "seconds"} == \
+            {k: v for k, v in b.items() if k != "seconds"}
+    (pid0, judged0), (pid1, judged1) = got["pools"]
+    assert pid0 != pid1 and judged0 > 0 and judged1 > 0  # each process ran its own pool
