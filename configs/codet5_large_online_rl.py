@@ -9,8 +9,8 @@ Each step: 8 problems x 4 samples (top-p 0.95, top-k 50) + a greedy program per 
 current
 params, executed by 32 sandbox workers while the device learns from the previous batch and
 samples the next (rl.overlap_depth=1), one RL + CE update. Prints the device idle fraction and the
-execution-cache hit rate at the end (online_stats.json, metrics.jsonl `online/...`). Sampling
-runs on one process (multi-host online RL is not supported yet; use offline RL across hosts).
+execution-cache hit rate at the end (online_stats.json, metrics.jsonl `online/...`). On a pod
+each host executes its own share of every batch in its own sandbox pool.
 Online RL is not in CodeRL's code; it keeps CodeRL's optimizer (AdamW, constant lr 2e-5, no
 warm-up, weight decay 0.05, clipping 1.0) and sampling (temperature 0.6, top-p 0.95, top-k 50).
 """

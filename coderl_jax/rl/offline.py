@@ -22,9 +22,10 @@ from coderl_jax.config import RLConfig
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl, write_jsonl
+from coderl_jax.rl import reward
 from coderl_jax.rl.modes import ModeSource
 from coderl_jax.rl.programs import greedy_source_for, load_greedy_results, stage_inputs
-from coderl_jax.rl.returns import with_token_returns
+from coderl_jax.rl.scoring import load_scorer
 from coderl_jax.train.stage_context import StageContext
 
 SCORED_FILE = "offline_programs.jsonl"
@@ -54,14 +55,12 @@ def scored_rows(rows: list[dict], rl: RLConfig, data, ctx: StageContext, tokeniz
     cached = paths.as_path(workdir) / SCORED_FILE if workdir is not None else None
     if cached is not None and cached.is_file():
         return read_jsonl(cached)
-    from coderl_jax.rl.scoring import load_scorer, score_rows
-
     scorer = load_scorer(rl.critic_checkpoint, mesh=ctx.mesh, rules=ctx.rules,
                          pool_padding=rl.mode == "paper_faithful")
-    out = list(score_rows(scorer, rows, problems_by_id(list(problems)), tokenizer,
-                          batch_size=max(8, scorer.row_divisor),
-                          max_source_len=data.max_source_len,
-                          max_target_len=data.max_target_len, mode=rl.mode))
+    out = reward.critic_token_probs(scorer, rows, problems_by_id(list(problems)), tokenizer,
+                                    batch_size=max(8, scorer.row_divisor),
+                                    max_source_len=data.max_source_len,
+                                    max_target_len=data.max_target_len, mode=rl.mode)
     if cached is not None and jax.process_index() == 0:
         write_jsonl(cached, out)
     return out
@@ -81,7 +80,7 @@ def make_batch_source(ctx: StageContext) -> Any:
         raise UserError(f"no programs in {data.programs}")
     rows = scored_rows(rows, rl, data, ctx, tokenizer, problems)
     greedy = greedy_results_for(rl, data.programs)
-    rows = with_token_returns(rows, rl.baseline, greedy, use_critic=True)
+    rows = reward.returns(rows, rl.baseline, greedy)
     if jax.process_index() == 0:
         from coderl_jax.rl.rewards import normalize_result, sequence_returns
 

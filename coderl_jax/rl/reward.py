@@ -11,7 +11,9 @@ The middle of rollout -> reward -> learner (SPEC §5):
    batch (`encoder_ids`, `targets`, `token_returns`, ... as `data.pipeline.Collate` "rl" builds)
    the jitted train step (`train.steps`) takes, fed in the form `rl.mode` says.
 
-Everything but `execute` and `critic_token_probs` is a pure function of its arguments.
+Everything but `execute` and `critic_token_probs` is a pure function of its arguments. Online RL
+takes all three steps per batch; offline RL takes 2 and `returns` once over its stored rows (then
+the data pipeline batches them); critic data and critical sampling take step 1.
 """
 from __future__ import annotations
 
@@ -58,12 +60,19 @@ def critic_token_probs(scorer, rows: Sequence[dict], problems_by_id: Mapping, to
                            mode=mode))
 
 
+def returns(rows: Sequence[dict], baseline: str, greedy: Mapping[str, int] | None
+            ) -> list[dict]:
+    """Rows with their token returns (SPEC §5; `greedy`: the greedy programs' results, read
+    only for the "greedy" baseline)."""
+    return with_token_returns(rows, baseline, greedy if baseline == "greedy" else None)
+
+
 def rl_batch(rows: Sequence[dict], problems_by_id: Mapping, tokenizer, *, baseline: str,
              greedy: Mapping[str, int] | None, batch_rows: int, max_source_len: int,
              max_target_len: int, source_cut: str, mode: str) -> dict[str, np.ndarray]:
     """The RL batch of executed rows: token returns with `baseline`, collated to `batch_rows`
     rows, as `mode` feeds the step."""
-    rows = with_token_returns(rows, baseline, greedy if baseline == "greedy" else None)
+    rows = returns(rows, baseline, greedy)
     cfg = PipelineConfig(batch_size=batch_rows, max_source_len=max_source_len,
                          max_target_len=max_target_len, shuffle=False, num_epochs=1,
                          source_cut=source_cut)
