@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 from coderl_jax.train import distributed  # noqa: E402
 
 
-def online_run(steps: int, ici):
+def online_run(steps: int, ici, critic: str | None = None):
     """configs/tiny_online_rl.py, shortened: 2 problems x 4 samples (+ greedy) per step."""
     from coderl_jax.train.run import run_config
 
@@ -39,13 +39,18 @@ def online_run(steps: int, ici):
     cfg.data.max_target_len = 32
     cfg.rl.max_new_tokens = 16
     cfg.mesh.ici_parallelism = tuple(ici)
+    if critic:  # returns weighed by the critic, refreshed every 2 steps
+        cfg.rl.critic_checkpoint = critic
+        cfg.rl.critic_refresh_every = 2
+        cfg.rl.critic_refresh_steps = 1
     return run_config(cfg)
 
 
-def run_online(workdir, steps: int, ici, devices=None):
+def run_online(workdir, steps: int, ici, devices=None, critic: str | None = None):
     from coderl_jax.train.run import train_stage
 
-    return train_stage(online_run(steps, ici), workdir, progress=False, devices=devices)
+    return train_stage(online_run(steps, ici, critic), workdir, progress=False,
+                       devices=devices)
 
 
 def run_critic_data(out, actor, ici, devices=None) -> dict:
@@ -102,6 +107,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--ici", default="2,1,2")
     parser.add_argument("--actor", default=None)
+    parser.add_argument("--critic", default=None)
     args = parser.parse_args()
     distributed.initialize()
     ici = [int(x) for x in args.ici.split(",")]
@@ -116,7 +122,7 @@ def main() -> int:
         summary = run_critic_data(args.out, args.actor, ici)
         print("summary " + json.dumps(summary), flush=True)
         return 0
-    result = run_online(args.out, args.steps, ici)
+    result = run_online(args.out, args.steps, ici, critic=args.critic)
     print(f"steps {result.start_step}->{result.start_step + result.steps_run}", flush=True)
     return 0
 

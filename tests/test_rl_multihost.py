@@ -56,15 +56,36 @@ def _two_processes(args: list[str]) -> list[str]:
     return outputs
 
 
+def _critic(tmp_path) -> str:
+    """A random critic of the tiny online config's model."""
+    from online_multihost_worker import online_run
+
+    from coderl_jax.config import CriticConfig
+    from coderl_jax.models.critic import init_critic_params
+
+    model, head = online_run(STEPS, ICI).model, CriticConfig(num_classes=4)
+    path = tmp_path / "critic"
+    checkpoint_io.save_model(path, init_critic_params(model, head, jax.random.key(3)), model,
+                             head)
+    return str(path)
+
+
 @pytest.mark.slow
-def test_online_rl_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("with_critic", [False, True], ids=["plain", "critic"])
+def test_online_rl_two_processes_equal_one(tmp_path, with_critic):
+    """With a critic each process scores its own programs as its part of a global critic batch,
+    and the critic refresh (every 2 steps) trains on every process's rows."""
+    critic = _critic(tmp_path) if with_critic else None
     multi = tmp_path / "multi"
     outputs = _two_processes(["online", str(multi), "--steps", str(STEPS),
-                              "--ici", ",".join(map(str, ICI))])
+                              "--ici", ",".join(map(str, ICI))]
+                             + (["--critic", critic] if critic else []))
     assert all(f"steps 0->{STEPS}" in out for out in outputs)
     assert "slowest host: process" in outputs[0]
     single = tmp_path / "single"
-    run_online(single, STEPS, ICI, devices=mesh_devices(ICI))
+    run_online(single, STEPS, ICI, devices=mesh_devices(ICI), critic=critic)
+    if with_critic:
+        assert (multi / "critic_refreshed" / "model_config.json").is_file()
 
     got = [m for m in read_metrics(multi) if "loss" in m]
     want = [m for m in read_metrics(single) if "loss" in m]
