@@ -61,8 +61,6 @@ def load_greedy_results(path: PathLike) -> dict[str, int]:
     elif path.is_dir() and _is_tfds(path):
         rows = read_tfds_rows(path, "greedy")
     elif path.is_dir():
-        from coderl_jax.rl.coderl_layout import read_layout
-
         _, greedy = read_layout(path)
         if not greedy:
             raise UserError(f"{path}: no greedy programs (no {GREEDY_FILE} and no "
