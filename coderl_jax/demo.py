@@ -29,9 +29,9 @@ from coderl_jax.files import write_json, write_jsonl
 from coderl_jax.inference import critical_sampling as cs
 from coderl_jax.paths import PathLike
 from coderl_jax.report import write_report
-from coderl_jax.rl.critic_data_gen import execute_rows, generate_critic_data, sample_rows
 from coderl_jax.rl.critic_train import read_eval
 from coderl_jax.rl.online import read_stats
+from coderl_jax.rl.program_dataset import execute_rows, generate_critic_data, sample_rows
 from coderl_jax.stats import auroc, brier, metric_intervals, paired_difference
 from coderl_jax.tokenizer import load_tokenizer
 from coderl_jax.train.run import run_config, train_stage

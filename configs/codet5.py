@@ -48,8 +48,8 @@ constant lr 2e-5 with no warm-up (`constant_with_warmup`, 0 steps), clipping 1.0
     temperature 0.6, top-p 0.95, top-k 50) + a greedy program per problem from the current
     params, executed by 32 sandbox workers while the device learns from the previous batch and
     samples the next (rl.overlap_depth=1), one RL + CE update. Prints the device idle fraction
-    and the execution-cache hit rate (online_stats.json, metrics.jsonl `online/...`). Sampling
-    runs on one process (multi-host online RL is not supported yet; use offline RL there).
+    and the execution-cache hit rate (online_stats.json, metrics.jsonl `online/...`). On a pod
+    each host executes its own share of every batch in its own sandbox pool.
 Deliberate changes: bfloat16 compute instead of fp16 with loss scaling (TPUs); a global batch
 and a step count instead of 1 row per GPU for 10 epochs. The optimizer is optax's AdamW with
 decay on matrices under rl.mode=fixed, CodeRL's (transformers 4.16's AdamW, HF Trainer's decay

@@ -92,7 +92,7 @@ def _offline_batch(tmp_path, tokenizer_dir, mode, baseline="greedy"):
     cfg.rl.baseline = baseline
     run = run_config(cfg)
     source = make_source("offline_rl", run.data, run.train, load_tokenizer(str(tokenizer_dir)),
-                         context={"run": run})
+                         run=run)
     return run, next(source)
 
 
@@ -195,7 +195,7 @@ def test_warmup_batches_follow_the_mode(tokenizer_dir):
         cfg.rl.mode = mode
         run = run_config(cfg)
         batches[mode] = next(make_source("warmup", run.data, run.train,
-                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+                                         load_tokenizer(str(tokenizer_dir)), run=run))
     fixed, faithful = batches["fixed"], batches["paper_faithful"]
     ids, mask = fixed["encoder_ids"], fixed["encoder_mask"]
     assert ids.shape[1] == 256 and not mask.all() and (ids[mask == 0] == 0).all()
@@ -275,7 +275,7 @@ def test_paper_faithful_cuts_long_training_sources_plainly(tokenizer_dir):
         assert run.train.source_cut == ("plain" if mode == "paper_faithful" else "eos")
         assert run.train.sequence_mean == (mode == "paper_faithful")
         batches[mode] = next(make_source("warmup", run.data, run.train,
-                                         load_tokenizer(str(tokenizer_dir)), context={"run": run}))
+                                         load_tokenizer(str(tokenizer_dir)), run=run))
     fixed, faithful = batches["fixed"]["encoder_ids"], batches["paper_faithful"]["encoder_ids"]
     assert (fixed[:, -1] == 2).all() and (faithful[:, -1] != 2).all()
     np.testing.assert_array_equal(fixed[:, :-1], faithful[:, :-1])
@@ -298,6 +298,7 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
     the actor sampled (CodeRL's generate_critic_inputs -> sample_rl_task); fixed: the training
     prompt and the sampled ids."""
     from coderl_jax.rl.offline import make_batch_source
+    from coderl_jax.train.stage_context import StageContext
     from coderl_jax.tokenizer import load_tokenizer
     from coderl_jax.train.run import base_config, run_config
 
@@ -320,8 +321,7 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
     monkeypatch.setattr("coderl_jax.rl.programs.load_program_rows",
                         lambda _path: [dict(r) for r in rows])
     data = dataclasses.replace(run.data, programs="rows above")
-    batch = next(make_batch_source({"data": data, "train": run.train, "run": run,
-                                    "tokenizer": tok}))
+    batch = next(make_batch_source(StageContext(data, run.train, tok, run=run)))
     S, T = 48, 16
     for r in range(2):
         row = rows[int(batch["index"][r])]

@@ -69,7 +69,7 @@ def run(args) -> int:
         raise UserError(f"--out {args.out} is a file; give a folder")
     from coderl_jax.data.sources import load_problems
     from coderl_jax.partitioning import make_mesh
-    from coderl_jax.rl.critic_data_gen import generate_critic_data
+    from coderl_jax.rl.program_dataset import generate_critic_data
     from coderl_jax.tokenizer import load_tokenizer
 
     problems = load_problems(args.problems, args.split)

@@ -122,11 +122,10 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from coderl_jax.checkpoint_io import load_actor
-    from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
     from coderl_jax.data.sources import load_problems
     from coderl_jax.inference.decoding import SamplingConfig
-    from coderl_jax.inference.sampler import Sampler, SampleRequest
     from coderl_jax.partitioning import make_mesh
+    from coderl_jax.rl import rollout
     from coderl_jax.tokenizer import load_tokenizer
 
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
@@ -159,15 +158,15 @@ def run(args) -> int:
             kept.append(line)
     done_lines = kept
 
-    requests, by_index = [], []
+    todo, by_index = [], []
     for p in problems:
-        todo = tuple(i for i in range(args.num_samples) if (p.problem_id, i) not in done)
-        if not todo:
-            continue
-        ids = truncate_prompt(tokenizer.encode(build_prompt(p, args.prompt_style)),
-                              args.max_source_len, tokenizer.eos_id)
-        requests.append(SampleRequest(p.problem_id, ids, todo))
-        by_index.append(p)
+        indices = tuple(i for i in range(args.num_samples) if (p.problem_id, i) not in done)
+        if indices:
+            todo.append(indices)
+            by_index.append(p)
+    requests = rollout.requests_for(
+        by_index, [rollout.prompt_ids(p, tokenizer, args.max_source_len, args.prompt_style)
+                   for p in by_index], todo)
     total = sum(len(r.sample_indices) for r in requests)
 
     # start the partial file from exactly the kept rows (drops a truncated tail)
@@ -180,23 +179,17 @@ def run(args) -> int:
               file=sys.stderr)
 
     if total:
-        sampler = Sampler(config, params, mesh=mesh, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,
-                          sampling=sampling)
+        sampler = rollout.Rollout(config, params, tokenizer, rollout.RolloutConfig(
+            sampling=sampling, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+            max_source_len=args.max_source_len), mesh=mesh).sampler
         try:
             with paths.open_append(part) as f, \
                     tqdm(total=total, desc="generate", unit="prog", file=sys.stderr,
                          disable=None) as bar:
-                for s in sampler.sample(requests, seed=args.seed):
-                    problem = by_index[s.request_index]
-                    completion = tokenizer.decode(s.output_ids, skip_special_tokens=True)
-                    row = {"problem_id": problem.problem_id, "sample_index": s.sample_index,
-                           "prompt_ids": list(requests[s.request_index].prompt_ids),
-                           "output_ids": s.output_ids, "code": program_code(problem, completion),
-                           "logprob": s.logprob}
+                for _, row in rollout.sample_rows(sampler, requests, by_index, tokenizer,
+                                                  seed=args.seed, progress=bar.update):
                     f.write(json.dumps(row) + "\n")
                     f.flush()
-                    bar.update(1)
         except KeyboardInterrupt:
             print(f"coderl generate: kept {len(read_done_rows(part))} programs in {part}; "
                   "rerun with --resume to continue", file=sys.stderr)

@@ -36,15 +36,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import jax
 import numpy as np
 
 from coderl_jax.config import CriticConfig, ModelConfig
-from coderl_jax.data.prompts import build_prompt, program_code, truncate_prompt
+from coderl_jax.data.prompts import program_code, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 from coderl_jax.evaluation import ProblemSamples, summarize
 from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.inference.repair import Failure, RepairFormat, repair_prompt
+from coderl_jax.inference.sampler import SampleRequest
+from coderl_jax.rl import reward, rollout
+from coderl_jax.train.distributed import gather_objects
 
 ORIGINS = ("sample", "refine", "repair")
 PASSED = 1
@@ -327,8 +331,7 @@ class CriticalSampler:
     # -- helpers ------------------------------------------------------------------------------
 
     def prompt_ids(self, problem: Problem) -> list[int]:
-        return truncate_prompt(self.tokenizer.encode(build_prompt(problem)),
-                               self.cfg.max_source_len, self.eos_id)
+        return rollout.prompt_ids(problem, self.tokenizer, self.cfg.max_source_len)
 
     def _repair_ids(self, problem: Problem, row: dict) -> list[int]:
         failure = Failure.from_row(row, prefix="example_")
@@ -476,38 +479,52 @@ class CriticalSampler:
                 "logprob": logprob, "difficulty": problem.difficulty}
 
     def _sample(self, sampler, reqs, by_id, rnd, progress) -> list[dict]:
-        from coderl_jax.inference.sampler import SampleRequest
-
         if not reqs:
             return []
         requests = [SampleRequest(pid, ids, indices, prefix) for pid, _, ids, prefix, _, indices
                     in reqs]
         rows = []
-        for s in sampler.sample(requests, seed=self.cfg.seed):
-            pid, parent, ids, prefix, origin, _ = reqs[s.request_index]
-            problem = by_id[pid]
-            code = program_code(problem, self.tokenizer.decode(s.output_ids))
-            rows.append(self._row(problem, s.sample_index, rnd, origin, parent, len(prefix),
-                                  list(ids), s.output_ids, code, s.logprob))
-            if progress is not None:
-                progress(1)
+        for i, s in rollout.sample_rows(sampler, requests, [by_id[r[0]] for r in reqs],
+                                        self.tokenizer, seed=self.cfg.seed, progress=progress):
+            pid, parent, ids, prefix, origin, _ = reqs[i]
+            rows.append(self._row(by_id[pid], s["sample_index"], rnd, origin, parent,
+                                  len(prefix), s["prompt_ids"], s["output_ids"], s["code"],
+                                  s["logprob"]))
         return rows
 
     def _execute_and_score(self, rows: list[dict], by_id, prompts, pool) -> None:
-        """Example and hidden tests in the sandbox while the critic scores on device."""
-        with_examples = [x for x in rows if has_example_tests(by_id[x["problem_id"]])]
-        ex_future = pool.submit(by_id, with_examples, example_tests=True)
-        hidden_future = pool.submit(by_id, rows, example_tests=False)
-        self.score_rows(rows, prompts)
+        """Example and hidden tests in the sandbox while the critic scores on device. On several
+        processes each executes the rows of its share of the block's problems in its own pool
+        and every process receives every outcome (the rounds then plan alike everywhere)."""
+        count = jax.process_count()
+        mine = rows
+        if count > 1:
+            share = set(rollout.host_share(list(by_id), jax.process_index(), count, even=False))
+            mine = [x for x in rows if x["problem_id"] in share]
+        with_examples = [x for x in mine if has_example_tests(by_id[x["problem_id"]])]
+        ex_future = reward.execute(pool, by_id, with_examples, example_tests=True)
+        hidden_future = reward.execute(pool, by_id, mine)
+        self.score_rows(rows, prompts)  # every process: one sharded forward over the mesh
+        outcomes: dict[str, dict] = {_row_key(x): {} for x in mine}
         for row, res in zip(with_examples, ex_future.result()):
-            for k in ("result", "error_type", "error_message", "error_line"):
-                row["example_" + k] = res.get(k)
+            outcomes[_row_key(row)].update(
+                {"example_" + k: res.get(k)
+                 for k in ("result", "error_type", "error_message", "error_line")})
+        for row in mine:
+            if "example_result" not in outcomes[_row_key(row)]:  # no example tests: passes
+                outcomes[_row_key(row)].update(
+                    example_result=PASSED, example_error_type="no example tests",
+                    example_error_message="", example_error_line=None)
+        for row, res in zip(mine, hidden_future.result()):
+            outcomes[_row_key(row)].update({k: res.get(k) for k in RESULT_FIELDS})
+        if count > 1:
+            outcomes = {k: v for part in gather_objects(outcomes) for k, v in part.items()}
         for row in rows:
-            if "example_result" not in row:  # no example tests: the filter passes vacuously
-                row.update(example_result=PASSED, example_error_type="no example tests",
-                           example_error_message="", example_error_line=None)
-        for row, res in zip(rows, hidden_future.result()):
-            row.update({k: res.get(k) for k in RESULT_FIELDS})
+            row.update(outcomes[_row_key(row)])
+
+
+def _row_key(row: Mapping) -> str:
+    return f"{row['problem_id']}\x00{row['sample_index']}"
 
 
 def summarize_rows(rows: Sequence[dict], ks: Sequence[int] | None = None,

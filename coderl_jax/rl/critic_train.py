@@ -30,6 +30,7 @@ from coderl_jax.paths import PathLike
 from coderl_jax.rl.modes import ModeSource
 from coderl_jax.rl.programs import load_program_rows, stage_inputs
 from coderl_jax.rl.rewards import CLASS_NAMES, outcome_class
+from coderl_jax.train.stage_context import StageContext
 
 EVAL_FILE = "critic_eval.json"
 
@@ -242,15 +243,15 @@ class EvaluatedSource:
             self.evaluate(state.params, self.step)
 
 
-def make_batch_source(context: dict) -> Any:
-    """The critic stage's source (see module docstring); `context` from train/sources.py."""
+def make_batch_source(ctx: StageContext) -> Any:
+    """The critic stage's source (see module docstring); `ctx` from train/sources.py."""
     import jax
 
     from coderl_jax.data import pipeline
 
-    num_classes = int(context.get("num_classes", 4))
+    num_classes = int(ctx.num_classes)
     data, train, run, rl, tokenizer, problems, rows = stage_inputs(
-        context, "the critic stage needs data.programs (executed programs: a .jsonl, a "
+        ctx, "the critic stage needs data.programs (executed programs: a .jsonl, a "
                  "`coderl critic-data` folder or a CodeRL layout folder)")
     train_rows, eval_rows, eval_problems = split_rows(rows, problems, rl, data.shuffle_seed)
     labels = collections.Counter(outcome_class(r["result"], num_classes) for r in train_rows)
@@ -264,19 +265,19 @@ def make_batch_source(context: dict) -> Any:
     source = pipeline.make_iterator(pipeline.make_batches(
         "critic", tokenizer, cfg, problems=problems, rows=train_rows), cfg)
     source = ModeSource(source, rl.mode, tokenizer.eos_id)
-    if not eval_rows or context.get("mesh") is None or jax.process_count() > 1:
+    if not eval_rows or ctx.mesh is None or jax.process_count() > 1:
         return source
     if rl.eval_programs:
         eval_problems = load_problems(rl.eval_problems or data.problems,
                                       rl.eval_split or data.split or None)
     evaluate = CriticEvaluation(
         eval_rows, problems_by_id(list(eval_problems)), tokenizer, num_classes=num_classes,
-        majority_class=majority, model_config=context["model_config"],
-        critic_config=run.critic if run is not None else None, mesh=context["mesh"],
+        majority_class=majority, model_config=ctx.model_config,
+        critic_config=run.critic if run is not None else None, mesh=ctx.mesh,
         rules=run.mesh.logical_axis_rules if run is not None else None,
         pool_padding=train.critic_pool_padding, mode=rl.mode, batch_size=train.batch_size,
         max_source_len=data.max_source_len, max_target_len=data.max_target_len,
-        workdir=context.get("workdir"))
+        workdir=ctx.workdir)
     return EvaluatedSource(source, evaluate, rl.eval_every, train.num_steps)
 
 

@@ -23,6 +23,7 @@ from coderl_jax.config import RLConfig
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl, write_jsonl
+from coderl_jax.rl import reward
 from coderl_jax.rl.modes import ModeSource
 from coderl_jax.rl.programs import (
     CODERL_RL_PROMPT_STYLE,
@@ -32,7 +33,8 @@ from coderl_jax.rl.programs import (
     load_greedy_results,
     stage_inputs,
 )
-from coderl_jax.rl.returns import with_token_returns
+from coderl_jax.rl.scoring import load_scorer
+from coderl_jax.train.stage_context import StageContext
 
 SCORED_FILE = "offline_programs.jsonl"
 
@@ -50,53 +52,48 @@ def greedy_results_for(rl: RLConfig, programs: str) -> dict[str, int] | None:
     return load_greedy_results(where)
 
 
-def scored_rows(rows: list[dict], rl: RLConfig, data, context: dict, tokenizer,
+def scored_rows(rows: list[dict], rl: RLConfig, data, ctx: StageContext, tokenizer,
                 problems) -> list[dict]:
     """`rows` with critic `token_probs` (computed once with rl.critic_checkpoint if missing)."""
     import jax
 
     if not rl.critic_checkpoint or all("token_probs" in r for r in rows):
         return rows
-    workdir = context.get("workdir")
+    workdir = ctx.workdir
     cached = paths.as_path(workdir) / SCORED_FILE if workdir is not None else None
     if cached is not None and cached.is_file():
         return read_jsonl(cached)
-    from coderl_jax.rl.scoring import load_scorer, score_rows
-
-    run = context.get("run")
-    mesh = context.get("mesh")
     faithful = rl.mode == "paper_faithful"
-    scorer = load_scorer(rl.critic_checkpoint, mesh=mesh,
-                         rules=run.mesh.logical_axis_rules if run is not None else None,
-                         pool_padding=rl.mode == "paper_faithful")
-    out = list(score_rows(scorer, rows, problems_by_id(list(problems)), tokenizer,
-                          batch_size=max(8, scorer.row_divisor),
-                          max_source_len=data.max_source_len,
-                          max_target_len=data.max_target_len, mode=rl.mode,
-                          prompt_style=CODERL_RL_PROMPT_STYLE if faithful else "train"))
+    scorer = load_scorer(rl.critic_checkpoint, mesh=ctx.mesh, rules=ctx.rules,
+                         pool_padding=faithful)
+    out = reward.critic_token_probs(scorer, rows, problems_by_id(list(problems)), tokenizer,
+                                    batch_size=max(8, scorer.row_divisor),
+                                    max_source_len=data.max_source_len,
+                                    max_target_len=data.max_target_len, mode=rl.mode,
+                                    prompt_style=CODERL_RL_PROMPT_STYLE if faithful else "train")
     if cached is not None and jax.process_index() == 0:
         write_jsonl(cached, out)
     return out
 
 
-def make_batch_source(context: dict) -> Any:
-    """The offline_rl stage's source (see module docstring); `context` from train/sources.py."""
+def make_batch_source(ctx: StageContext) -> Any:
+    """The offline_rl stage's source (see module docstring); `ctx` from train/sources.py."""
     import jax
     import numpy as np
 
     from coderl_jax.data import pipeline
 
     data, train, run, rl, tokenizer, problems, rows = stage_inputs(
-        context, "the offline_rl stage needs data.programs (executed sampled programs: "
+        ctx, "the offline_rl stage needs data.programs (executed sampled programs: "
                  "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
     if not rows:
         raise UserError(f"no programs in {data.programs}")
     faithful = rl.mode == "paper_faithful"
     if faithful:  # CodeRL's RL samples: re-tokenised targets, generate.py sources
         rows = coderl_rl_rows(rows, tokenizer, data.max_target_len)
-    rows = scored_rows(rows, rl, data, context, tokenizer, problems)
+    rows = scored_rows(rows, rl, data, ctx, tokenizer, problems)
     greedy = greedy_results_for(rl, data.programs)
-    rows = with_token_returns(rows, rl.baseline, greedy, use_critic=True)
+    rows = reward.returns(rows, rl.baseline, greedy)
     if jax.process_index() == 0:
         from coderl_jax.rl.rewards import normalize_result, sequence_returns
 

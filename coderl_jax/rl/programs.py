@@ -16,16 +16,14 @@ from typing import Mapping, Sequence
 from etils import epath
 
 from coderl_jax import paths
-from coderl_jax.config import RLConfig
 from coderl_jax.data.pipeline import PipelineConfig, coderl_reindent
 from coderl_jax.data.sources import load_problems
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl
 from coderl_jax.paths import PathLike
-from coderl_jax.rl.critic_data import read_layout
+from coderl_jax.rl.coderl_layout import read_layout
 from coderl_jax.rl.programs_tfds import read_tfds_rows
 from coderl_jax.rl.rewards import normalize_result
-from coderl_jax.tokenizer import load_tokenizer
 
 SAMPLES_FILE = "programs.jsonl"
 GREEDY_FILE = "greedy.jsonl"
@@ -67,8 +65,6 @@ def load_greedy_results(path: PathLike) -> dict[str, int]:
     elif path.is_dir() and _is_tfds(path):
         rows = read_tfds_rows(path, "greedy")
     elif path.is_dir():
-        from coderl_jax.rl.critic_data import read_layout
-
         _, greedy = read_layout(path)
         if not greedy:
             raise UserError(f"{path}: no greedy programs (no {GREEDY_FILE} and no "
@@ -100,20 +96,17 @@ def greedy_source_for(programs: PathLike) -> epath.Path | None:
     return beside if beside.is_file() else None
 
 
-def stage_inputs(context: dict, missing: str) -> tuple:
+def stage_inputs(ctx, missing: str) -> tuple:
     """(data, train, run, rl, tokenizer, problems, program rows) of a stage trained on executed
-    programs (critic, offline RL), from train/sources.py's `context`; `missing` is the error
-    when `data.programs` is unset."""
-    data, train = context["data"], context["train"]
-    run = context.get("run")
-    rl = run.rl if run is not None else RLConfig()
-    tokenizer = context.get("tokenizer")
-    if tokenizer is None:
-        tokenizer = load_tokenizer(data.tokenizer or None)
+    programs (critic, offline RL), from its `StageContext`; `missing` is the error when
+    `data.programs` is unset."""
+    data = ctx.data
+    tokenizer = ctx.load_tokenizer()
     if not data.programs:
         raise UserError(missing)
     problems = load_problems(data.problems, data.split or None)
-    return data, train, run, rl, tokenizer, problems, load_program_rows(data.programs)
+    return (data, ctx.train, ctx.run, ctx.rl, tokenizer, problems,
+            load_program_rows(data.programs))
 
 
 # ---- CodeRL's RL samples (rl.mode=paper_faithful) ----------------------------------------------

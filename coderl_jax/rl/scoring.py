@@ -26,6 +26,15 @@ from coderl_jax.models.critic import T5Critic, critic_logical_axes
 from coderl_jax.rl.modes import apply_to_batch
 
 
+def _to_host(x: jax.Array) -> np.ndarray:
+    """A global array on the host (gathered across processes when it spans several)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def _score_fn(module, pool_padding: bool):
     def score(params, encoder_ids, encoder_mask, targets, target_mask):
         decoder_input_ids = jnp.concatenate(  # shift_right(targets, 0): [b, t]
@@ -54,16 +63,27 @@ class CriticScorer:
         self.mesh = mesh
         self.rules = tuple(rules) if rules is not None else partitioning.DEFAULT_RULES
         self.pool_padding = bool(pool_padding)
+        # several processes: each `score_batch` gets this host's rows only, every host calling
+        # it equally often with equal shapes (online RL scores each host's own programs)
+        self.process_local = False
         self.module = T5Critic(model_config, critic_config)
         self.param_shardings = None
         if mesh is not None:
             self.param_shardings = partitioning.logical_to_mesh_sharding(
                 critic_logical_axes(model_config, critic_config), mesh, self.rules)
-            self.row_divisor = partitioning.batch_size_divisor(mesh)
+            self._divisor = partitioning.batch_size_divisor(mesh)
         else:
-            self.row_divisor = 1
+            self._divisor = 1
         self._fn = _jitted_score(model_config, critic_config, self.pool_padding)
         self.set_params(params, place=place_params)
+
+    @property
+    def row_divisor(self) -> int:
+        """`score_batch` takes a multiple of this many rows (per host when process-local)."""
+        count = jax.process_count()
+        if self.process_local and count > 1:
+            return max(self._divisor // count, 1)
+        return self._divisor
 
     @property
     def num_classes(self) -> int:
@@ -91,14 +111,21 @@ class CriticScorer:
         if arrays[0].shape[0] % self.row_divisor:
             raise UserError(f"critic batch of {arrays[0].shape[0]} rows is not a multiple of "
                             f"the data x fsdp mesh size {self.row_divisor}")
+        count = jax.process_count()
         if self.mesh is not None:
-            from coderl_jax import partitioning
-
             sharding = partitioning.data_sharding(self.mesh)
-            arrays = [jax.device_put(a, sharding) for a in arrays]
+            if self.process_local and count > 1:  # this host's rows of a global batch
+                arrays = [jax.make_array_from_process_local_data(
+                    sharding, a, (a.shape[0] * count,) + a.shape[1:]) for a in arrays]
+            else:
+                arrays = [jax.device_put(a, sharding) for a in arrays]
         with self._context():
             probs, token_probs = self._fn(self.params, *arrays)
-        return np.asarray(probs), np.asarray(token_probs)
+        probs, token_probs = _to_host(probs), _to_host(token_probs)
+        if self.process_local and count > 1:
+            start, stop = partitioning.host_row_range(self.mesh, probs.shape[0])
+            probs, token_probs = probs[start:stop], token_probs[start:stop]
+        return probs, token_probs
 
 
 def load_scorer(path: str, *, mesh=None, rules=None, pool_padding: bool = False) -> CriticScorer:

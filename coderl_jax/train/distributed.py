@@ -6,9 +6,11 @@ cluster detection (TPU pods, SLURM, ...). Call before anything touches a device.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import jax
+import numpy as np
 
 from coderl_jax.errors import UserError
 
@@ -46,3 +48,20 @@ def initialize(flag: bool = False, coordinator: str | None = None,
         raise UserError(f"jax.distributed.initialize failed: {e}") from e
     _initialized = True
     return True
+
+
+def gather_objects(obj) -> list:
+    """Every process's JSON-serialisable `obj`, in process order (a collective: every process
+    calls it at the same point). One process: `[obj]`."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(obj).encode("utf-8"), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+    sizes = sizes.reshape(-1)
+    buf = np.zeros((int(sizes.max()),), np.uint8)
+    buf[:data.size] = data
+    everything = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), -1)
+    return [json.loads(everything[i, :sizes[i]].tobytes().decode("utf-8"))
+            for i in range(len(sizes))]

@@ -148,9 +148,8 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
         from coderl_jax.train.sources import make_source
 
         source = make_source(run.train.stage, run.data, run.train,
-                             num_classes=run.critic.num_classes,
-                             context={"mesh": mesh, "model_config": model_cfg,
-                                      "run": run, "workdir": workdir})
+                             num_classes=run.critic.num_classes, run=run, mesh=mesh,
+                             model_config=model_cfg, workdir=workdir)
     result = trainer.fit(source)
     if save_final:
         from coderl_jax import checkpoint_io

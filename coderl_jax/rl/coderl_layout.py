@@ -1,4 +1,5 @@
-"""Critic / RL training data in CodeRL's on-disk layout, so either implementation feeds the other.
+"""CodeRL's on-disk layout of critic / RL training data (read and write): either implementation
+feeds the other.
 
     <root>/<problem_id>/gen_solutions.json       [{"code", "result", "error_type"}, ...]
     <root>/<problem_id>/baseline_solutions.json  [{"code", "result"}]     (the greedy program)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from coderl_jax.errors import UserError
-from coderl_jax.rl import critic_data
+from coderl_jax.rl import coderl_layout
 
 
 def test_round_trip(tmp_path):
@@ -14,12 +14,12 @@ def test_round_trip(tmp_path):
         {"problem_id": "0002", "code": "print(2)", "result": 0, "error_type": "failed unit tests"},
     ]
     greedy = [{"problem_id": "0001", "code": "x", "result": -1}]
-    assert critic_data.write_layout(tmp_path, rows, greedy) == 2
+    assert coderl_layout.write_layout(tmp_path, rows, greedy) == 2
     on_disk = json.loads((tmp_path / "0001" / "gen_solutions.json").read_text())
     assert [s["result"] for s in on_disk] == [True, -2]  # CodeRL's encoding
     assert json.loads((tmp_path / "0001" / "baseline_solutions.json").read_text()) == [
         {"code": "x", "result": -1}]
-    back, greedy_back = critic_data.read_layout(tmp_path)
+    back, greedy_back = coderl_layout.read_layout(tmp_path)
     assert [(r["problem_id"], r["code"], r["result"]) for r in back] == [
         (r["problem_id"], r["code"], r["result"]) for r in rows]
     assert greedy_back == {"0001": -1}
@@ -33,17 +33,17 @@ def test_reads_coderl_release_format(tmp_path):
         {"code": "b", "result": False, "error_type": "failed unit tests"}]))
     (tmp_path / "0001" / "baseline_solutions.json").write_text(
         json.dumps([{"code": "c", "result": -1}]))
-    rows, greedy = critic_data.read_layout(tmp_path)
+    rows, greedy = coderl_layout.read_layout(tmp_path)
     assert [r["result"] for r in rows] == [1, 0] and greedy == {"0001": -1}
 
 
 def test_bad_input(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        critic_data.read_layout(tmp_path / "missing")
+        coderl_layout.read_layout(tmp_path / "missing")
     (tmp_path / "0003").mkdir()
     (tmp_path / "0003" / "gen_solutions.json").write_text("{not json")
     with pytest.raises(UserError, match="invalid JSON"):
-        critic_data.read_layout(tmp_path)
+        coderl_layout.read_layout(tmp_path)
     (tmp_path / "0003" / "gen_solutions.json").write_text(json.dumps([{"code": "a"}]))
     with pytest.raises(UserError, match="malformed"):
-        critic_data.read_layout(tmp_path)
+        coderl_layout.read_layout(tmp_path)

@@ -9,38 +9,43 @@ under OUT:
 
     programs.jsonl                      one row per sample: SPEC §3 generate + run-tests fields
     greedy.jsonl                        one row per problem: the greedy program
-    <problem_id>/gen_solutions.json     CodeRL's layout (`critic_data.write_layout`)
+    <problem_id>/gen_solutions.json     CodeRL's layout (`coderl_layout.write_layout`)
     <problem_id>/baseline_solutions.json
     array_record/                       a TFDS dataset (splits `samples`, `greedy`), no TensorFlow
     summary.json                        counts per outcome, cache hits, seconds
 
 Every file is written atomically. Identical programs of one problem run once (the pool's cache).
+Sampling is `rl.rollout`, execution `rl.reward`. On several processes the sampler runs over the
+whole mesh, each process executes its contiguous share of the problems in its own pool, and
+process 0 gathers the rows (`summary.json` then lists each host's pool under `hosts`) and writes
+the files: the same rows as one process writes.
 """
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import numpy as np
 from etils import epath
 
 from coderl_jax import paths
-from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.files import write_json, write_jsonl
 from coderl_jax.paths import PathLike
-from coderl_jax.rl.critic_data import write_layout
+from coderl_jax.rl import reward
+from coderl_jax.rl.coderl_layout import write_layout
 from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
 from coderl_jax.rl.programs_tfds import write_tfds
 from coderl_jax.rl.rewards import CLASS_NAMES
-
-RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
-
+from coderl_jax.rl.rollout import Rollout, RolloutConfig, host_share
+from coderl_jax.train.distributed import gather_objects
 
 # ------------------------------------------------------------------------------- sampling
 
@@ -48,28 +53,14 @@ RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
 def sample_rows(config, params, problems: Sequence, tokenizer, *, num_samples: int,
                 sampling, mesh=None, batch_size: int = 8, max_new_tokens: int = 512,
                 max_source_len: int = 600, seed: int = 0, progress: bool = False) -> list[dict]:
-    """`coderl generate` rows (SPEC §3) of `num_samples` programs per problem."""
-    from coderl_jax.inference.sampler import Sampler, SampleRequest
-
-    requests = []
-    for p in problems:
-        ids = truncate_prompt(tokenizer.encode(build_prompt(p)), max_source_len, tokenizer.eos_id)
-        requests.append(SampleRequest(p.problem_id, ids, tuple(range(num_samples))))
-    sampler = Sampler(config, params, mesh=mesh, batch_size=batch_size,
-                      max_new_tokens=max_new_tokens, max_source_len=max_source_len,
-                      sampling=sampling)
-    rows: list[dict] = []
-    bar = _bar(len(requests) * num_samples, "sample" if not sampling.is_greedy else "greedy",
+    """`coderl generate` rows (SPEC §3) of `num_samples` programs per problem (`rl.rollout`)."""
+    rollout = Rollout(config, params, tokenizer, RolloutConfig(
+        sampling=sampling, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        max_source_len=max_source_len), mesh=mesh)
+    bar = _bar(len(problems) * num_samples, "sample" if not sampling.is_greedy else "greedy",
                progress)
-    for s in sampler.sample(requests, seed=seed):
-        req = requests[s.request_index]
-        rows.append({"problem_id": req.key, "sample_index": s.sample_index,
-                     "prompt_ids": list(req.prompt_ids), "output_ids": s.output_ids,
-                     "code": tokenizer.decode(s.output_ids, skip_special_tokens=True)})
-        bar.update(1)
+    rows = rollout.run(list(problems), num_samples, seed, progress=bar.update)
     bar.close()
-    order = {p.problem_id: i for i, p in enumerate(problems)}
-    rows.sort(key=lambda r: (order[r["problem_id"]], r["sample_index"]))
     return rows
 
 
@@ -84,9 +75,9 @@ def execute_rows(pool, problems_by_id: dict, rows: list[dict], desc: str = "exec
                  progress: bool = False) -> list[dict]:
     """Rows with the sandbox's `result`, `error_type`, `tests`, `seconds` added."""
     bar = _bar(len(rows), desc, progress)
-    results = pool.run(problems_by_id, rows, progress=bar.update)
+    results = reward.execute(pool, problems_by_id, rows, progress=bar.update).result()
     bar.close()
-    return [dict(row, **{k: res[k] for k in RESULT_FIELDS}) for row, res in zip(rows, results)]
+    return reward.with_results(rows, results)
 
 
 # ------------------------------------------------------------------------------- the dataset
@@ -130,11 +121,34 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
     t_sample = time.perf_counter() - t0
     table = problems_by_id(list(problems))
     t1 = time.perf_counter()
+    # several processes: each executes its share of the problems in its own pool
+    mine = {p.problem_id for p in host_share(list(problems), jax.process_index(),
+                                             jax.process_count(), even=False)}
+    samples = [r for r in samples if r["problem_id"] in mine]
+    greedy_rows = [r for r in greedy_rows if r["problem_id"] in mine]
     with ExecutionPool(workers=workers, timeout=timeout, harness=harness) as pool:
         samples = execute_rows(pool, table, samples, "execute", progress)
         greedy_rows = execute_rows(pool, table, greedy_rows, "execute greedy", progress)
         cache = pool.stats()
     t_exec = time.perf_counter() - t1
+    hosts = gather_objects({"samples": samples, "greedy": greedy_rows, "pid": os.getpid(),
+                            "cache_hits": cache["cache_hits"],
+                            "cache_misses": cache["cache_misses"],
+                            "execute_seconds": round(t_exec, 3)})
+    samples = [r for h in hosts for r in h.pop("samples")]  # process order = problem order
+    greedy_rows = [r for h in hosts for r in h.pop("greedy")]
+    hits, misses = sum(h["cache_hits"] for h in hosts), sum(h["cache_misses"] for h in hosts)
+    summary = {"problems": len(problems), "samples": len(samples), "greedy": len(greedy_rows),
+               "outcomes": outcome_counts(samples), "greedy_outcomes": outcome_counts(greedy_rows),
+               "sample_pass_rate": _pass_rate(samples), "greedy_pass_rate": _pass_rate(greedy_rows),
+               "cache_hits": hits, "cache_misses": misses,
+               "cache_hit_rate": hits / max(hits + misses, 1),
+               "sample_seconds": round(t_sample, 3),
+               "execute_seconds": max(h["execute_seconds"] for h in hosts)}
+    if len(hosts) > 1:
+        summary["hosts"] = [dict(h, process=i) for i, h in enumerate(hosts)]
+    if jax.process_index() != 0:
+        return summary
     out = paths.as_path(out)
     write_jsonl(out / SAMPLES_FILE, samples)
     if greedy_rows:
@@ -142,13 +156,6 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
     write_layout(out, samples, greedy_rows)
     if tfds:
         write_tfds(out / TFDS_DIR, samples, greedy_rows)
-    summary = {"problems": len(problems), "samples": len(samples), "greedy": len(greedy_rows),
-               "outcomes": outcome_counts(samples), "greedy_outcomes": outcome_counts(greedy_rows),
-               "sample_pass_rate": _pass_rate(samples), "greedy_pass_rate": _pass_rate(greedy_rows),
-               "cache_hits": cache["cache_hits"], "cache_misses": cache["cache_misses"],
-               "cache_hit_rate": cache["cache_hits"] / max(cache["cache_hits"]
-                                                           + cache["cache_misses"], 1),
-               "sample_seconds": round(t_sample, 3), "execute_seconds": round(t_exec, 3)}
     write_json(out / "summary.json", summary)
     return summary
 

@@ -43,7 +43,7 @@ def critic_data(tmp_path_factory, tok_dir):
 def test_critic_data_files_in_coderl_layout(critic_data):
     from coderl_jax.data.sources import load_problems
     from coderl_jax.files import read_jsonl
-    from coderl_jax.rl.critic_data import read_layout
+    from coderl_jax.rl.coderl_layout import read_layout
     from coderl_jax.rl.programs import load_greedy_results, load_program_rows
     from coderl_jax.rl.programs_tfds import read_tfds_rows
 
@@ -188,9 +188,9 @@ def test_critic_data_sampling_flags_reach_the_sampler(tmp_path, monkeypatch):
             harnesses.append(kw.get("harness", "real"))
             super().__init__(*a, **kw)
 
-    from coderl_jax.rl import critic_data_gen
+    from coderl_jax.rl import program_dataset
 
-    monkeypatch.setattr(critic_data_gen, "ExecutionPool", PoolSpy)  # the pool it builds
+    monkeypatch.setattr(program_dataset, "ExecutionPool", PoolSpy)  # the pool it builds
     from coderl_jax.models import t5
 
     checkpoint_io.save_model(tmp_path / "actor", t5.init_params(TINY, jax.random.key(1)), TINY)
