@@ -298,9 +298,9 @@ def test_offline_rl_samples_follow_the_mode(tokenizer_dir, mode, monkeypatch):
     the actor sampled (CodeRL's generate_critic_inputs -> sample_rl_task); fixed: the training
     prompt and the sampled ids."""
     from coderl_jax.rl.offline import make_batch_source
-    from coderl_jax.train.stage_context import StageContext
     from coderl_jax.tokenizer import load_tokenizer
     from coderl_jax.train.run import base_config, run_config
+    from coderl_jax.train.stage_context import StageContext
 
     from conftest import REPO
 
