@@ -267,6 +267,7 @@ def test_shared_cross_attention_layout_keeps_the_samples(config, params, request
     devices."""
     sharper = jax.tree.map(lambda x: x * 2.0, params)  # greedy varies (the default init repeats)
     copies = []
+    sampler_lib._decode_fn.cache_clear()  # trace afresh: the spy below sees every layout
     real_init_cache = t5.init_cache
     monkeypatch.setattr(t5, "init_cache", lambda c, p, enc, *a, **k: (
         copies.append((enc.shape[0], k.get("rows_per_problem", 1))),
