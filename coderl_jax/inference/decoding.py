@@ -110,21 +110,27 @@ def _candidate_block(v: int, k: int) -> int | None:
     return min(divisors, key=lambda d: abs(d - target))
 
 
-def _top_k_candidates(keys: jax.Array, k: int):
-    """(the k largest of each row of order keys (`_order_key`), descending [b, k]; the number of
-    keys >= the k-th [b]), reading the row once. Exact, with two small `lax.top_k`s instead of
-    one over the vocabulary (XLA CPU's top-k runs a row at a time): the V keys are cut into
-    blocks; every key among the k largest lies in one of the k blocks of largest maxima (else k
-    other blocks would each hold a larger key), and when ties at the k-th key reach beyond
-    those blocks, the k blocks already hold k keys >= it. So the k largest of those k blocks
-    are the k largest of the row, and unless more than k blocks reach the k-th key, they hold
-    every key >= it."""
-    b, v = keys.shape
+def _one_zero(x: jax.Array) -> jax.Array:
+    """x with -0.0 as +0.0: the filters treat the two zeros as one value (a tie), so float
+    comparisons and `_order_key` order agree."""
+    return jnp.where(x == 0.0, jnp.zeros((), x.dtype), x)
+
+
+def _top_k_candidates(x: jax.Array, k: int):
+    """(the k largest values of each row, descending [b, k]; the number of values >= the k-th
+    [b]) of float32 x (no NaN, one zero), reading the row once. Exact, with two small float
+    `lax.top_k`s instead of one over the vocabulary (XLA CPU's top-k runs a row at a time; an
+    integer one is a full sort): the V values are cut into blocks; every value among the k
+    largest lies in one of the k blocks of largest maxima (else k other blocks would each hold
+    a larger value), and when ties at the k-th value reach beyond those blocks, the k blocks
+    already hold k values >= it. So the k largest of those k blocks are the k largest of the
+    row, and unless more than k blocks reach the k-th value, they hold every value >= it."""
+    b, v = x.shape
     block = _candidate_block(v, k)
     if block is None:
-        top = jax.lax.optimization_barrier(jax.lax.top_k(keys, k)[0])
-        return top, jnp.sum(keys >= top[:, -1:], axis=-1)
-    blocks = keys.reshape(b, v // block, block)
+        top = jax.lax.optimization_barrier(jax.lax.top_k(x, k)[0])
+        return top, jnp.sum(x >= top[:, -1:], axis=-1)
+    blocks = x.reshape(b, v // block, block)
     block_max = jnp.max(blocks, axis=-1)  # [b, v / block]
     _, top_blocks = jax.lax.top_k(block_max, k)  # [b, k]
     cand = jnp.take_along_axis(blocks, top_blocks[:, :, None], axis=1).reshape(b, k * block)
@@ -133,24 +139,18 @@ def _top_k_candidates(keys: jax.Array, k: int):
     top = jax.lax.optimization_barrier(jax.lax.top_k(cand, k)[0])
     kth = top[:, -1:]
     spread = jnp.any(jnp.sum(block_max >= kth, axis=-1) > k)  # ties in unchosen blocks
-    count = jax.lax.cond(spread, lambda: jnp.sum(keys >= kth, axis=-1),
+    count = jax.lax.cond(spread, lambda: jnp.sum(x >= kth, axis=-1),
                          lambda: jnp.sum(cand >= kth, axis=-1))
     return top, count
-
-
-def _from_order_key(keys: jax.Array) -> jax.Array:
-    """The inverse of `_order_key`: int32 -> float32."""
-    return jax.lax.bitcast_convert_type(jnp.where(keys < 0, keys ^ jnp.int32(0x7FFFFFFF), keys),
-                                        jnp.float32)
 
 
 def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
     """Keep logits >= the k-th largest of each row, others -> NEG_INF. [b, V] -> [b, V]."""
     if k <= 0 or k >= logits.shape[-1]:
         return logits
-    keys = _order_key(logits)  # [b, V]
-    kth = _top_k_candidates(keys, k)[0][:, -1:]  # [b, 1]
-    return jnp.where(keys < kth, NEG_INF, logits)
+    x = _one_zero(logits.astype(jnp.float32))
+    kth = _top_k_candidates(x, k)[0][:, -1:]  # [b, 1]
+    return jnp.where(x < kth, NEG_INF, logits)
 
 
 def top_k_top_p_filter(logits: jax.Array, k: int, p: float) -> jax.Array:
@@ -161,17 +161,16 @@ def top_k_top_p_filter(logits: jax.Array, k: int, p: float) -> jax.Array:
     normaliser needs more: the k listed values plus any further ties at the k-th value. About
     two passes over the row (block maxima, the final mask) where the bisection of `top_k_filter`
     and `top_p_filter` made 64. [b, V] -> [b, V]"""
-    keys = _order_key(logits)  # [b, V]
-    vkeys, count = _top_k_candidates(keys, k)  # [b, k] descending, [b] keys >= the k-th
-    vals = _from_order_key(vkeys)
+    x = _one_zero(logits.astype(jnp.float32))
+    vals, count = _top_k_candidates(x, k)  # [b, k] descending, [b] values >= the k-th
     w = jnp.exp(vals - vals[:, :1])  # [b, k], unnormalised
     z = jnp.sum(w, axis=-1) + (count - k) * w[:, -1]  # [b]: ties beyond the list count too
     probs = w / z[:, None]  # [b, k]
-    above = jnp.sum(jnp.where(vkeys[:, None, :] > vkeys[:, :, None], probs[:, None, :], 0.0),
+    above = jnp.sum(jnp.where(vals[:, None, :] > vals[:, :, None], probs[:, None, :], 0.0),
                     axis=-1)  # [b, k]: mass of the values strictly above value j
     kept = jnp.sum(above < p, axis=-1)  # [b] >= 1: a prefix (above grows along the list)
-    threshold = jnp.take_along_axis(vkeys, kept[:, None] - 1, axis=-1)  # [b, 1]
-    return jnp.where(keys < threshold, NEG_INF, logits)
+    threshold = jnp.take_along_axis(vals, kept[:, None] - 1, axis=-1)  # [b, 1]
+    return jnp.where(x < threshold, NEG_INF, logits)
 
 
 def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
@@ -184,7 +183,7 @@ def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
     if p >= 1.0:
         return logits
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)  # [b, V]
-    keys = _order_key(logits)  # [b, V]
+    keys = _order_key(_one_zero(logits))  # [b, V]
 
     def mass_above_lt_p(v):  # [b] -> [b] bool
         return jnp.sum(jnp.where(keys > v[:, None], probs, 0.0), axis=-1) < p
