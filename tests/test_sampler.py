@@ -334,9 +334,35 @@ def test_sample_benchmark_reports_measured_rates():
                               "--new-tokens", "4", "--repeats", "1"])
     out = bench.run(args)
     assert out["tokens_per_s"] > 0 and out["compile_s"] >= 0
+    assert out["rows"] == 2 and out["rows_per_kv_copy"] == 1
     if "reference_tokens_per_s" in out:  # torch installed
         assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])
         assert out["backend"] == "cpu" and out["reference_device"] == "cpu"
+    # CodeRL's workload: 2 problems x 4 samples (HF: num_return_sequences=4), filtering timed
+    # too; on the tests' 8 devices each device decodes one row, so each row reads its own copy
+    args = parser.parse_args(["--size", "tiny", "--problems", "2", "--samples-per-problem", "4",
+                              "--src-len", "8", "--new-tokens", "4", "--repeats", "1",
+                              "--top-p", "0.95", "--top-k", "50", "--no-reference"])
+    out = bench.run(args)
+    r = 4 if jax.device_count() == 1 else 1
+    assert (out["rows"], out["rows_per_kv_copy"]) == (8, r)
+    assert out["filtered_tokens_per_s"] > 0 and out["filtered_step_ratio"] > 0
+    assert out["bytes_per_step"]["cross_attention_kv"] == 8 // r * 8 * 2 * 2 * 64 * 4
+    assert out["peak_host_memory_mb"] > 0 and "bandwidth_fraction" not in out  # CPU
+
+
+def test_bytes_per_step_counts_one_kv_copy_per_problem():
+    from coderl_jax.benchmarks.sample import bytes_per_step
+    from coderl_jax.config import model_preset
+
+    small = model_preset("small")  # codet5-small, float32
+    per_row = bytes_per_step(small, 64, 64, 256, 128)
+    shared = bytes_per_step(small, 64, 4, 256, 128)
+    assert per_row["weights"] == shared["weights"] == (6 * (8 * 512 * 512 + 2 * 512 * 2048)
+                                                       + 32100 * 512) * 4  # ~166 MB
+    assert per_row["cross_attention_kv"] == 64 * 256 * 6 * 2 * 512 * 4  # ~403 MB, > weights
+    assert shared["cross_attention_kv"] * 16 == per_row["cross_attention_kv"]
+    assert shared["self_attention_cache"] == 64 * 128 * 6 * 2 * 512 * 4
 
 
 def test_top_k_draws_only_among_the_k_likeliest_tokens(config, params, requests):
