@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO
 
 SMALL = ["--size", "tiny", "--batch", "8", "--src-len", "32", "--tgt-len", "16",
-         "--new-tokens", "8", "--steps", "2", "--limit", "16"]
+         "--new-tokens", "8", "--steps", "2", "--limit", "16", "--sample-problems", "2",
+         "--samples-per-problem", "4"]
 
 
 def _run(*flags):
@@ -23,13 +24,21 @@ def _run(*flags):
 @pytest.mark.slow
 def test_benchmark_all_has_every_row_and_reference():
     result = json.loads(_run(*SMALL, "--json"))
-    assert [r["what"] for r in result["rows"]] == ["training", "sampling", "execution"]
+    assert [r["what"] for r in result["rows"]] == [
+        "training", "sampling", "sampling 2 problems x 4",
+        "sampling 2 x 4, top-p 0.95 + top-k 50", "execution"]
     for r in result["rows"]:
+        if "top-p" in r["what"]:  # ours only
+            assert r["ours"] > 0 and r["reference"] is None, r
+            continue
         assert r["ours"] > 0 and r["reference"] > 0, r
         assert r["ratio"] == pytest.approx(r["ours"] / r["reference"], rel=0.02), r
     details = result["details"]
     assert details["train"]["size"] == "tiny" and details["train"]["steps"] == 2
     assert details["sample"]["new_tokens"] == 8
+    many = details["sample_many"]
+    assert (many["problems"], many["samples_per_problem"], many["rows_per_kv_copy"]) == (2, 4, 4)
+    assert many["filtered_step_ratio"] > 0
     assert details["execute"]["programs"] == 16 and details["execute"]["passed"] == 16
     assert result["platform"] == "cpu" and result["mfu"] is None  # no peak FLOPs for a CPU
     assert result["peak_host_memory_mb"] > 100

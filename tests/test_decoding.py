@@ -117,6 +117,32 @@ def test_filter_order_is_temperature_then_top_k_then_top_p(fixed_logits):
         np.testing.assert_array_equal(g > decoding.NEG_INF / 2, keep)
 
 
+@pytest.mark.parametrize("k", [1, 7, 50])
+def test_top_k_then_top_p_over_a_large_vocabulary_matches_numpy(k):
+    """The top-k candidates path (blocks of the vocabulary, then the nucleus inside the k largest)
+    keeps exactly numpy's top-k-then-nucleus set: plain rows, ties at the top, ties at the k-th
+    value spread over more blocks than k (the full-row count), +0.0 and -0.0 (one value), one
+    dominant token; and equals the two filters applied one after the other."""
+    rng = np.random.default_rng(k)
+    v = 32100  # CodeT5's vocabulary
+    x = rng.normal(size=(6, v)).astype(np.float32) * 3
+    x[1, rng.integers(0, v, 30)] = x[1].max()
+    x[2] = np.round(x[2])  # ties everywhere, the k-th value spread over many blocks
+    x[3] = 0.0
+    x[3, ::2] = -0.0
+    x[4, 77] = 40.0
+    x[5, ::7] = x[5].max()
+    assert decoding._candidate_block(v, k) is not None
+    for p in (0.05, 0.5, 0.95):
+        got = np.asarray(decoding.top_k_top_p_filter(jnp.asarray(x), k, p))
+        two = decoding.top_p_filter(decoding.top_k_filter(jnp.asarray(x), k), p)
+        np.testing.assert_array_equal(got, np.asarray(two))
+        for row, g in zip(x, got):
+            top = np.where(_np_top_k_keep(row, k), row, decoding.NEG_INF)
+            np.testing.assert_array_equal(g > decoding.NEG_INF / 2, _np_top_p_keep(top, p))
+        assert np.all(got[3] == 0.0)  # +0.0 and -0.0 are one value: all tie, all kept
+
+
 def test_order_key_preserves_float_order():
     x = np.array([-np.inf, -3e38, -2.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 2.5, 3e38, np.inf],
                  np.float32)

@@ -227,6 +227,89 @@ def test_eos_ends_rows_and_outputs_stop_there(config, params, requests):
     assert min(lengths) < MAX_NEW
 
 
+PINNED = {  # tokens the per-row layout produced before the shared one (params x 2, seed 11)
+    "greedy": {
+        (0, 0): [119, 115, 85, 23, 23, 23, 23, 23, 23, 23, 23, 23],
+        (0, 1): [119, 115, 85, 23, 23, 23, 23, 23, 23, 23, 23, 23],
+        (0, 2): [119, 115, 85, 23, 23, 23, 23, 23, 23, 23, 23, 23],
+        (1, 0): [78, 51, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43],
+        (1, 1): [78, 51, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43],
+        (1, 2): [78, 51, 43, 43, 43, 43, 43, 43, 43, 43, 43, 43],
+    },
+    "t1": {
+        (0, 0): [119, 59, 51, 51, 51, 51, 51, 51, 78, 91, 23, 8],
+        (0, 1): [36, 36, 87, 23, 23, 93, 62, 82, 8, 23, 23, 23],
+        (0, 2): [55, 83, 119, 54, 115, 52, 55, 55, 55, 55, 67, 62],
+        (1, 0): [78, 20, 78, 83, 31, 53, 55, 8, 102, 75, 32, 32],
+        (1, 1): [78, 51, 43, 43, 43, 43, 43, 43, 8, 72, 3, 3],
+        (1, 2): [78, 6, 55, 98, 83, 105, 23, 126, 126, 126, 90, 52],
+    },
+    "pk": {
+        (0, 0): [119, 59, 51, 51, 51, 51, 51, 51, 51, 51, 51, 51],
+        (0, 1): [36, 36, 36, 36, 36, 36, 82, 8, 8, 8, 82, 8],
+        (0, 2): [36, 36, 36, 36, 36, 36, 36, 36, 36, 36, 82, 8],
+        (1, 0): [78, 23, 83, 83, 83, 83, 83, 83, 83, 83, 83, 83],
+        (1, 1): [78, 51, 43, 43, 43, 43, 43, 43, 8, 72, 3, 43],
+        (1, 2): [78, 23, 83, 83, 83, 83, 83, 83, 83, 83, 83, 83],
+    },
+}
+
+PIN_SAMPLING = {"greedy": SamplingConfig(greedy=True), "t1": SamplingConfig(temperature=1.0),
+                "pk": SamplingConfig(temperature=0.8, top_p=0.95, top_k=50)}
+
+
+@pytest.mark.parametrize("name", sorted(PIN_SAMPLING))
+def test_shared_cross_attention_layout_keeps_the_samples(config, params, requests, name,
+                                                         monkeypatch):
+    """Rows of a problem reading one cross-attention K/V copy (the layout `sample` chooses: 4 rows
+    per copy here; on 8 devices 4 or 2 rows per copy, pieces sharded with their rows) give the
+    tokens the per-row layout gave before it existed (pinned) and that it gives now, on 1 and 8
+    devices."""
+    sharper = jax.tree.map(lambda x: x * 2.0, params)  # greedy varies (the default init repeats)
+    copies = []
+    sampler_lib._decode_fn.cache_clear()  # trace afresh: the spy below sees every layout
+    real_init_cache = t5.init_cache
+    monkeypatch.setattr(t5, "init_cache", lambda c, p, enc, *a, **k: (
+        copies.append((enc.shape[0], k.get("rows_per_problem", 1))),
+        real_init_cache(c, p, enc, *a, **k))[1])
+    runs = {}
+    for layout, mesh, b, r in [("auto", None, 8, None), ("per_row", None, 8, 1),
+                               ("8dev", _mesh(8), 32, None), ("8dev_r2", _mesh(8), 16, 2)]:
+        s = Sampler(config, sharper, mesh=mesh, batch_size=b, max_new_tokens=MAX_NEW,
+                    sampling=PIN_SAMPLING[name], rows_per_problem=r)
+        runs[layout] = _by_pair(s.sample(requests, seed=11))
+    # traced once per layout: (K/V copies, rows per copy)
+    assert copies == [(2, 4), (8, 1), (8, 4), (8, 2)]
+    want = runs["per_row"]
+    assert len(want) == 15
+    for pair, out_ids in PINNED[name].items():
+        assert list(want[pair][0]) == out_ids, pair
+    for layout, got in runs.items():
+        assert {p: v[0] for p, v in got.items()} == {p: v[0] for p, v in want.items()}, layout
+        for pair, (_, lp) in got.items():
+            # float32 sums in another order: the same tokens, log-probs within 1e-4
+            np.testing.assert_allclose(lp, want[pair][1], rtol=1e-4, atol=1e-4)
+
+
+def test_rows_per_problem_choice_and_checks(config, params):
+    choose = sampler_lib.choose_rows_per_problem
+    assert choose(64, [16] * 4) == 16  # CodeRL-like: one copy per problem
+    assert choose(8, [200]) == 8 and choose(64, [1000]) == 64
+    assert choose(8, [1] * 5) == 1  # one sample each: nothing to share
+    assert choose(64, [200]) == 16  # 13 pieces of 16 (8 padded rows) beat 4 of 64 (56 padded)
+    for b, counts in [(8, [3, 5]), (64, [7, 20, 1]), (6, [4])]:
+        r = choose(b, counts)
+        assert b % r == 0
+    with pytest.raises(ValueError, match="must divide the rows each device decodes"):
+        Sampler(config, params, batch_size=8, rows_per_problem=3)
+    with pytest.raises(ValueError, match=r"decodes per call \(1\)"):
+        Sampler(config, params, mesh=_mesh(8), batch_size=8, rows_per_problem=2)
+    s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW)
+    with pytest.raises(ValueError, match="adjacent rows must share a slot"):
+        s.decode_rows(None, None, np.array([0, 1, 1, 1]), np.zeros(4), np.zeros(4), 0, None,
+                      rows_per_problem=2)
+
+
 def test_helpers():
     assert sampler_lib.bucket(10, (64, 128, 256, 512), 600) == 64
     assert sampler_lib.bucket(300, (64, 128, 256, 512), 600) == 512
@@ -251,9 +334,35 @@ def test_sample_benchmark_reports_measured_rates():
                               "--new-tokens", "4", "--repeats", "1"])
     out = bench.run(args)
     assert out["tokens_per_s"] > 0 and out["compile_s"] >= 0
+    assert out["rows"] == 2 and out["rows_per_kv_copy"] == 1
     if "reference_tokens_per_s" in out:  # torch installed
         assert out["ratio"] == pytest.approx(out["tokens_per_s"] / out["reference_tokens_per_s"])
         assert out["backend"] == "cpu" and out["reference_device"] == "cpu"
+    # CodeRL's workload: 2 problems x 4 samples (HF: num_return_sequences=4), filtering timed
+    # too; on the tests' 8 devices each device decodes one row, so each row reads its own copy
+    args = parser.parse_args(["--size", "tiny", "--problems", "2", "--samples-per-problem", "4",
+                              "--src-len", "8", "--new-tokens", "4", "--repeats", "1",
+                              "--top-p", "0.95", "--top-k", "50", "--no-reference"])
+    out = bench.run(args)
+    r = 4 if jax.device_count() == 1 else 1
+    assert (out["rows"], out["rows_per_kv_copy"]) == (8, r)
+    assert out["filtered_tokens_per_s"] > 0 and out["filtered_step_ratio"] > 0
+    assert out["bytes_per_step"]["cross_attention_kv"] == 8 // r * 8 * 2 * 2 * 64 * 4
+    assert out["peak_host_memory_mb"] > 0 and "bandwidth_fraction" not in out  # CPU
+
+
+def test_bytes_per_step_counts_one_kv_copy_per_problem():
+    from coderl_jax.benchmarks.sample import bytes_per_step
+    from coderl_jax.config import model_preset
+
+    small = model_preset("small")  # codet5-small, float32
+    per_row = bytes_per_step(small, 64, 64, 256, 128)
+    shared = bytes_per_step(small, 64, 4, 256, 128)
+    assert per_row["weights"] == shared["weights"] == (6 * (8 * 512 * 512 + 2 * 512 * 2048)
+                                                       + 32100 * 512) * 4  # ~166 MB
+    assert per_row["cross_attention_kv"] == 64 * 256 * 6 * 2 * 512 * 4  # ~403 MB, > weights
+    assert shared["cross_attention_kv"] * 16 == per_row["cross_attention_kv"]
+    assert shared["self_attention_cache"] == 64 * 128 * 6 * 2 * 512 * 4
 
 
 def test_top_k_draws_only_among_the_k_likeliest_tokens(config, params, requests):

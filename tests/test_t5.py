@@ -172,6 +172,31 @@ def test_cached_decode_step_matches_decode(tiny):
     np.testing.assert_array_equal(np.asarray(t5.shift_right(y, 0)), [[0, 5, 6, 7]])
 
 
+def test_shared_cross_attention_cache_matches_per_row_decoding(tiny):
+    """The shared layout: 4 problems x 3 rows each, one cross-attention K/V copy per problem,
+    give every row the logits of a plain per-row cache fed the same tokens (looped and scanned
+    layers)."""
+    _, config, params, (enc, enc_mask, dec, _), _ = tiny
+    r = 3
+    encoded = forward_fn(config)(params, enc, enc_mask, dec, np.ones_like(dec))[1]
+    rows_dec = np.random.default_rng(4).integers(3, config.vocab_size,
+                                                 (enc.shape[0] * r, 6)).astype(np.int32)
+    rows_dec[:, 0] = 0
+    rep_enc, rep_mask = np.repeat(np.asarray(encoded), r, 0), np.repeat(enc_mask, r, 0)
+    for cfg, p in ((config, params),
+                   (dataclasses.replace(config, scan_layers=True), t5.stack_layers(params))):
+        want = cached_logits(cfg, p, rep_enc, rep_mask, rows_dec, max_len=8)
+        cache = t5.init_cache(cfg, p, encoded, enc_mask, 8, rows_per_problem=r)
+        assert jax.tree.leaves(cache["cross_k"])[0].shape[-4] == enc.shape[0]  # one per problem
+        assert jax.tree.leaves(cache["self_k"])[0].shape[-4] == enc.shape[0] * r
+        got = []
+        for i in range(rows_dec.shape[1]):
+            logits, cache = step_fn(cfg)(p, cache, jnp.asarray(rows_dec[:, i]), enc_mask)
+            got.append(np.asarray(logits))
+        np.testing.assert_allclose(np.stack(got, axis=1), want, atol=TOL, rtol=0)
+        assert np.abs(np.diff(want, axis=0)).max() > 1e-2  # rows differ: the test can fail
+
+
 def test_layer_layouts_roundtrip(tiny):
     _, _, params, _, _ = tiny
     stacked = t5.stack_layers(params)

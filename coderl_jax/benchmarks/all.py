@@ -1,7 +1,9 @@
 """`coderl benchmark all`: train, sample and execute at one model size, in one table.
 
 Runs the three benchmarks one after another in this process (each with its own defaults unless
-set here) and gathers: training tokens/s, sampled tokens/s, programs executed/s, peak memory
+set here; sampling twice: --batch distinct prompts, then CodeRL's workload of --sample-problems x
+--samples-per-problem rows, also timed with top-p 0.95 + top-k 50) and gathers: training
+tokens/s, sampled tokens/s, programs executed/s, peak memory
 (device memory where the backend reports it, else the process's peak RSS), and on an
 accelerator the model FLOPs utilisation against the chip's peak (bfloat16 dense, from the
 device kind). On CPU it also runs the HF PyTorch references (unless --no-reference; each in a
@@ -32,6 +34,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=5, help="timed train steps")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="compute dtype of training and sampling, ours and the references'")
+    p.add_argument("--sample-problems", type=int, default=4,
+                   help="CodeRL's sampling workload: prompts x --samples-per-problem rows "
+                        "(0: skip that row)")
+    p.add_argument("--samples-per-problem", type=int, default=16,
+                   help="samples per prompt of that row (HF: num_return_sequences)")
     p.add_argument("--problems", default="demo",
                    help="SRC whose reference programs the execute benchmark runs")
     p.add_argument("--split", default=None, help="part of --problems")
@@ -92,6 +99,12 @@ def run(args) -> dict:
     tr = train.run(_args(train, **common, tgt_len=args.tgt_len, steps=args.steps,
                          dtype=args.dtype))
     sa = sample.run(_args(sample, **common, new_tokens=args.new_tokens, dtype=args.dtype))
+    many = None
+    if args.sample_problems:  # the same prompt shape, P x N rows, and CodeRL's filtering timed
+        many = sample.run(_args(sample, **common, new_tokens=args.new_tokens, dtype=args.dtype,
+                                problems=args.sample_problems,
+                                samples_per_problem=args.samples_per_problem,
+                                top_p=0.95, top_k=50))
     ex = execute.run(_args(execute, problems=args.problems, split=args.split, limit=args.limit,
                            workers=args.workers,
                            baseline_limit=1 if args.no_reference else 0))
@@ -103,6 +116,17 @@ def run(args) -> dict:
          "reference": tr.get("reference_tokens_per_s"), "ratio": tr.get("ratio")},
         {"what": "sampling", "unit": "tokens/s", "ours": sa["tokens_per_s"],
          "reference": sa.get("reference_tokens_per_s"), "ratio": sa.get("ratio")},
+    ]
+    if many is not None:
+        rows.append({"what": f"sampling {many['problems']} problems x "
+                             f"{many['samples_per_problem']}",
+                     "unit": "tokens/s", "ours": many["tokens_per_s"],
+                     "reference": many.get("reference_tokens_per_s"),
+                     "ratio": many.get("ratio")})
+        rows.append({"what": f"sampling {many['problems']} x {many['samples_per_problem']}, "
+                             "top-p 0.95 + top-k 50", "unit": "tokens/s",
+                     "ours": many["filtered_tokens_per_s"], "reference": None, "ratio": None})
+    rows += [
         {"what": "execution", "unit": "programs/s", "ours": ex["programs_per_s"],
          "reference": None if args.no_reference else ex["reference_programs_per_s"],
          "ratio": None if args.no_reference else ex["ratio"]},
@@ -113,7 +137,7 @@ def run(args) -> dict:
             "peak_device_memory_mb": _peak_device_memory_mb(dev),
             "peak_host_memory_mb": isolation.peak_rss_mb(),
             "seconds": time.perf_counter() - t0,
-            "details": {"train": tr, "sample": sa, "execute": ex}}
+            "details": {"train": tr, "sample": sa, "sample_many": many, "execute": ex}}
 
 
 def format_text(result: dict) -> str:

@@ -16,7 +16,15 @@ from typing import Any, Callable
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (ru_maxrss), in MiB."""
+    """This process's peak resident memory, in MiB: Linux's VmHWM (ru_maxrss survives exec, so
+    a spawned process would report its parent's peak), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 

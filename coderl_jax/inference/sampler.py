@@ -1,17 +1,22 @@
 """Sampling at scale: N programs per problem from a T5 actor, jitted and sharded over a mesh.
 
 Per call (`Sampler.sample`):
-- problems are taken in groups of G (G * N a multiple of the batch when it can be); each group's
-  prompts are encoded once (`T5.encode`, one jit per (G, source bucket));
-- the group's (problem, sample) rows are decoded in chunks of `batch_size` rows; a chunk gathers
-  the encoder states and mask of its rows' problems on device (`jnp.take` over the group: the
-  repeat across samples, no re-encoding), builds the KV cache (cross-attention K/V precomputed once)
-  and runs the `decoding.decode` while-loop, all in one jit per (G, source bucket, prefix bucket);
-- rows are split over the mesh's data axes (`data_sharding`), params placed with the training
-  rules; source lengths are bucketed (64, 128, 256, 512, max) to bound recompiles.
+- rows are laid out [problems, rows_per_problem] (the shared layout): a request's sample indices
+  are cut into pieces of r rows (`rows_per_problem`, chosen per call unless fixed; the last piece
+  of a request is padded with repeats, discarded), and a decode chunk of `batch_size` rows holds
+  batch_size / r pieces. The decoder's cross-attention reads one copy of each piece's K/V (r rows
+  are r queries against it), not one per row; the self-attention cache is per row;
+- problems are taken in groups of G (G pieces-per-problem a multiple of the chunk's pieces when it
+  can be); each group's prompts are encoded once (`T5.encode`, one jit per (G, source bucket));
+- a chunk gathers the encoder states and mask of its pieces' problems on device (`jnp.take` over
+  the group, no re-encoding), builds the KV cache (cross-attention K/V once per piece) and runs
+  the `decoding.decode` while-loop, all in one jit per (G, source bucket, batch, r, prefix bucket);
+- rows are split over the mesh's data axes (`data_sharding`), pieces with them (r divides the
+  rows of a device, so a piece's rows and its K/V sit on one device), params placed with the
+  training rules; source lengths are bucketed (64, 128, 256, 512, max) to bound recompiles.
 - Randomness: row (problem key, sample index) draws from
   `fold_in(fold_in(PRNGKey(seed), crc32(key)), sample_index)`, so the samples do not depend on the
-  batch size, the grouping, the order of problems, resumption or the device count.
+  batch size, the layout, the grouping, the order of problems, resumption or the device count.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from coderl_jax import partitioning
 from coderl_jax.config import ModelConfig
 from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.inference import decoding
@@ -81,6 +87,29 @@ def group_size(batch_size: int, num_samples: int) -> int:
     return batch_size // math.gcd(batch_size, num_samples)
 
 
+# The cost of one cross-attention K/V copy per decode step relative to one row's other work
+# (weights, self-attention, sampling) in `choose_rows_per_problem`. At codet5-small with 256
+# source tokens a copy is ~6 MB (float32), read every step; a row's share of the weight
+# matmuls is ~85 MFLOP: about equal on a CPU that reads ~10 GB/s and computes ~100 GFLOP/s.
+CROSS_KV_COST = 1.0
+
+
+def choose_rows_per_problem(rows: int, counts: Sequence[int]) -> int:
+    """Rows of one problem per piece of the shared layout: the divisor r of `rows` (a decode
+    chunk's rows on one device: pieces never straddle devices) that minimises the work of
+    decoding `counts[i]` samples of each problem, sum(ceil(n / r) * r) rows (padding included)
+    * (1 + CROSS_KV_COST / r) (each r rows read one K/V copy); ties go to the larger r."""
+    best, best_cost = 1, math.inf
+    for r in range(1, rows + 1):
+        if rows % r:
+            continue
+        decoded = sum(-(-n // r) * r for n in counts)
+        cost = decoded * (1.0 + CROSS_KV_COST / r)
+        if cost <= best_cost:
+            best, best_cost = r, cost
+    return best
+
+
 def _to_host(x: jax.Array) -> np.ndarray:
     """A global array on the host (gathered across processes on multi-host meshes)."""
     if getattr(x, "is_fully_addressable", True):
@@ -112,21 +141,22 @@ def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple
 @functools.lru_cache(maxsize=None)
 def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: int,
                eos_id: int | None, row_sharding: jax.sharding.Sharding | None, rules: tuple):
-    """Jitted (gather rows, build the cache, decode loop), shared by Samplers of equal settings;
-    one compile per (group, source bucket, batch, prefix bucket) shape."""
-    def decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
+    """Jitted (gather the pieces' encoder states, build the cache, decode loop), shared by
+    Samplers of equal settings; one compile per (group, source bucket, pieces, batch, prefix
+    bucket) shape. Rows p*r .. p*r + r - 1 sample the problem of piece p (r = rows / pieces)."""
+    def decode(params, encoded, encoder_mask, piece_slot, row_hash, row_sample, seed, prefix,
                prefix_len, *, prefix_len_max):
         with _rules(rules):
-            return _decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed,
+            return _decode(params, encoded, encoder_mask, piece_slot, row_hash, row_sample, seed,
                            prefix, prefix_len, prefix_len_max)
 
-    def _decode(params, encoded, encoder_mask, row_slot, row_hash, row_sample, seed, prefix,
+    def _decode(params, encoded, encoder_mask, piece_slot, row_hash, row_sample, seed, prefix,
                 prefix_len, prefix_len_max):
-        b = row_slot.shape[0]
-        # the repeat across samples: [G, S, d] -> [B, S, d], [G, S] -> [B, S]
-        enc = jnp.take(encoded, row_slot, axis=0)
-        mask = jnp.take(encoder_mask, row_slot, axis=0)
-        if row_sharding is not None:
+        b, pieces = row_hash.shape[0], piece_slot.shape[0]
+        # the pieces' problems: [G, S, d] -> [pieces, S, d], [G, S] -> [pieces, S]
+        enc = jnp.take(encoded, piece_slot, axis=0)
+        mask = jnp.take(encoder_mask, piece_slot, axis=0)
+        if row_sharding is not None:  # pieces split like their rows (r divides a shard's rows)
             enc = jax.lax.with_sharding_constraint(enc, row_sharding)
             mask = jax.lax.with_sharding_constraint(mask, row_sharding)
         base = jax.random.PRNGKey(seed)
@@ -136,7 +166,8 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
 
         row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
         params = t5.matmul_weights_in_compute_dtype(config, params)  # cast once, not per token
-        cache = t5.init_cache(config, params, enc, mask, max_new_tokens)
+        cache = t5.init_cache(config, params, enc, mask, max_new_tokens,
+                              rows_per_problem=b // pieces)
 
         def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
             return t5.decode_step(config, params, cache, token_ids, mask)
@@ -159,7 +190,11 @@ class Sampler:
                  rules: Sequence[tuple[str, Any]] | None = None, batch_size: int = 8,
                  max_new_tokens: int = 512, max_source_len: int = 600,
                  sampling: SamplingConfig = SamplingConfig(), stop_at_eos: bool = True,
-                 source_buckets: Sequence[int] = SOURCE_BUCKETS):
+                 source_buckets: Sequence[int] = SOURCE_BUCKETS,
+                 rows_per_problem: int | None = None):
+        """`rows_per_problem`: rows per cross-attention K/V copy (the shared layout; a divisor of
+        the rows per device, batch_size / row shards; 1 = a copy per row); None chooses it per
+        `sample` call from the requests' sample counts (`choose_rows_per_problem`)."""
         self.config = config
         self.mesh = mesh
         self.max_new_tokens = int(max_new_tokens)
@@ -167,8 +202,6 @@ class Sampler:
         self.source_buckets = tuple(source_buckets)
         self.eos_id = config.eos_token_id if stop_at_eos else None
         if mesh is not None:
-            from coderl_jax import partitioning
-
             self.rules = tuple(rules) if rules is not None else partitioning.DEFAULT_RULES
             self.row_sharding = partitioning.data_sharding(mesh)
             self.num_row_shards = int(np.prod([mesh.shape[a] for a in ("data", "fsdp")
@@ -184,6 +217,12 @@ class Sampler:
         self.set_params(params)
         # rows per decode call: a multiple of the row shards
         self.batch_size = -(-int(batch_size) // self.num_row_shards) * self.num_row_shards
+        self.rows_per_shard = self.batch_size // self.num_row_shards
+        if rows_per_problem is not None and (rows_per_problem < 1
+                                             or self.rows_per_shard % rows_per_problem):
+            raise ValueError(f"rows_per_problem {rows_per_problem} must divide the rows each "
+                             f"device decodes per call ({self.rows_per_shard})")
+        self.rows_per_problem = rows_per_problem
         if sampling.is_greedy:  # one canonical greedy config: one compile for all spellings
             sampling = SamplingConfig(greedy=True)
         self.sampling = sampling
@@ -230,9 +269,18 @@ class Sampler:
         return encoded, enc_mask
 
     def decode_rows(self, encoded, encoder_mask, row_slot: np.ndarray, row_hash: np.ndarray,
-                    row_sample: np.ndarray, seed: int, prefixes: Sequence[Sequence[int]] | None):
-        """One decode call over exactly `batch_size` rows -> host (tokens, logprobs, lengths)."""
-        b = self.batch_size
+                    row_sample: np.ndarray, seed: int, prefixes: Sequence[Sequence[int]] | None,
+                    rows_per_problem: int = 1):
+        """One decode call over exactly `batch_size` rows -> host (tokens, logprobs, lengths).
+        `row_slot[i]` is row i's slot in `encoded`; with `rows_per_problem` r, rows
+        p*r .. p*r + r - 1 share a slot and read one copy of its cross-attention K/V."""
+        b, r = self.batch_size, int(rows_per_problem)
+        row_slot = np.asarray(row_slot)
+        if self.rows_per_shard % r:
+            raise ValueError(f"rows_per_problem {r} must divide the rows each device decodes "
+                             f"per call ({self.rows_per_shard})")
+        if np.any(row_slot.reshape(-1, r) != row_slot[::r, None]):
+            raise ValueError(f"rows_per_problem {r}: every {r} adjacent rows must share a slot")
         plen_max = max((len(p) for p in prefixes), default=0) if prefixes else 0
         if plen_max > self.max_new_tokens:
             raise ValueError(f"a forced prefix of {plen_max} tokens exceeds max_new_tokens "
@@ -241,12 +289,13 @@ class Sampler:
         prefix = np.zeros((b, max(pb, 1)), np.int32)
         prefix_len = np.zeros((b,), np.int32)
         if plen_max:
-            for r, p in enumerate(prefixes):
-                prefix[r, : len(p)] = p
-                prefix_len[r] = len(p)
+            for i, p in enumerate(prefixes):
+                prefix[i, : len(p)] = p
+                prefix_len[i] = len(p)
         with self._context():
             tokens, logprobs, lengths = self._decode(
-                self.params, encoded, encoder_mask, self._put_rows(row_slot.astype(np.int32)),
+                self.params, encoded, encoder_mask,
+                self._put_group(row_slot[::r].astype(np.int32)),
                 self._put_rows(row_hash.astype(np.uint32)),
                 self._put_rows(row_sample.astype(np.int32)), np.int32(seed),
                 self._put_rows(prefix), self._put_rows(prefix_len), prefix_len_max=pb)
@@ -259,24 +308,33 @@ class Sampler:
         requests = [r for r in requests if len(r.sample_indices)]
         if not requests:
             return
-        n_max = max(len(r.sample_indices) for r in requests)
-        g = min(group_size(self.batch_size, n_max), len(requests), self.batch_size)
+        counts = [len(r.sample_indices) for r in requests]
+        r = self.rows_per_problem or choose_rows_per_problem(self.rows_per_shard, counts)
+        per_chunk = self.batch_size // r  # pieces (cross-attention K/V copies) per chunk
+        g = min(group_size(per_chunk, -(-max(counts) // r)), len(requests), self.batch_size)
         for start in range(0, len(requests), g):
             group = requests[start: start + g]
-            encoded, enc_mask = self.encode_group([r.prompt_ids for r in group], slots=g)
-            rows = [(slot, s) for slot, r in enumerate(group) for s in r.sample_indices]
-            for c in range(0, len(rows), self.batch_size):
-                chunk = rows[c: c + self.batch_size]
-                padded = chunk + [chunk[0]] * (self.batch_size - len(chunk))
-                slot = np.array([sl for sl, _ in padded])
-                sidx = np.array([s for _, s in padded])
+            encoded, enc_mask = self.encode_group([q.prompt_ids for q in group], slots=g)
+            # pieces of r rows of one problem; a short last piece repeats its first row
+            pieces = []
+            for slot, q in enumerate(group):
+                idx = list(q.sample_indices)
+                for c in range(0, len(idx), r):
+                    real = idx[c: c + r]
+                    pieces.append((slot, real + [real[0]] * (r - len(real)), len(real)))
+            for c in range(0, len(pieces), per_chunk):
+                chunk = pieces[c: c + per_chunk]
+                padded = chunk + [(chunk[0][0], chunk[0][1], 0)] * (per_chunk - len(chunk))
+                slot = np.repeat([sl for sl, _, _ in padded], r)
+                sidx = np.array([s for _, ss, _ in padded for s in ss])
                 hashes = np.array([row_key_hash(group[sl].key) for sl in slot], np.uint32)
                 prefixes = [list(group[sl].prefix_ids) for sl in slot]
                 if not any(prefixes):
                     prefixes = None
                 tokens, logprobs, lengths = self.decode_rows(
-                    encoded, enc_mask, slot, hashes, sidx, seed, prefixes)
-                for r, (sl, s) in enumerate(chunk):
-                    n = int(lengths[r])
-                    yield Sample(start + sl, int(s), tokens[r, :n].tolist(),
-                                 logprobs[r, :n].tolist())
+                    encoded, enc_mask, slot, hashes, sidx, seed, prefixes, rows_per_problem=r)
+                for p, (sl, ss, n_real) in enumerate(chunk):
+                    for i in range(p * r, p * r + n_real):
+                        n = int(lengths[i])
+                        yield Sample(start + sl, int(sidx[i]), tokens[i, :n].tolist(),
+                                     logprobs[i, :n].tolist())

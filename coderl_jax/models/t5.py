@@ -325,11 +325,16 @@ class MultiHeadAttention(nn.Module):
         return self._output(out.astype(dtype))
 
     def attend_encoded(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
-        """Cross-attention of one step over cached encoder keys/values [b,h,s,kv]."""
+        """Cross-attention of one step, q [b,1,h,kv], over cached encoder keys/values
+        [p,h,s,kv] (`mask` [p,1,1,s]) of p = b / r problems whose r rows each are adjacent
+        (shared layout, `init_cache`): each problem's r rows are r queries against one copy of
+        its K/V, so the step reads p copies, not b. r = 1 is one copy per row."""
         dtype = jnp.dtype(self.config.dtype)
+        b, p = q.shape[0], k.shape[0]
+        q = q.reshape(p, b // p, *q.shape[2:])  # [p, r, h, kv]: the rows become queries
         weights = jax.nn.softmax(self._scores(q, k, None, mask, "bhkd"), axis=-1).astype(dtype)
-        return self._output(_einsum32("bhqk,bhkd->bqhd", weights, v, dtype,
-                                      matmul_precision(self.config)).astype(dtype))
+        out = _einsum32("bhqk,bhkd->bqhd", weights, v, dtype, matmul_precision(self.config))
+        return self._output(out.reshape(b, 1, *out.shape[2:]).astype(dtype))
 
 
 class Mlp(nn.Module):
@@ -374,7 +379,8 @@ class DecoderLayer(nn.Module):
 
     FULL: carry y [b,t,d], xs None -> (y, None).
     STEP: carry y [b,1,d], xs this layer's cache {'self_k','self_v' [b,h,T,kv], 'cross_k',
-      'cross_v' [b,h,s,kv]} (heads first) -> (y, {'k','v': the new token's [b,1,h,kv]}).
+      'cross_v' [p,h,s,kv]} (heads first; p = b, or the problems of the shared layout)
+      -> (y, {'k','v': the new token's [b,1,h,kv]}).
     CROSS_KV: only projects `encoded` -> (y, {'cross_k','cross_v'}).
     """
 
@@ -622,15 +628,20 @@ def matmul_weights_in_compute_dtype(config: ModelConfig, params: PyTree) -> PyTr
 
 
 def init_cache(config: ModelConfig, params: PyTree, encoded: Array, encoder_mask: Array,
-               max_decode_len: int) -> PyTree:
+               max_decode_len: int, rows_per_problem: int = 1) -> PyTree:
     """A decoding cache: zeroed self-attention K/V of `max_decode_len` slots, index 0, and the
-    cross-attention K/V of `encoded` [b, s, embed], computed once here."""
+    cross-attention K/V of `encoded` [p, s, embed], computed once here.
+
+    `rows_per_problem` r > 1 is the shared layout: the cache decodes b = p * r rows, rows
+    i*r .. i*r + r - 1 sampling problem i; the self-attention K/V is per row, the cross-attention
+    K/V one copy per problem. `decode_step` then takes `encoder_mask` [p, s]."""
     c = config
     kv = T5(c).apply({"params": params}, encoded, encoder_mask, method=T5.cross_kv)
     # every K/V is stored heads first, [layers, b, heads, length, kv]: stacked for scanned
     # layers, else a tuple of per-layer [b, heads, length, kv] arrays (slicing a layer out of a
     # stacked cache copies it on every step)
-    shape = (c.num_decoder_layers, encoded.shape[0], c.num_heads, max_decode_len, c.d_kv)
+    rows = encoded.shape[0] * int(rows_per_problem)
+    shape = (c.num_decoder_layers, rows, c.num_heads, max_decode_len, c.d_kv)
     dtype = jnp.dtype(c.dtype)
     cache = {"self_k": jnp.zeros(shape, dtype), "self_v": jnp.zeros(shape, dtype),
              "cross_k": _heads_first(kv["cross_k"]).astype(dtype),
@@ -648,6 +659,7 @@ def _heads_first(x: Array) -> Array:
 def decode_step(config: ModelConfig, params: PyTree, cache: PyTree, token_ids: Array,
                 encoder_mask: Array) -> tuple[Array, PyTree]:
     """Feed one token per row ([b] int32) at `cache['index']`: (logits [b, vocab] f32, new cache).
+    `encoder_mask` is [p, s], one row per cross-attention K/V copy (p = b unless shared).
 
     Steps past `max_decode_len` are the caller's to avoid (the last slot would be overwritten).
     Jit with the cache donated so its buffers are updated in place."""
