@@ -13,7 +13,7 @@ import pytest
 
 from coderl_jax.data.records import Problem, Tests as Cases
 from coderl_jax.execution.pool import ExecutionPool
-from coderl_jax.execution.sandbox import UID_BASE, UIDS_PER_SERVER, project_root
+from coderl_jax.execution.sandbox import UID_BASE, project_root
 
 REPO = project_root()
 MARK = f"coderl_hostile_{os.getpid()}"
@@ -46,20 +46,20 @@ def _sandbox_uids(pool) -> dict[int, list[tuple[int, bool]]]:
 
 def sandbox_processes(pool, grace: float = 10.0) -> list[int]:
     """Processes of finished programs still alive after `grace` seconds (killed sandboxes are
-    reaped asynchronously). Each of a worker's two fork servers (sandbox uids in blocks of
-    UIDS_PER_SERVER) keeps one sandbox forked ahead, waiting for its program: one uid per fork
-    server holding a single process, PID 1 of its namespace; that one is not counted."""
+    reaped asynchronously). Each worker's fork server keeps one sandbox forked ahead, waiting
+    for its program: one uid per worker holding a single process, PID 1 of its namespace; that
+    one is not counted."""
     deadline = time.monotonic() + grace
     while True:
         uids = _sandbox_uids(pool)
-        by_server: dict[int, list[int]] = {}
+        by_worker: dict[int, list[int]] = {}
         for uid in uids:
-            by_server.setdefault((uid - UID_BASE) // UIDS_PER_SERVER, []).append(uid)
+            by_worker.setdefault((uid - UID_BASE) // 256, []).append(uid)
         left = []
-        for server_uids in by_server.values():
-            spares = [u for u in server_uids if len(uids[u]) == 1 and uids[u][0][1]]
-            spare = max(spares) if len(server_uids) == 1 and spares else None
-            left += [pid for u in server_uids if u != spare for pid, _ in uids[u]]
+        for worker_uids in by_worker.values():
+            spares = [u for u in worker_uids if len(uids[u]) == 1 and uids[u][0][1]]
+            spare = max(spares) if len(worker_uids) == 1 and spares else None
+            left += [pid for u in worker_uids if u != spare for pid, _ in uids[u]]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)

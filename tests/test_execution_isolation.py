@@ -523,9 +523,8 @@ def test_the_next_program_starts_only_when_the_last_one_is_gone():
             return 2 * x
         """)
     with ExecutionPool(workers=1, timeout=10.0, wall_timeout=30.0, cache_size=0) as p:
-        for heavy in (False, True, False):  # the prober's fork server is the holder's, or not
-            code = holder + ("import numpy\n" if heavy else "")
-            held, probed = p.run({"m": problem}, [{"problem_id": "m", "code": code},
+        for _ in range(3):
+            held, probed = p.run({"m": problem}, [{"problem_id": "m", "code": holder},
                                                   {"problem_id": "m", "code": prober}])
             assert held["result"] == 1, held
             assert probed["result"] == 1, probed

@@ -193,18 +193,6 @@ def test_basic_isolation_fallback_still_kills_daemons(tmp_path):
         assert pool.run_one(STDIN, "while True:\n    pass")["error_type"] == "timeoutexception"
 
 
-def test_heavy_modules_are_preloaded_only_for_programs_that_use_them(pool):
-    """numpy is pre-imported in the fork server for APPS programs (CodeRL's prelude imports it)
-    and programs naming it; other programs start from a leaner one and may still import it."""
-    probe = "import sys\ndef add(a, b):\n    return a + b + ('nu' + 'mpy' in sys.modules)"
-    assert run(pool, "m", probe)["result"] == 1  # not preloaded
-    assert run(pool, "m", probe + "  # numpy")["result"] == 0  # preloaded
-    assert run(pool, "m", "import importlib\nnp = importlib.import_module('nu' + 'mpy')\n"
-                          "def add(a, b):\n    return int(np.add(a, b))")["result"] == 1
-    assert run(pool, "c", "import sys\ndef add(a, b):\n"
-                          "    return a + b - ('nu' + 'mpy' in sys.modules)")["result"] == 0
-
-
 def _scratch_folders(worker_pid: int) -> set[str]:
     import glob
     import tempfile
@@ -224,7 +212,7 @@ def test_basic_isolation_leaves_no_scratch_folders():
                                       {"problem_id": "s", "code": ADD_STDIN}])
         assert [r["result"] for r in results] == [1, 1], results
         pid = pool._workers[0].proc.pid
-        assert _scratch_folders(pid)  # the worker's, holding its sandboxes' folders
+        assert len(_scratch_folders(pid)) == 1  # the worker's, holding its sandboxes' folders
     finally:
         pool.close()
     assert _scratch_folders(pid) == set()
@@ -234,7 +222,7 @@ def test_basic_isolation_leaves_no_scratch_folders():
     proc = killed._workers[0].proc
     proc.kill()  # no clean-up runs: the next worker to start removes what it left
     proc.wait()
-    assert _scratch_folders(proc.pid)
+    assert len(_scratch_folders(proc.pid)) == 1
     killed.close()
     with ExecutionPool(workers=1, timeout=1.0, isolation="basic") as fresh:
         assert fresh.run_one(MBPP, "def add(a, b):\n    return a + b")["result"] == 1

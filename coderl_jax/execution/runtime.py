@@ -76,31 +76,22 @@ APPS_PRELUDE = (
 )
 PRELUDE_LINES = APPS_PRELUDE.count("\n")
 
-# Modules imported once in the fork servers so programs start warm. The heavy ones (numpy
-# alone triples what every fork copies and every sandbox's exit tears down) only in the fork
-# server for programs that use them (`needs_heavy`); elsewhere a program imports them itself.
+# Modules imported once in the fork server so programs start warm.
 PRELOAD = ("array", "bisect", "calendar", "cmath", "collections", "copy", "dataclasses",
-           "datetime", "decimal", "enum", "fractions", "functools", "heapq",
-           "itertools", "json", "math", "operator", "queue", "random", "re",
+           "datetime", "decimal", "enum", "fractions", "functools", "hashlib", "heapq",
+           "itertools", "json", "math", "numpy", "operator", "queue", "random", "re",
            "statistics", "string", "struct", "textwrap", "time", "typing", "unicodedata")
-PRELOAD_HEAVY = ("hashlib", "numpy")
 
 
-def preload(heavy: bool = True) -> None:
-    """Import the modules programs commonly use (called before forking a fork server)."""
+def preload() -> None:
+    """Import the modules programs commonly use (called in the fork server)."""
     import importlib
 
-    for name in PRELOAD + (PRELOAD_HEAVY if heavy else ()):
+    for name in PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError:  # pragma: no cover - optional (numpy)
             pass
-
-
-def needs_heavy(fmt: str, code: str) -> bool:
-    """Whether a program should start from the fork server with PRELOAD_HEAVY imported: APPS
-    programs (CodeRL's prelude imports numpy) and any program naming numpy."""
-    return fmt != "assert" or "numpy" in code
 
 
 def wrap_stdin_program(code: str) -> tuple[str, list[int | None]]:

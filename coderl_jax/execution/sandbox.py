@@ -3,21 +3,13 @@
 Process tree (one per pool worker):
 
     worker (judge; holds the tests; minimal environment, own session, no terminal)
-      ├─ zygote "lean" (forked before any test is seen; runtime.PRELOAD pre-imported; own
-      │  network and mount namespace, pivoted into the allow-listed root of `rootfs`)
-      │    └─ sandbox P, one per program: PID 1 of a fresh PID namespace, in fresh IPC and mount
-      │       namespaces, an unprivileged uid of its own, a seccomp filter. The fork server keeps
-      │       the next one forked and isolated ahead of need (a spare, waiting for its first
-      │       request) and reaps ended ones in the background, so neither the fork nor the
-      │       teardown is on the worker's path.
-      └─ zygote "heavy" (the same, forked after runtime.PRELOAD_HEAVY was imported too, for the
-         programs `runtime.needs_heavy` picks: APPS ones, whose prelude imports numpy)
-
-Two fork servers because every fork copies the server's page tables and every sandbox's exit
-tears them down: numpy alone triples both, and most MBPP/HumanEval programs never import it.
-Per sandbox, the fork server also avoids CPython's at-fork work (`syscalls.fork_bare`) and sets
-once what sandboxes inherit (environment, no_new_privs, umask): each page a sandbox writes after
-the fork is a copy-on-write fault, and those are most of what a short program costs.
+      └─ zygote (forked before any test is seen; modules pre-imported; own network and mount
+         namespace, pivoted into the allow-listed root of `rootfs`)
+           └─ sandbox P, one per program: PID 1 of a fresh PID namespace, in fresh IPC and mount
+              namespaces, an unprivileged uid of its own, a seccomp filter. The fork server keeps
+              the next one forked and isolated ahead of need (a spare, waiting for its first
+              request) and reaps ended ones in the background, so neither the fork nor the
+              teardown is on the worker's path.
 
 Threat model: the program is adversarial (RL optimises against the verdict). It must not pass
 without solving the problem, harm or observe the host, or carry state to later programs. What
@@ -41,10 +33,9 @@ is defended, and how (mode "namespaces", used when running as root):
     sandbox's IPC namespace and die with it; /dev/shm is its private tmpfs.
   * Network: the zygote's network namespace (made once per fork server) holds only a down
     loopback. Programs run one at a time, and none meets the next through that namespace
-    (abstract sockets) or anything else shared (a lock on a library file): the next program,
-    from either of the worker's fork servers (`Turn`), gets its sandbox only once the previous
-    one's PID 1 has been reported exited, which the kernel does after every other process of its
-    PID namespace is gone and its own files are closed.
+    (abstract sockets) or anything else shared (a lock on a library file): the next program gets
+    its sandbox only once the previous one's PID 1 has been reported exited, which the kernel
+    does after every other process of its PID namespace is gone and its own files are closed.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
     filter (`seccomp`) refusing namespace creation, mounts, keyrings, ptrace, bpf, perf,
     userfaultfd, io_uring and other kernel surface no judged program needs.
@@ -83,8 +74,7 @@ from pathlib import Path
 from coderl_jax.execution import rootfs, seccomp, syscalls as sc
 
 SCRATCH = rootfs.SCRATCH
-UID_BASE = 1 << 30  # sandbox uids: UID_BASE + 256 * worker pid + 128 * fork server + 0..127
-UIDS_PER_SERVER = 128
+UID_BASE = 1 << 30
 # The whole environment of a sandbox (HOME is its scratch folder).
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
@@ -342,16 +332,14 @@ class _Spare:
 
 
 def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[str]],
-                packages=rootfs.DEFAULT_PACKAGES, scratch: str | None = None,
-                server: int = 0) -> None:
+                packages=rootfs.DEFAULT_PACKAGES, scratch: str | None = None) -> None:
     """The fork server: keeps one sandbox forked ahead (a spare, already isolated and waiting),
     hands it to the worker on request with a pidfd (no pid reuse) and its socket, forks the next
     one, and reaps sandboxes as they end, reporting each exit status. Sandboxes take the cgroups
     (`cgroup_procs[slot]`) in turn, so a program's CPU counter holds neither the previous
     program's teardown nor the next one's set-up. In mode "basic" each sandbox's cwd is a fresh
     folder in `scratch` (the worker's `Zygote.scratch`), removed when the sandbox is reaped or this
-    server exits. `server` (0 or 1) tells the worker's fork servers apart: their sandboxes' uids
-    never meet."""
+    server exits."""
     sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     sc.set_name("coderl-forksrv")
     os.setsid()
@@ -388,8 +376,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
         nonlocal seq, slot
         seq += 1
         slot = (slot + 1) % len(cgroup_fds)
-        uid = (UID_BASE + worker * 256 + server * UIDS_PER_SERVER + seq % UIDS_PER_SERVER
-               if namespaces else None)
+        uid = UID_BASE + worker * 256 + seq % 256 if namespaces else None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if namespaces:
             cwd = SCRATCH
@@ -493,43 +480,24 @@ class OutputLimit(Exception):
     """The sandbox sent a reply larger than allowed."""
 
 
-class Turn:
-    """The pidfd of the last sandbox killed (until it has ended), for all of a worker's fork
-    servers: the next program, whichever server it comes from, waits for it."""
-
-    def __init__(self):
-        self.ending: int | None = None
-
-
 class Zygote:
     """Worker-side handle on the fork server. `groups` (`cgroups.SandboxGroup`s, or none) hold
     the sandboxes it starts, in turn, and count their CPU."""
 
-    def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES,
-                 turn: "Turn | None" = None, wait: bool = True, server: int = 0):
-        """`turn`: shared with the worker's other fork servers, so that a program never starts
-        before the last one of any of them has ended; `server`: this one's number among them
-        (0 or 1). `wait=False`: return once the server is forked (it sets up meanwhile);
-        `wait_ready` or the first `spawn` waits for it."""
-        if server not in (0, 1):
-            raise ValueError("a worker has fork servers 0 and 1")
-        self.server = server
+    def __init__(self, namespaces: bool, groups=(), packages=rootfs.DEFAULT_PACKAGES):
         self.namespaces = namespaces
         self.groups = list(groups)
-        self.turn = turn or Turn()
         self.scratch: str | None = None  # mode "basic": the folder holding the sandboxes' cwds
         if not namespaces:
             remove_stale_scratch()
             self.scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
-        self._ready = False
         try:
             self._start(namespaces, packages)
-            if wait:
-                self.wait_ready()
         except BaseException:
             if self.scratch is not None:
                 remove_tree(self.scratch)
             raise
+        self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
         self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
         self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
 
@@ -542,13 +510,8 @@ class Zygote:
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)  # the worker's pipes to the pool stay out of reach
             os.dup2(null, 1)
-            # nothing else of the worker either: another fork server's socket held open here
-            # would keep that server from seeing the worker close it
-            keep = child.fileno()
-            os.closerange(3, keep)
-            os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
             try:
-                zygote_main(child, namespaces, procs, packages, self.scratch, self.server)
+                zygote_main(child, namespaces, procs, packages, self.scratch)
             except BaseException:  # noqa: BLE001
                 import traceback
 
@@ -558,16 +521,11 @@ class Zygote:
         self.pid = pid
         self.sock = parent
         self.sock.settimeout(120)  # a fork server that stops answering is an anomaly (OSError)
-
-    def wait_ready(self) -> None:
-        """Wait until the fork server has set up (RuntimeError if it failed)."""
-        if self._ready:
-            return
         try:
-            self._ready = self.sock.recv(1) == b"R"
+            ready = self.sock.recv(1) == b"R"
         except OSError:
-            pass
-        if not self._ready:
+            ready = False
+        if not ready:
             self.sock.close()
             self._end_server()
             raise RuntimeError("sandbox fork server failed to start")
@@ -596,7 +554,6 @@ class Zygote:
         """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
         (stdin_fd, stdout_fd) become the program's fds 0 and 1, sent with its first request
         (the caller keeps and closes its own copies); else both stay /dev/null."""
-        self.wait_ready()
         self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
         while True:
             kind, sid, pid, slot, fds = self._next()
@@ -614,7 +571,7 @@ class Zygote:
         exited only after every other process of its namespace has been killed and reaped and
         its own files are closed, so nothing of it (a process, lock, socket) meets this one."""
 
-        fd, self.turn.ending = self.turn.ending, None
+        fd, self.ending = self.ending, None
         if fd is None:
             return
         try:
@@ -768,8 +725,8 @@ class Sandbox:
             except ProcessLookupError:
                 pass
             self.sock.close()
-            if self.zygote.namespaces and self.zygote.turn.ending is None:
-                self.zygote.turn.ending = self.pidfd  # the next spawn waits for its end
+            if self.zygote.namespaces and self.zygote.ending is None:
+                self.zygote.ending = self.pidfd  # the next spawn waits for its end
             else:
                 os.close(self.pidfd)
             if not wait and self.zygote.exits.pop(self.sid, None) is None:

@@ -67,11 +67,11 @@ def _cap_memory(extra_mb: int) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0]) if argv else {}
-    from coderl_jax.execution import cgroups, runtime, sandbox
+    from coderl_jax.execution import cgroups, runtime, sandbox, seccomp
 
     sandbox.sc.prctl(sandbox.sc.PR_SET_PDEATHSIG, 9)
     sandbox.sc.set_name("coderl-worker")  # for ps and perf, as coderl-forksrv / coderl-sandbox
-    runtime.preload(heavy=False)
+    runtime.preload()
     mode = config.get("isolation", "auto")
     namespaces = sandbox.namespaces_available() if mode in ("auto", "namespaces") else False
     if mode == "namespaces" and not namespaces:
@@ -79,8 +79,8 @@ def main(argv: list[str]) -> int:
         return 3
     limits = sandbox.Limits(**config.get("limits", {}))
     groups = []
-    if namespaces:  # three per fork server, used in turn by its sandboxes (sandbox.zygote_main)
-        for slot in range(6):
+    if namespaces:  # used in turn by consecutive sandboxes (see sandbox.zygote_main)
+        for slot in range(3):
             g = cgroups.SandboxGroup.create(
                 f"{cgroups.PREFIX}{os.getpid()}-{slot}",
                 memory_bytes=(limits.memory_mb + limits.scratch_mb + 512) << 20,
@@ -92,26 +92,7 @@ def main(argv: list[str]) -> int:
                 break
             groups.append(g)
     packages = tuple(config.get("packages") or sandbox.rootfs.DEFAULT_PACKAGES)
-    # Two fork servers, both forked before any test is seen: a lean one, and one with
-    # runtime.PRELOAD_HEAVY imported for the programs that need it (runtime.needs_heavy).
-    zygotes = []
-    try:  # (the lean one sets up while this process imports the heavy modules)
-        lean = sandbox.Zygote(namespaces, groups[:3], packages, wait=False)
-        zygotes.append(lean)
-        runtime.preload()
-        heavy = sandbox.Zygote(namespaces, groups[3:], packages, turn=lean.turn, server=1)
-        zygotes.append(heavy)
-        lean.wait_ready()
-        return _serve(config, namespaces, limits, groups, packages, lean, heavy)
-    finally:
-        for z in zygotes:
-            z.close()
-        for g in groups:
-            g.remove()
-
-
-def _serve(config: dict, namespaces: bool, limits, groups, packages, lean, heavy) -> int:
-    from coderl_jax.execution import runtime, seccomp
+    zygote = sandbox.Zygote(namespaces, groups, packages)
     from coderl_jax.execution.checkers import JudgeTimeout, ProgramRun
 
     sys.set_int_max_str_digits(4300)  # json.loads of a reply: no huge (quadratic) int literals
@@ -128,35 +109,38 @@ def _serve(config: dict, namespaces: bool, limits, groups, packages, lean, heavy
                  "memory_cgroup": bool(groups and "memory" in groups[0].dirs),
                  "seccomp": seccomp.available(), "packages": list(packages)}
     _write_frame(stdout, {"ready": True, "namespaces": namespaces, "isolation": isolation})
-    while True:
-        msg = _read_frame(stdin)
-        if msg is None:
-            return 0
-        if msg["op"] == "problem":
-            specs[msg["key"]] = msg["spec"]
-            continue
-        run = None
-        try:
-            spec = specs[msg["key"]]
-            zygote = heavy if runtime.needs_heavy(spec["format"], msg["code"]) else lean
-            run = ProgramRun(spec, msg["code"],
-                             lambda stdio=None: zygote.spawn(limits, stdio=stdio),
-                             timeout=timeout, wall_timeout=wall,
-                             stop_at_first_failure=msg.get("stop", True),
-                             harness=harness, output_cap=limits.output_cap,
-                             judge_cpu=judge_cpu)
-            result = run.run()
-        except JudgeTimeout as e:
-            result = _judge_error("judgetimeout", e)
-        except (RecursionError, MemoryError) as e:
-            result = _judge_error("judgeerror", e)
-        except (RuntimeError, OSError) as e:  # the fork server is gone: let the pool restart us
-            _write_frame(stdout, {"id": msg["id"], "error": f"{type(e).__name__}: {e}"})
-            return 4
-        except Exception as e:  # noqa: BLE001 - a judge bug must not take the worker down
-            result = _judge_error("judgeerror", e)
-        phases = {k: round(v, 6) for k, v in run.phases.items()} if run is not None else {}
-        _write_frame(stdout, {"id": msg["id"], "result": result, "phases": phases})
+    try:
+        while True:
+            msg = _read_frame(stdin)
+            if msg is None:
+                return 0
+            if msg["op"] == "problem":
+                specs[msg["key"]] = msg["spec"]
+                continue
+            run = None
+            try:
+                run = ProgramRun(specs[msg["key"]], msg["code"],
+                                 lambda stdio=None: zygote.spawn(limits, stdio=stdio),
+                                 timeout=timeout, wall_timeout=wall,
+                                 stop_at_first_failure=msg.get("stop", True),
+                                 harness=harness, output_cap=limits.output_cap,
+                                 judge_cpu=judge_cpu)
+                result = run.run()
+            except JudgeTimeout as e:
+                result = _judge_error("judgetimeout", e)
+            except (RecursionError, MemoryError) as e:
+                result = _judge_error("judgeerror", e)
+            except (RuntimeError, OSError) as e:  # the fork server is gone: let the pool restart us
+                _write_frame(stdout, {"id": msg["id"], "error": f"{type(e).__name__}: {e}"})
+                return 4
+            except Exception as e:  # noqa: BLE001 - a judge bug must not take the worker down
+                result = _judge_error("judgeerror", e)
+            phases = {k: round(v, 6) for k, v in run.phases.items()} if run is not None else {}
+            _write_frame(stdout, {"id": msg["id"], "result": result, "phases": phases})
+    finally:
+        zygote.close()
+        for g in groups:
+            g.remove()
 
 
 if __name__ == "__main__":
