@@ -1,4 +1,8 @@
-"""The demo (SPEC §8): every CodeRL stage on the bundled demo problems with the tiny model.
+"""The demo (SPEC §8): every CodeRL stage on the bundled demo problems with a small model.
+
+With `vocabulary = "corpus"` the models' vocabulary is CodeT5's restricted to the training
+problems' tokens (`<workdir>/tokenizer`, carried by every checkpoint and the export), so the
+compute goes into the layers rather than a 32100-row embedding and LM head.
 
 warm-up → evaluate → critic data (sample + execute) → critic → offline RL (critic-scored
 returns) → evaluate → online RL → evaluate → plain vs critical sampling → export to PyTorch,
