@@ -82,15 +82,6 @@ def _device():
     return dev, jax.device_count()
 
 
-def _peak_device_memory_mb(dev) -> float | None:
-    try:
-        stats = dev.memory_stats() or {}
-    except Exception:  # backends without memory stats (CPU)
-        return None
-    peak = stats.get("peak_bytes_in_use")
-    return peak / 2**20 if peak is not None else None
-
-
 def run(args) -> dict:
     dev, n_dev = _device()
     t0 = time.perf_counter()
@@ -134,7 +125,7 @@ def run(args) -> dict:
     return {"benchmark": "all", "size": args.size, "device": dev.device_kind,
             "platform": dev.platform, "devices": n_dev, "rows": rows,
             "train_flops_per_token": flops, "mfu": mfu,
-            "peak_device_memory_mb": _peak_device_memory_mb(dev),
+            "peak_device_memory_mb": sample.peak_device_memory_mb(dev),
             "peak_host_memory_mb": isolation.peak_rss_mb(),
             "seconds": time.perf_counter() - t0,
             "details": {"train": tr, "sample": sa, "sample_many": many, "execute": ex}}
