@@ -4,6 +4,9 @@ A model checkpoint is a folder:
   model_config.json   {"model": {ModelConfig fields}, "critic": {CriticConfig fields} | null,
                        "format": "coderl-jax-model", "version": 1}
   params/             an orbax (StandardCheckpointer) checkpoint of the parameter tree
+  tokenizer/          optional: the tokenizer the model was trained with (vocab.json,
+                      merges.txt, added_tokens.json), when it is not the packaged CodeT5 one;
+                      commands use it when no --tokenizer is given (`tokenizer_path`)
 The folder is built beside its destination and renamed into place (on a bucket: its config is
 written last), so an interrupted save never leaves a half-written checkpoint under the
 requested name. Paths may be local or gs:// (`coderl_jax.paths`).
@@ -31,6 +34,8 @@ from coderl_jax.train import checkpoints
 PyTree = Any
 CONFIG_FILE = "model_config.json"
 PARAMS_DIR = "params"
+TOKENIZER_DIR = "tokenizer"
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "added_tokens.json", "tokenizer.json")
 FORMAT = "coderl-jax-model"
 Loaded = tuple[PyTree, ModelConfig, "CriticConfig | None"]
 
@@ -62,8 +67,10 @@ def read_model_config(path: PathLike) -> tuple[ModelConfig, CriticConfig | None]
 
 
 def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
-               critic_config: CriticConfig | None = None) -> epath.Path:
-    """Save params + config as a model checkpoint folder at `path`, replacing one already there.
+               critic_config: CriticConfig | None = None, tokenizer: PathLike | None = None
+               ) -> epath.Path:
+    """Save params + config as a model checkpoint folder at `path`, replacing one already there;
+    `tokenizer` (a tokenizer folder) is copied into it as `tokenizer/`.
 
     Locally the folder is built beside `path` and renamed into place. A bucket has no rename:
     there the old config goes first, the params are written in place and the config last, so
@@ -76,7 +83,7 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
     remote = paths.is_remote(path)
     paths.check_bucket(path)
     if path.exists() and not (path.is_dir() and {p.name for p in path.iterdir()} <= {
-            CONFIG_FILE, PARAMS_DIR}):  # empty, a model, or one whose save was interrupted
+            CONFIG_FILE, PARAMS_DIR, TOKENIZER_DIR}):  # empty, a model, or an interrupted save
         raise UserError(f"{path} exists and is not a model checkpoint; refusing to replace it")
     tmp = path if remote else path.parent / f".{path.name}.saving"
     lead = jax.process_index() == 0
@@ -84,6 +91,7 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
         if remote:
             (path / CONFIG_FILE).unlink(missing_ok=True)  # incomplete from here on
             paths.rmtree(path / PARAMS_DIR)
+            paths.rmtree(path / TOKENIZER_DIR)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             paths.rmtree(tmp)  # a stale one from an interrupted save
@@ -95,6 +103,8 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
         ckptr.wait_until_finished()
         ckptr.close()
         if lead:
+            if tokenizer:
+                copy_tokenizer(tokenizer, tmp / TOKENIZER_DIR)
             write_json(tmp / CONFIG_FILE, _config_json(model_config, critic_config))
             if not remote:
                 paths.replace_dir(tmp, path)
@@ -104,6 +114,35 @@ def save_model(path: PathLike, params: PyTree, model_config: ModelConfig,
         raise
     _sync("coderl_save_model_end")
     return path
+
+
+def copy_tokenizer(source: PathLike, out: PathLike) -> None:
+    """Copy a tokenizer folder's files (those of TOKENIZER_FILES it has) into folder `out`."""
+    src, dst = paths.as_path(source), paths.as_path(out)
+    files = [src / name for name in TOKENIZER_FILES if (src / name).is_file()]
+    if not files:
+        raise UserError(f"{src} holds no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (dst / f.name).write_bytes(f.read_bytes())
+
+
+def tokenizer_path(checkpoint: PathLike | None) -> epath.Path | None:
+    """The tokenizer a model checkpoint carries (its `tokenizer/` folder), else None."""
+    if not checkpoint:
+        return None
+    folder = paths.as_path(checkpoint) / TOKENIZER_DIR
+    if not folder.is_dir():
+        folder = paths.as_path(checkpoint) / "model" / TOKENIZER_DIR  # a training workdir
+    return folder if folder.is_dir() else None
+
+
+def model_tokenizer(explicit: PathLike | None, checkpoint: PathLike | None):
+    """The tokenizer a command uses: `explicit` when given, else the one `checkpoint` carries,
+    else $CODERL_TOKENIZER or the packaged CodeT5 tokenizer."""
+    from coderl_jax.tokenizer import load_tokenizer
+
+    return load_tokenizer(explicit or tokenizer_path(checkpoint))
 
 
 def _sync(name: str) -> None:

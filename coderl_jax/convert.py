@@ -340,8 +340,11 @@ def _atomic_dir(out: epath.Path, fill: Callable[[Path], None]) -> None:
 
 
 def write_hf_dir(out: PathLike, params: PyTree, config: ModelConfig,
-                 critic: CriticConfig | None = None) -> epath.Path:
-    """Write `config.json` + `model.safetensors` (atomically, as one folder) for `params`."""
+                 critic: CriticConfig | None = None, tokenizer: PathLike | None = None
+                 ) -> epath.Path:
+    """Write `config.json` + `model.safetensors` (atomically, as one folder) for `params`;
+    with `tokenizer` (a folder of vocab.json + merges.txt) also its files and a
+    `tokenizer_config.json` naming RobertaTokenizer, CodeT5's class, for AutoTokenizer."""
     from safetensors.numpy import save_file
 
     out = paths.absolute(out)
@@ -353,6 +356,13 @@ def write_hf_dir(out: PathLike, params: PyTree, config: ModelConfig,
         with open(tmp / "config.json", "w", encoding="utf-8") as f:
             json.dump(hf_config, f, indent=2)
             f.write("\n")
+        if tokenizer is not None:
+            from coderl_jax.checkpoint_io import copy_tokenizer
+
+            copy_tokenizer(tokenizer, tmp)
+            with open(tmp / "tokenizer_config.json", "w", encoding="utf-8") as f:
+                json.dump({"tokenizer_class": "RobertaTokenizer"}, f)
+                f.write("\n")
 
     _atomic_dir(out, fill)
     return out
@@ -400,14 +410,15 @@ def from_hf(hf_dir: str | Path, out: str | Path, critic: bool = False, *,
 
 def to_hf(checkpoint: str | Path, out: str | Path, *, progress: Callable[[str], None] = _noop
           ) -> tuple[ModelConfig, CriticConfig | None]:
-    """Export a model checkpoint to an HF folder `transformers` can load.
+    """Export a model checkpoint to an HF folder `transformers` can load (with the tokenizer
+    the checkpoint carries, if any).
 
     `progress(stage)` is called as each of the two stages (load, write) ends.
     """
-    from coderl_jax.checkpoint_io import load_model
+    from coderl_jax.checkpoint_io import load_model, tokenizer_path
 
     params, config, critic_config = load_model(checkpoint)
     progress("load")
-    write_hf_dir(out, params, config, critic_config)
+    write_hf_dir(out, params, config, critic_config, tokenizer=tokenizer_path(checkpoint))
     progress("write")
     return config, critic_config

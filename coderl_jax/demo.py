@@ -1,4 +1,8 @@
-"""The demo (SPEC §8): every CodeRL stage on the bundled demo problems with the tiny model.
+"""The demo (SPEC §8): every CodeRL stage on the bundled demo problems with a small model.
+
+With `vocabulary = "corpus"` the models' vocabulary is CodeT5's restricted to the training
+problems' tokens (`<workdir>/tokenizer`, carried by every checkpoint and the export), so the
+compute goes into the layers rather than a 32100-row embedding and LM head.
 
 warm-up → evaluate → critic data (sample + execute) → critic → offline RL (critic-scored
 returns) → evaluate → online RL → evaluate → plain vs critical sampling → export to PyTorch,
@@ -21,6 +25,8 @@ import numpy as np
 from coderl_jax import paths
 from coderl_jax.config import configs_dir
 from coderl_jax.data.demo import load_demo
+from coderl_jax.data.pipeline import reindent_solution
+from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.evaluation import pass_at_k
@@ -34,9 +40,10 @@ from coderl_jax.rl.online import read_stats
 from coderl_jax.rl.program_dataset import execute_rows, generate_critic_data, sample_rows
 from coderl_jax.stats import auroc, brier, metric_intervals, paired_difference
 from coderl_jax.tokenizer import load_tokenizer
+from coderl_jax.tokenizer_subset import write_subset
 from coderl_jax.train.run import run_config, train_stage
 
-STAGE_DIRS = ("warmup", "critic_data", "critic", "offline_rl", "online_rl", "eval",
+STAGE_DIRS = ("tokenizer", "warmup", "critic_data", "critic", "offline_rl", "online_rl", "eval",
               "critical_sampling", "export")
 STEPS = ("warm-up", "evaluate warm-up", "critic data", "critic", "offline RL",
          "evaluate offline RL", "online RL", "evaluate online RL", "critical sampling", "export")
@@ -191,6 +198,17 @@ def torch_logit_diff(hf_dir: PathLike, model_config, params, problems, tokenizer
 # -------------------------------------------------------------------------------------- run
 
 
+def corpus_texts(problems) -> list[str]:
+    """What the demo's models read and write: each problem's prompt and reference programs (as
+    written and as the warm-up reindents them)."""
+    texts = []
+    for p in problems:
+        texts.append(build_prompt(p))
+        for code in p.solutions:
+            texts += [code, reindent_solution(code)]
+    return texts
+
+
 def stage_config(cfg: ml_collections.ConfigDict, name: str, seed: int, tokenizer: str,
                  **fields) -> Any:
     """The typed RunConfig of one training stage with the demo's seed and paths filled in."""
@@ -214,12 +232,18 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file, not a folder")
     tokenizer = load_tokenizer(cfg.tokenizer or None)  # fail fast, before any folder is touched
+    if cfg.vocabulary not in ("corpus", "full"):
+        raise UserError(f"vocabulary must be corpus or full, got {cfg.vocabulary!r}")
     paths.make_dirs(workdir)
     for name in STAGE_DIRS:
         paths.rmtree(workdir / name)
     seed = int(cfg.seed)
+    scale = int(cfg.train_scale)
+    train_problems, heldout = load_demo("train", train_scale=scale), load_demo("heldout")
+    if cfg.vocabulary == "corpus":  # the training problems' tokens only; the model carries it
+        tokenizer = load_tokenizer(write_subset(tokenizer, corpus_texts(train_problems),
+                                                workdir / "tokenizer"))
     tok_path = str(tokenizer.path or "")
-    train_problems, heldout = load_demo("train"), load_demo("heldout")
     ev = ml_collections.ConfigDict(cfg.eval.to_dict())
     ev.max_source_len = int(cfg.warmup.data.max_source_len)
     if ev.limit:
@@ -227,12 +251,14 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
     steps = Progress(STEPS)
     report: dict[str, Any] = {"seed": seed, "stages": {}, "config": cfg.to_dict(),
                               "problems": {"train": len(train_problems),
-                                           "heldout": len(heldout)}}
+                                           "heldout": len(heldout)},
+                              "vocabulary": {"kind": cfg.vocabulary,
+                                             "size": tokenizer.vocab_size}}
     stages = report["stages"]
     per_problem: dict[str, dict] = {}  # stage -> its per-problem pass@k, for the differences
 
     def train(name: str, **fields):
-        run = stage_config(cfg, name, seed, tok_path, **fields)
+        run = stage_config(cfg, name, seed, tok_path, data__problems=f"demo:{scale}", **fields)
         return training_summary(train_stage(run, workdir / name, progress=progress),
                                 workdir / name)
 
@@ -249,7 +275,8 @@ def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool =
             per_problem[name] = per_problem_pass(rows)
             stages[name].update({**metrics, **pass_intervals(per_problem[name], seed)})
 
-        stages["warmup"] = {"training": steps.run("warm-up", lambda: train("warmup"))}
+        stages["warmup"] = {"training": steps.run("warm-up", lambda: train(
+            "warmup", model__vocab_size=tokenizer.vocab_size))}
         steps.run("evaluate warm-up", lambda: evaluate("warmup"))
 
         cd = cfg.critic_data

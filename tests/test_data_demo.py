@@ -169,6 +169,28 @@ def test_heldout_problems_are_new_instances_of_train_families(items):
     assert len(set(questions)) == len(questions)
 
 
+def test_train_scale_adds_training_problems_and_keeps_the_heldout_split(items):
+    from coderl_jax.data.sources import load_problems
+
+    scaled = build_demo(0, 3)
+    train = {it.problem.problem_id: it for it in items if it.problem.split == "train"}
+    big = {it.problem.problem_id: it for it in scaled if it.problem.split == "train"}
+    assert len(train) == 299 and 2 * len(train) < len(big) <= 3 * len(train)
+    assert all(big[pid].problem == it.problem for pid, it in train.items())  # scale 1 kept
+    heldout = [it for it in items if it.problem.split == "heldout"]
+    assert [it for it in scaled if it.problem.split == "heldout"] == heldout
+    # the extra problems use no parameter values of a held-out problem of their family
+    held_values = {(it.family, tuple(kv for kv in it.params if kv[0] != "t")) for it in heldout}
+    assert not any((it.family, tuple(kv for kv in it.params if kv[0] != "t")) in held_values
+                   for pid, it in big.items() if pid not in train)
+    questions = [it.problem.question for it in scaled]
+    assert len(set(questions)) == len(questions)
+    assert len(load_problems("demo:3", "train")) == len(big)
+    for bad in ("demo:0", "demo:x", "demo:"):
+        with pytest.raises(UserError, match="demo:N"):
+            load_problems(bad, "train")
+
+
 # ------------------------------------------------------------------------ execution (sandbox)
 
 

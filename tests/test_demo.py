@@ -81,7 +81,10 @@ def test_demo_report_has_every_stage(demo_runs):
     assert set(report["stages"]) == {"warmup", "offline_rl", "online_rl", "critical_sampling"}
     for stage, value in fractions(report):
         assert 0.0 <= value <= 1.0, (stage, value)
-    assert report["problems"] == {"train": 299, "heldout": 6}
+    # configs/demo.py's train scale (3x the bundled training problems), its corpus vocabulary
+    assert report["problems"] == {"train": 792, "heldout": 6}
+    assert report["vocabulary"]["kind"] == "corpus" and report["vocabulary"]["size"] < 3000
+    assert (workdir / "export" / "actor_hf" / "vocab.json").is_file()  # the export carries it
     assert report["seconds"] > 0 and all(v > 0 for v in report["step_seconds"].values())
     # each stage trained the steps asked for and logged them
     assert report["stages"]["warmup"]["training"]["steps"] == 20

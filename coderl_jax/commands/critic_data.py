@@ -25,7 +25,9 @@ def register(sub) -> None:
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several (demo: train)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tokenizer", default=None, help="CodeT5 tokenizer folder")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder (default: the checkpoint's own, else "
+                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
     p.add_argument("--num-samples", type=int, default=20, help="sampled programs per problem "
                                                                 "(CodeRL: 20)")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline programs")
@@ -67,16 +69,17 @@ def run(args) -> int:
     paths.require_exists(args.checkpoint, "checkpoint")
     if paths.as_path(args.out).is_file():
         raise UserError(f"--out {args.out} is a file; give a folder")
+    from coderl_jax.checkpoint_io import model_tokenizer
     from coderl_jax.data.sources import load_problems
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.rl.program_dataset import generate_critic_data
-    from coderl_jax.tokenizer import load_tokenizer
 
     problems = load_problems(args.problems, args.split)
     if args.limit:
         problems = problems[: args.limit]
     summary = generate_critic_data(
-        args.checkpoint, problems, args.out, tokenizer=load_tokenizer(args.tokenizer),
+        args.checkpoint, problems, args.out,
+        tokenizer=model_tokenizer(args.tokenizer, args.checkpoint),
         num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
         top_k=args.top_k,
         max_new_tokens=args.max_new_tokens, max_source_len=args.max_source_len,

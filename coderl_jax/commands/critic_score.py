@@ -29,7 +29,9 @@ def register(sub) -> None:
     p.add_argument("--programs", required=True,
                    help="program rows (.jsonl) or a critic-data folder")
     p.add_argument("--out", required=True, help="output JSON lines file")
-    p.add_argument("--tokenizer", default=None, help="CodeT5 tokenizer folder")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder (default: the checkpoint's own, else "
+                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
     p.add_argument("--mode", choices=("fixed", "paper_faithful"), default="fixed",
                    help="paper_faithful: CodeRL's RL data (EOS-padded unmasked generate.py "
                         "prompts, re-tokenised programs), pooling over padding")
@@ -53,18 +55,18 @@ def run(args) -> int:
         raise UserError(f"--out {args.out} is a folder; give a .jsonl file path")
     from tqdm import tqdm
 
+    from coderl_jax.checkpoint_io import model_tokenizer
     from coderl_jax.data.sources import load_problems, problems_by_id
     from coderl_jax.files import atomic_write
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.rl.programs import CODERL_RL_PROMPT_STYLE, coderl_rl_rows, load_program_rows
     from coderl_jax.rl.scoring import load_scorer, score_rows
-    from coderl_jax.tokenizer import load_tokenizer
 
     rows = load_program_rows(args.programs)
     if not rows:
         raise UserError(f"no program rows in {args.programs}")
     table = problems_by_id(load_problems(args.problems, args.split))
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = model_tokenizer(args.tokenizer, args.checkpoint)
     faithful = args.mode == "paper_faithful"
     if faithful:
         rows = coderl_rl_rows(rows, tokenizer, args.max_target_len)

@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="actor checkpoint (orbax model folder)")
     p.add_argument("--critic", default=None, help="critic checkpoint (binary or 4-class)")
     p.add_argument("--tokenizer", default=None,
-                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or the packaged one)")
+                   help="tokenizer folder (default: the checkpoint's own, else "
+                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
     p.add_argument("--problems", default=None,
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several")
@@ -158,13 +159,13 @@ def run(args) -> int:
     _validate(args, paths)
     from tqdm import tqdm
 
+    from coderl_jax.checkpoint_io import model_tokenizer
     from coderl_jax.commands.generate import read_done_rows
     from coderl_jax.data.sources import load_problems, problems_by_id
     from coderl_jax.eval_recipes import git_commit
     from coderl_jax.files import atomic_write, read_jsonl, write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import CriticalSampler, summarize_rows
     from coderl_jax.partitioning import make_mesh
-    from coderl_jax.tokenizer import load_tokenizer
 
     if args.compare:
         return run_compare(args, paths, cfg)
@@ -198,7 +199,7 @@ def run(args) -> int:
                 raise UserError(f"{part} was made with other settings ({', '.join(diff)}); "
                                 "rerun without --resume to start over")
         done = [json.loads(line) for line in read_done_rows(part)]
-    tokenizer = load_tokenizer(paths["tokenizer"])
+    tokenizer = model_tokenizer(paths["tokenizer"], paths["checkpoint"])
     mesh = make_mesh()
     models = _load_models(paths, mesh)
     sampler = CriticalSampler(models, tokenizer, cfg, mesh=mesh)
@@ -245,12 +246,12 @@ def run(args) -> int:
 
 def run_compare(args, paths, cfg) -> int:
     """`--compare`: plain vs critical sampling on the same problems and budget."""
+    from coderl_jax.checkpoint_io import model_tokenizer
     from coderl_jax.data.sources import load_problems
     from coderl_jax.eval_recipes import git_commit
     from coderl_jax.files import write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import compare_plain_vs_critical
     from coderl_jax.partitioning import make_mesh
-    from coderl_jax.tokenizer import load_tokenizer
 
     if args.resume or paths["samples"]:
         raise UserError("--compare samples both sets itself; drop --resume / --samples")
@@ -259,7 +260,7 @@ def run_compare(args, paths, cfg) -> int:
         problems = problems[: args.limit]
     if not problems:
         raise UserError(f"no problems in {paths['problems']}")
-    tokenizer = load_tokenizer(paths["tokenizer"])
+    tokenizer = model_tokenizer(paths["tokenizer"], paths["checkpoint"])
     mesh = make_mesh()
     models = _load_models(paths, mesh)
     print(f"comparing on {len(problems)} problems, {cfg.total_per_problem} programs each way",

@@ -24,7 +24,8 @@ def register(sub) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="actor checkpoint (orbax folder)")
     p.add_argument("--tokenizer", default=None,
-                   help="CodeT5 tokenizer folder (default: $CODERL_TOKENIZER or the packaged one)")
+                   help="tokenizer folder (default: the checkpoint's own, else "
+                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
     p.add_argument("--problems", required=True,
                    help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
     p.add_argument("--split", default=None, help="split of SRC where it has several (demo, MBPP)")
@@ -121,12 +122,11 @@ def run(args) -> int:
     _validate(args)
     from tqdm import tqdm
 
-    from coderl_jax.checkpoint_io import load_actor
+    from coderl_jax.checkpoint_io import load_actor, model_tokenizer
     from coderl_jax.data.sources import load_problems
     from coderl_jax.inference.decoding import SamplingConfig
     from coderl_jax.partitioning import make_mesh
     from coderl_jax.rl import rollout
-    from coderl_jax.tokenizer import load_tokenizer
 
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                               greedy=args.greedy)
@@ -135,7 +135,7 @@ def run(args) -> int:
         problems = problems[: args.limit]
     if not problems:
         raise UserError(f"no problems in {args.problems}")
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = model_tokenizer(args.tokenizer, args.checkpoint)
     mesh = make_mesh()
     config, params = load_actor(args.checkpoint, mesh)
 

@@ -40,19 +40,27 @@ class DemoItem:
     near_misses: tuple[str, ...]  # plausible wrong programs in the problem's format
 
 
-def load_demo(split: str | None = None, seed: int = 0) -> list[Problem]:
-    """The demo problems of `split` ('train', 'heldout' or None for both), built from `seed`."""
+def load_demo(split: str | None = None, seed: int = 0, train_scale: int = 1) -> list[Problem]:
+    """The demo problems of `split` ('train', 'heldout' or None for both), built from `seed`;
+    `train_scale` times as many training problems per family (see `build_demo`)."""
     if split not in (None, *SPLITS):
         raise UserError(f"unknown demo split {split!r}; choose one of {', '.join(SPLITS)}")
-    return [it.problem for it in build_demo(seed) if split is None or it.problem.split == split]
+    return [it.problem for it in build_demo(seed, train_scale)
+            if split is None or it.problem.split == split]
 
 
 @functools.lru_cache(maxsize=4)
-def build_demo(seed: int = 0) -> tuple[DemoItem, ...]:
-    """Every demo problem with its metadata, in a fixed order (train first, then held-out)."""
+def build_demo(seed: int = 0, train_scale: int = 1) -> tuple[DemoItem, ...]:
+    """Every demo problem with its metadata, in a fixed order (train first, then held-out).
+
+    `train_scale` > 1: each family gets up to `train_scale` times its training problems; the
+    extra ones come after the scale-1 set (which they leave as it is), from parameter points
+    whose values no held-out problem has, so the held-out split is the same at every scale."""
+    if not isinstance(train_scale, int) or train_scale < 1:
+        raise UserError(f"the demo's train scale must be an integer >= 1, got {train_scale!r}")
     items = {s: [] for s in SPLITS}
     for family in fam.FAMILIES:
-        for split, points in _split_points(family, seed).items():
+        for split, points in _split_points(family, seed, train_scale).items():
             offset = _format_offset(family, seed, split)
             for i, (params, t) in enumerate(points):
                 rng = random.Random(f"coderl-demo/{seed}/{family.name}/{split}/{i}")
@@ -70,8 +78,10 @@ def _value_key(params: dict) -> tuple:
     return tuple(sorted(params.items()))
 
 
-def _split_points(family: fam.Family, seed: int) -> dict[str, list[tuple[dict, int]]]:
-    """Distinct (params, template) points for train and held-out; held-out prefers unseen values."""
+def _split_points(family: fam.Family, seed: int, train_scale: int = 1
+                  ) -> dict[str, list[tuple[dict, int]]]:
+    """Distinct (params, template) points for train and held-out; held-out prefers unseen values.
+    Scale > 1 appends training points whose values held-out never has (as many as exist)."""
     rng = random.Random(f"coderl-demo/{seed}/{family.name}/points")
     points = [(p, t) for p in family.space for t in range(TEMPLATES)]
     rng.shuffle(points)
@@ -81,7 +91,10 @@ def _split_points(family: fam.Family, seed: int) -> dict[str, list[tuple[dict, i
     train, rest = points[:n_train], points[n_train:]
     seen = {_value_key(p) for p, _ in train}
     rest.sort(key=lambda pt: _value_key(pt[0]) in seen)  # stable: unseen values first
-    return {"train": train, "heldout": rest[:family.n_heldout]}
+    heldout = rest[:family.n_heldout]
+    held_values = {_value_key(p) for p, _ in heldout}
+    extra = [pt for pt in rest[family.n_heldout:] if _value_key(pt[0]) not in held_values]
+    return {"train": train + extra[:(train_scale - 1) * n_train], "heldout": heldout}
 
 
 def _format_offset(family: fam.Family, seed: int, split: str) -> int:

@@ -2,7 +2,8 @@
 
 SRC is one of (local or on a gs:// bucket): an APPS split folder, one APPS problem folder, an
 MBPP `.jsonl` file, the word
-`humaneval`, the word `demo` (the bundled problem set), or a prepared TFDS dataset folder (one
+`humaneval`, the word `demo` (the bundled problem set; `demo:N` with N times its training
+problems per family, the same held-out ones), or a prepared TFDS dataset folder (one
 holding `dataset_info.json`, as `coderl data prepare` writes). `split` picks a part where the
 source has several (MBPP: train/test/validation/prompt; demo: train/heldout; TFDS: its splits).
 """
@@ -15,6 +16,16 @@ from coderl_jax.errors import UserError
 KEYWORDS = ("humaneval", "demo")
 
 
+def demo_scale(src: str) -> int:
+    """N of `demo:N` (N times the demo's training problems per family); 1 for `demo`."""
+    if src == "demo":
+        return 1
+    text = src.partition(":")[2]
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"problems {src!r}: write demo:N with N a whole number >= 1")
+    return int(text)
+
+
 def load_problems(src: str, split: str | None = None) -> list[Problem]:
     """Problems of SRC (see module docstring); a UserError says what SRC may be."""
     src = str(src)
@@ -24,10 +35,10 @@ def load_problems(src: str, split: str | None = None) -> list[Problem]:
         if split not in (None, "test"):
             raise UserError(f"HumanEval has only a 'test' split, not {split!r}")
         return load_humaneval()
-    if src == "demo":
+    if src == "demo" or src.startswith("demo:"):
         from coderl_jax.data.demo import load_demo  # written beside this module
 
-        return load_demo(split=split)
+        return load_demo(split=split, train_scale=demo_scale(src))
     path = paths.as_path(src)
     if paths.is_remote(path):  # the readers below read local files: copy it down first
         if not path.exists():

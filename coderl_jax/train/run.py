@@ -116,6 +116,18 @@ def initial_params(run: RunConfig) -> tuple[Any, ModelConfig]:
     return params, model_cfg
 
 
+def with_carried_tokenizer(run: RunConfig) -> RunConfig:
+    """`data.tokenizer` unset and `train.init_checkpoint` carrying a tokenizer: use that one,
+    so a stage reads its programs as the model it starts from was trained to."""
+    from coderl_jax import checkpoint_io
+
+    carried = None if run.data.tokenizer else checkpoint_io.tokenizer_path(
+        run.train.init_checkpoint)
+    if carried is None:
+        return run
+    return dataclasses.replace(run, data=dataclasses.replace(run.data, tokenizer=str(carried)))
+
+
 def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress: bool = True,
                 save_final: bool = True, devices=None):
     """Train `run.train.stage` in `workdir` (resuming from its latest checkpoint) and save the
@@ -125,6 +137,7 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
     from coderl_jax.train.loop import Trainer, stage_model
 
     distributed.initialize(run.train.multihost)
+    run = with_carried_tokenizer(run)
     mesh = partitioning.make_mesh(run.mesh, devices)
     workdir = paths.absolute(workdir)
     paths.check_bucket(workdir)
@@ -155,7 +168,7 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
         from coderl_jax import checkpoint_io
 
         checkpoint_io.save_model(workdir / FINAL_MODEL_DIR, result.state.params, net.model_config,
-                                 net.critic_config)
+                                 net.critic_config, tokenizer=run.data.tokenizer or None)
     return result
 
 
