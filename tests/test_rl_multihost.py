@@ -4,56 +4,24 @@ same rows; each process ran its own sandbox pool on its own share of the problem
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from online_multihost_worker import run_critic_data, run_critical, run_online
+from two_processes import run_two_processes
 
 from coderl_jax import checkpoint_io
 from coderl_jax.train.metrics import read_metrics
 
 from train_helpers import mesh_devices
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
 ICI = (2, 1, 2)  # data across the two hosts, model across each host's two devices
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_processes(args: list[str]) -> list[str]:
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                   JAX_PLATFORMS="cpu", CODERL_MULTIHOST="1",
-                   CODERL_COORDINATOR=f"127.0.0.1:{port}", CODERL_NUM_PROCESSES="2",
-                   CODERL_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "online_multihost_worker.py"), *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=600)
-            outputs.append(out)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-4000:]
-    return outputs
+    return run_two_processes("online_multihost_worker.py", args, timeout=600)
 
 
 def _critic(tmp_path) -> str:

@@ -2,15 +2,10 @@
 process with 4 devices: same losses, same checkpointed params."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+from two_processes import run_two_processes
 
 from coderl_jax.train import checkpoints as ck
 from coderl_jax.train.metrics import read_metrics
@@ -18,42 +13,16 @@ from coderl_jax.train.metrics import read_metrics
 from multihost_worker import build_trainer, host_source
 from train_helpers import mesh_devices
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
 ICI = (2, 1, 2)  # data across the two hosts, model across each host's two devices
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     workdir = tmp_path / "multihost"
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                   JAX_PLATFORMS="cpu", CODERL_MULTIHOST="1",
-                   CODERL_COORDINATOR=f"127.0.0.1:{port}", CODERL_NUM_PROCESSES="2",
-                   CODERL_PROCESS_ID=str(pid))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "multihost_worker.py"), str(workdir),
-             "--steps", str(STEPS), "--every", "2", "--ici", ",".join(map(str, ICI))],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=420)
-            outputs.append(out)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    outputs = run_two_processes("multihost_worker.py", [
+        str(workdir), "--steps", str(STEPS), "--every", "2", "--ici", ",".join(map(str, ICI))],
+        timeout=420)
     assert f"steps 0->{STEPS}" in outputs[0] and f"steps 0->{STEPS}" in outputs[1]
 
     reference = tmp_path / "single"
