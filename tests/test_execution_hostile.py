@@ -331,27 +331,32 @@ def test_fork_bomb_cpu_counts_for_the_whole_tree():
 
 def test_memory_of_a_process_tree_is_bounded():
     """Forked children each allocating what one process may: the tree as a whole stays within
-    the memory cgroup's bound (memory_mb + 512 MiB), so the kernel kills some of them, and the
-    program itself reports whether that happened."""
+    the memory cgroup's bound (memory_mb + 512 MiB). The program reports 'unbounded' when all
+    of its children got their memory (a wrong answer, 0), and the doubled input when the kernel
+    killed one or refused an allocation.
+
+    The CPU budget is generous: in a fresh virtual machine the first touch of each guest page is
+    slow, and 1 GiB of new pages once took CI's VM over 5 CPU seconds (a timeout, not a verdict)."""
     from coderl_jax.execution.sandbox import Limits
 
     if not os.path.isfile("/proc/self/cgroup") or not os.path.isdir("/sys/fs/cgroup/memory"):
         pytest.skip("no cgroup-v1 memory controller on this host")
-    code = ("import os, time\nr, w = os.pipe()\nkids = []\nfor _ in range(5):\n"
+    code = ("import os, time\nr, w = os.pipe()\nkids = []\nfor _ in range(8):\n"
             "    pid = os.fork()\n    if pid == 0:\n        try:\n"
-            "            x = b'x' * (400 * 1024 ** 2)\n        except MemoryError:\n"
+            "            x = b'x' * (200 * 1024 ** 2)\n        except MemoryError:\n"
             "            os._exit(3)\n        os.write(w, b'.')\n        time.sleep(100)\n"
-            "    kids.append(pid)\nos.set_blocking(r, False)\nkilled = done = 0\n"
-            "while killed == 0 and done < 5:\n    time.sleep(0.05)\n    try:\n"
-            "        done += len(os.read(r, 5))\n    except BlockingIOError:\n        pass\n"
+            "    kids.append(pid)\nos.set_blocking(r, False)\nkilled = done = failed = 0\n"
+            "while killed == 0 and done + failed < 8:\n    time.sleep(0.05)\n    try:\n"
+            "        done += len(os.read(r, 8))\n    except BlockingIOError:\n        pass\n"
             "    for k in list(kids):\n        p, st = os.waitpid(k, os.WNOHANG)\n"
             "        if p:\n            kids.remove(k)\n"
             "            killed += os.WIFSIGNALED(st) and os.WTERMSIG(st) == 9\n"
-            "print(int(input()) * 2 if killed else 'unbounded')")
-    with ExecutionPool(workers=1, timeout=5.0, wall_timeout=20.0,
+            "            failed += os.WIFEXITED(st) and os.WEXITSTATUS(st) == 3\n"
+            "print(int(input()) * 2 if killed or failed else 'unbounded')")
+    with ExecutionPool(workers=1, timeout=30.0, wall_timeout=60.0,
                        limits=Limits(memory_mb=512)) as p:
         r = p.run_one(Problem("one", "double", "stdin", Cases(inputs=("2\n",), outputs=("4\n",))),
                       code)
         assert p.run_one(STDIN, GOOD["s"])["result"] == 1
         assert sandbox_processes(p) == []
-    assert r["result"] == 1, r  # 1: at least one child was killed by the bound
+    assert r["result"] == 1, r

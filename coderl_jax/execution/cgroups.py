@@ -6,8 +6,8 @@ process the program ever created, including children the kernel has already reap
 
   * CPU time: `cpuacct.usage` (v1) or `cpu.stat` usage_usec (v2; present without the cpu
     controller), read with one `pread` on a file held open (a few microseconds);
-  * memory: `memory.limit_in_bytes` (+ memsw) / `memory.max` of the whole tree, pages of the
-    program's tmpfs scratch space included;
+  * memory: `memory.limit_in_bytes` (+ memsw, swappiness 0) / `memory.max` of the whole tree,
+    pages of the program's tmpfs scratch space included;
   * processes: `pids.max`;
   * CPU share: a CFS quota of one CPU (`cpu.cfs_quota_us` / `cpu.max`), so a program's tree cannot
     take more than one core from the other workers, and CPU used grows at most as fast as wall time.
@@ -146,6 +146,7 @@ class SandboxGroup:
                 made["memory"] = mem
                 _write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(memory_bytes))
                 _write(os.path.join(mem, "memory.swap.max"), "0")
+                _write(os.path.join(mem, "memory.swappiness"), "0")  # v1 without memsw
         pids = made.get("v2") if made.get("v2") and os.path.isfile(
             os.path.join(made["v2"], "pids.max")) else make(_v1_dir("pids", paths))
         if pids and _write(os.path.join(pids, "pids.max"), str(max_pids)):
