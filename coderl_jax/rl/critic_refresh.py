@@ -53,16 +53,17 @@ class CriticRefresher:
         self.mesh = mesh
         self.calls = 0
 
-    def update(self, rows, table, tokenizer, data, steps: int, batch_rows: int, mode: str) -> float:
-        """`steps` updates on random picks of `rows` (`batch_rows`: the global batch); returns
-        the mean loss."""
+    def update(self, rows, table, tokenizer, data, steps: int, batch_rows: int, mode: str,
+               prompt_style: str = "train") -> float:
+        """`steps` updates on random picks of `rows` (`batch_rows`: the global batch), each
+        program after its problem's `prompt_style` prompt; returns the mean loss."""
         count = jax.process_count()
         local = batch_rows // count
         cfg = PipelineConfig(batch_size=local, max_source_len=data.max_source_len,
                              max_target_len=data.max_target_len, shuffle=False, num_epochs=1,
                              num_classes=self.scorer.num_classes,
                              source_cut="plain" if mode == "paper_faithful" else "eos")
-        examples = critic_examples(table, rows, self.scorer.num_classes)
+        examples = critic_examples(table, rows, self.scorer.num_classes, prompt_style)
         rng = np.random.default_rng(self.calls * count + jax.process_index())
         self.calls += 1
         losses = []
@@ -103,8 +104,8 @@ class CriticRefresh:
     def due(self, step: int) -> bool:
         return self.enabled and step % self.every == 0
 
-    def refresh(self, problems, table, tokenizer, data, batch_rows: int, mode: str
-                ) -> float | None:
+    def refresh(self, problems, table, tokenizer, data, batch_rows: int, mode: str,
+                prompt_style: str = "train") -> float | None:
         """Refresh on the rows collected since the last time; the mean loss (None: no rows)."""
         if not self.recent:
             return None
@@ -113,7 +114,8 @@ class CriticRefresh:
         pids = {r["problem_id"] for r in self.recent}
         rows = self.recent + ground_truth_rows(problems, pids)
         self.recent = []
-        return self.refresher.update(rows, table, tokenizer, data, self.steps, batch_rows, mode)
+        return self.refresher.update(rows, table, tokenizer, data, self.steps, batch_rows, mode,
+                                     prompt_style)
 
     def save(self, workdir) -> None:
         """Write the refreshed critic to `<workdir>/critic_refreshed` (when it was refreshed)."""

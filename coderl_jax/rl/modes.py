@@ -33,13 +33,14 @@ Point by point against CodeRL's code (the README's table):
                                                       parameter): not reproduced
   codet5-base critic from pretrained weights          configs/codet5.py:size=base,stage=critic
   generate-style prompts, re-tokenised RL targets     `generate --prompt-style generate`; offline
-                                                      RL and critic-score: paper_faithful
-                                                      (rl/programs.py); online RL: not yet
+                                                      and online RL, critic-score:
+                                                      paper_faithful (rl/programs.py)
   plain source cut in training                        paper_faithful (train.source_cut="plain")
   in-process execution labels                         rl.harness (coderl under paper_faithful:
                                                       online RL), `--harness coderl` of
                                                       run-tests and critic-data; the 4 s wall
-                                                      alarm is not reproduced (CPU-time limit)
+                                                      alarm deliberately not (a CPU-time limit:
+                                                      a wall verdict varies with host load)
 """
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ after the device had finished everything it was given (time it was certainly idl
 the second iteration on (the first compiles the sampler and the train step); on several
 processes, the slowest host's.
 
+Under `rl.mode = paper_faithful` the programs are CodeRL's RL samples (`programs.coderl_rl_rows`,
+as offline RL): sampled after the generate.py prompt, learnt from (and scored by the critic) as
+the re-tokenised, reindented program text after that prompt.
+
 Optional critic refresh (`rl.critic_refresh_every`, `rl/critic_refresh.py`).
 """
 from __future__ import annotations
@@ -52,6 +56,7 @@ from coderl_jax.rl import reward
 from coderl_jax.rl.critic_refresh import CriticRefresh, refreshed_path
 from coderl_jax.rl.critic_train import log_metrics
 from coderl_jax.rl.overlap import ExecutionQueue, iterate_batches
+from coderl_jax.rl.programs import CODERL_RL_PROMPT_STYLE, coderl_rl_rows
 from coderl_jax.rl.rewards import CLASS_NAMES
 from coderl_jax.rl.rollout import Rollout, RolloutConfig, host_share
 from coderl_jax.rl.scoring import load_scorer
@@ -157,8 +162,15 @@ class OnlineSource:
         scorer.process_local = True  # each host scores its own programs
         return scorer
 
+    @property
+    def prompt_style(self) -> str:
+        """The prompt programs are sampled, scored and learnt after (CodeRL's RL samples under
+        paper_faithful)."""
+        return CODERL_RL_PROMPT_STYLE if self.rl.mode == "paper_faithful" else "train"
+
     def _make_rollouts(self, params) -> None:
-        common = dict(max_new_tokens=self.max_new_tokens, max_source_len=self.data.max_source_len)
+        common = dict(max_new_tokens=self.max_new_tokens, max_source_len=self.data.max_source_len,
+                      prompt_style=self.prompt_style)
         self.rollout = Rollout(self.model_config, params, self.tokenizer, RolloutConfig(
             sampling=SamplingConfig(temperature=self.rl.temperature, top_p=self.rl.top_p,
                                     top_k=self.rl.top_k),
@@ -178,7 +190,7 @@ class OnlineSource:
         self._set_params(state.params)
         if self.refresh.due(self.step):
             loss = self.refresh.refresh(self.problems, self.table, self.tokenizer, self.data,
-                                        self.batch_rows, self.rl.mode)
+                                        self.batch_rows, self.rl.mode, self.prompt_style)
             if loss is not None and self.workdir is not None and self.process == 0:
                 log_metrics(self.workdir, self.step, {"online/critic_refresh_loss": loss})
         if self.step >= self.last_step:
@@ -253,16 +265,22 @@ class OnlineSource:
         n_s = len(item.sample_rows)
         rows = reward.with_results(item.sample_rows, results[:n_s], ("result", "error_type"))
         greedy = reward.greedy_results(item.greedy_rows, results[n_s:])
+        faithful = self.rl.mode == "paper_faithful"
+        if faithful:  # CodeRL's RL samples: re-tokenised, reindented targets
+            rows = coderl_rl_rows(rows, self.tokenizer, self.data.max_target_len)
         if self.scorer is not None:
             rows = reward.critic_token_probs(
                 self.scorer, rows, self.table, self.tokenizer, batch_size=self.local_rows,
                 max_source_len=self.data.max_source_len,
-                max_target_len=self.data.max_target_len, mode=self.rl.mode)
+                max_target_len=self.data.max_target_len, mode=self.rl.mode,
+                prompt_style=self.prompt_style)
+        # generate.py's truncation keeps `</s>` (`programs.coderl_rl_config`, as offline RL)
         batch = reward.rl_batch(rows, self.table, self.tokenizer, baseline=self.rl.baseline,
                                 greedy=greedy, batch_rows=self.local_rows,
                                 max_source_len=self.data.max_source_len,
                                 max_target_len=self.data.max_target_len,
-                                source_cut=self.train.source_cut, mode=self.rl.mode)
+                                source_cut="eos" if faithful else self.train.source_cut,
+                                mode=self.rl.mode, prompt_style=self.prompt_style)
         if self.gt is not None:
             gt = self._gt_rows()
             batch.update({"gt_" + k: v for k, v in gt.items()})

@@ -70,13 +70,14 @@ def returns(rows: Sequence[dict], baseline: str, greedy: Mapping[str, int] | Non
 
 def rl_batch(rows: Sequence[dict], problems_by_id: Mapping, tokenizer, *, baseline: str,
              greedy: Mapping[str, int] | None, batch_rows: int, max_source_len: int,
-             max_target_len: int, source_cut: str, mode: str) -> dict[str, np.ndarray]:
+             max_target_len: int, source_cut: str, mode: str, prompt_style: str = "train"
+             ) -> dict[str, np.ndarray]:
     """The RL batch of executed rows: token returns with `baseline`, collated to `batch_rows`
-    rows, as `mode` feeds the step."""
+    rows after `prompt_style` prompts, as `mode` feeds the step."""
     rows = returns(rows, baseline, greedy)
     cfg = PipelineConfig(batch_size=batch_rows, max_source_len=max_source_len,
                          max_target_len=max_target_len, shuffle=False, num_epochs=1,
-                         source_cut=source_cut)
+                         source_cut=source_cut, prompt_style=prompt_style)
     batch = Collate(tokenizer, cfg, "rl")(rl_examples(problems_by_id, rows))
     return apply_to_batch(batch, mode, tokenizer.eos_id)
 
