@@ -251,6 +251,12 @@ def test_critical_sampling_and_repair_commands_run(env, monkeypatch):
     assert mined["pairs"] >= 1
     compare = json.loads((w / "compare.json").read_text())
     assert compare["budget"] == 4 and set(compare) >= {"plain", "critical", "origins"}
+    # on a pod every process holds every row and process 0 alone writes: another process's run
+    # of the same line leaves no file (a shared --out would otherwise get every row n times)
+    line = next(c for c in own if "--out $W/critical.jsonl" in c)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    assert _run_coderl(line.replace("$W/critical.jsonl", "$W/other/critical.jsonl"), env) == 0
+    assert not (w / "other").exists()
 
 
 @pytest.mark.parametrize("recipe", ["configs/eval_apps.py", "configs/eval_mbpp.py"])

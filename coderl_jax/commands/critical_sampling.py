@@ -21,6 +21,7 @@ prompts are the repair prompts; train the repair model on it with
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -157,6 +158,7 @@ def settings_record(args, paths, cfg, problems) -> dict:
 def run(args) -> int:
     paths, cfg = resolve(args)
     _validate(args, paths)
+    import jax
     from tqdm import tqdm
 
     from coderl_jax.checkpoint_io import model_tokenizer
@@ -166,6 +168,7 @@ def run(args) -> int:
     from coderl_jax.files import atomic_write, read_jsonl, write_json, write_jsonl
     from coderl_jax.inference.critical_sampling import CriticalSampler, summarize_rows
     from coderl_jax.partitioning import make_mesh
+    from coderl_jax.train.distributed import gather_objects
 
     if args.compare:
         return run_compare(args, paths, cfg)
@@ -190,35 +193,45 @@ def run(args) -> int:
     out = storage.as_path(args.out)
     part, part_settings = partial_path(out), settings_path(partial_path(out))
     record = settings_record(args, paths, cfg, problems)
-    done = []
-    if args.resume and part.is_file():
-        if part_settings.is_file():
-            old = json.loads(part_settings.read_text(encoding="utf-8"))
-            if old != record:
-                diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-                raise UserError(f"{part} was made with other settings ({', '.join(diff)}); "
-                                "rerun without --resume to start over")
-        done = [json.loads(line) for line in read_done_rows(part)]
+    # several processes: every one plans the same rounds (it holds every row); process 0 alone
+    # reads the partial file and writes the files, and tells the others what it resumed from
+    lead = jax.process_index() == 0
+    done, error = [], None
+    if lead and args.resume and part.is_file():
+        old = (json.loads(part_settings.read_text(encoding="utf-8"))
+               if part_settings.is_file() else record)
+        if old != record:
+            diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            error = (f"{part} was made with other settings ({', '.join(diff)}); "
+                     "rerun without --resume to start over")
+        else:
+            done = [json.loads(line) for line in read_done_rows(part)]
+    done, error = gather_objects([done, error])[0]
+    if error:
+        raise UserError(error)
     tokenizer = model_tokenizer(paths["tokenizer"], paths["checkpoint"])
     mesh = make_mesh()
     models = _load_models(paths, mesh)
     sampler = CriticalSampler(models, tokenizer, cfg, mesh=mesh)
 
-    storage.make_dirs(out.parent)
-    write_json(part_settings, record)
     kept = sampler._resume_state(problems, done)
-    with atomic_write(part) as f:  # exactly the complete rounds kept
-        for rows in kept.values():
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-    if kept:
-        print(f"resuming: {sum(len(v) for v in kept.values())} programs of {len(kept)} problems "
-              f"already in {part.name}", file=sys.stderr)
+    if lead:
+        storage.make_dirs(out.parent)
+        write_json(part_settings, record)
+        with atomic_write(part) as f:  # exactly the complete rounds kept
+            for rows in kept.values():
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+        if kept:
+            print(f"resuming: {sum(len(v) for v in kept.values())} programs of {len(kept)} "
+                  f"problems already in {part.name}", file=sys.stderr)
     total = len(problems) * cfg.total_per_problem
-    with storage.open_append(part) as f, \
+    with (storage.open_append(part) if lead else contextlib.nullcontext()) as f, \
             tqdm(total=total, desc="critical-sampling", unit="prog", file=sys.stderr,
-                 disable=None) as bar:
+                 disable=None if lead else True) as bar:
         def on_rows(rows):
+            if f is None:
+                return
             for row in rows:
                 f.write(json.dumps(row) + "\n")
             f.flush()
@@ -230,6 +243,8 @@ def run(args) -> int:
     origins: dict[str, int] = {}
     for r in rows:
         origins[r["origin"]] = origins.get(r["origin"], 0) + 1
+    if not lead:
+        return 0
     write_jsonl(out, rows)
     write_json(settings_path(out), dict(record, git_commit=git_commit(), origins=origins,
                                         num_programs=len(rows),
@@ -246,6 +261,8 @@ def run(args) -> int:
 
 def run_compare(args, paths, cfg) -> int:
     """`--compare`: plain vs critical sampling on the same problems and budget."""
+    import jax
+
     from coderl_jax.checkpoint_io import model_tokenizer
     from coderl_jax.data.sources import load_problems
     from coderl_jax.eval_recipes import git_commit
@@ -268,6 +285,8 @@ def run_compare(args, paths, cfg) -> int:
     result = compare_plain_vs_critical(models, tokenizer, problems, cfg, mesh=mesh,
                                        return_rows=True)
     rows = result.pop("rows")
+    if jax.process_index() != 0:  # every process holds every row; process 0 writes them
+        return 0
     out = storage.as_path(args.out)
     stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
     write_jsonl(out.with_name(stem + ".plain.jsonl"), rows["plain"])
