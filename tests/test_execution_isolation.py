@@ -414,8 +414,9 @@ def test_remove_tree_handles_deep_nesting_without_recursion(tmp_path):
 
 
 def _run_filter(prog: bytes, nr: int, arch: int, arg0: int = 0, arg1: int = 0,
-                arg5: int = 0) -> int:
-    """What a classic BPF seccomp filter returns for one system call (the opcodes it uses)."""
+                arg5: int = 0, steps: list | None = None) -> int:
+    """What a classic BPF seccomp filter returns for one system call (the opcodes it uses);
+    `steps` collects the instructions it ran."""
     import struct
 
     from coderl_jax.execution import seccomp as S
@@ -425,6 +426,8 @@ def _run_filter(prog: bytes, nr: int, arch: int, arg0: int = 0, arg1: int = 0,
     acc, pc = 0, 0
     while True:
         op, jt, jf, k = ins[pc]
+        if steps is not None:
+            steps.append(pc)
         pc += 1
         if op == S._LD_W_ABS:
             acc = data[k]
@@ -481,8 +484,13 @@ def test_seccomp_filter_verdict_for_every_call_number():
         verdict = allow if family in (1, 2, 10, 16) else ret(errno.EAFNOSUPPORT)
         for nr in (S.NR_SOCKET, S.NR_SOCKETPAIR):
             assert _run_filter(prog, nr, x86, arg0=family) == verdict, (nr, family)
-    # shorter than one test per number with a verdict of its own, plus the argument checks
-    assert len(prog) // 8 < 2 * len(S.DENIED) - 10
+    # short (every sandbox compiles it) and shallow (a call's verdict takes a binary search)
+    numbers = len(S.DENIED) + len(S.NO_LOCKS) + len(S.NOT_IMPLEMENTED) + 7
+    assert len(prog) // 8 < numbers + 40
+    for nr in range(1024):
+        steps: list = []
+        _run_filter(prog, nr, x86, steps=steps)
+        assert len(steps) <= 18, nr  # (16 now: the header, 7 levels, the futex check)
 
 
 @pytest.mark.parametrize("hierarchy", ["v1", "v2"])

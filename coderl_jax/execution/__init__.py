@@ -15,16 +15,16 @@ found. Defended (mode "namespaces", as root; sandbox.py says how each is obtaine
     its process; nothing survives it (IPC, /tmp, /dev/shm, processes) for a later sample;
   * reward hacking through the judge: forged, huge, deep or hash-colliding replies are bounded
     and become -1; comparisons use the judge's own builtins and modules on plain values;
-  * programs judged at the same time (on different workers): each has its own PID, IPC, mount
-    and network namespaces (abstract sockets, System V/POSIX IPC, /tmp, /dev/shm), uid and
-    cgroups, and the kernel state attachable to the files they all share (interpreter, standard
-    library, /dev/null) is refused by seccomp: file locks (flock, fcntl record and OFD locks:
-    ENOLCK, also on a program's own files, so sqlite3 works in memory only), leases, dnotify and
-    inotify (EPERM), process-shared futexes (keyed by a mapped file's inode: waits return EAGAIN,
-    wakes wake nobody), page-cache probes (preadv2 RWF_NOWAIT, cachestat), vsock sockets (not
-    per network namespace; only unix, inet, inet6 and netlink sockets can be made); /dev is
-    bound read-only, so no `utime` on the shared device nodes; read-only mounts update no
-    access times and take no xattrs;
+  * programs judged at the same time (on different workers): each has its own PID, IPC, mount and
+    network namespaces (abstract sockets, System V/POSIX IPC, /tmp, /dev/shm), uid and cgroups, and
+    the kernel state attachable to the files they all share (interpreter, standard library,
+    /dev/null) is refused by seccomp: file locks (flock, fcntl record and OFD locks: ENOLCK, also
+    on a program's own files, so sqlite3 works in memory only), leases, dnotify and inotify
+    (EPERM), process-shared futexes (keyed by a mapped file's inode: waits return EAGAIN, wakes
+    wake nobody), page-cache probes (preadv2 RWF_NOWAIT, cachestat, Linux AIO), vsock sockets (not
+    per network namespace; only unix, inet, inet6 and netlink sockets can be made); /dev is bound
+    read-only, so no `utime` on the shared device nodes; read-only mounts update no access times
+    and take no xattrs;
   * the host: no terminal, no launcher environment or keyring, no host /proc, no network (no
     vsock either), no writable host path, no new namespaces/mounts/ptrace/bpf/io_uring
     (seccomp), bounded CPU (cgroup, every process ever created), wall time (one budget per

@@ -32,8 +32,10 @@ attaches state to an inode that any process able to open or map it can create an
     ENOSYS; `futex_waitv` and the futex2 calls, whose flags the filter cannot read, fail with
     ENOSYS (the C library uses `futex`). Private futexes (threads) are untouched.
   * the page cache of shared files: `preadv2` with RWF_NOWAIT (it fails when the data is not
-    cached, telling whether another program read a file) fails with EOPNOTSUPP, and
-    `cachestat` with EPERM (`mincore` no longer reports other files' pages, since Linux 5.1);
+    cached, telling whether another program read a file) fails with EOPNOTSUPP, `cachestat`
+    with EPERM, and Linux AIO (`io_setup`: its reads take RWF_NOWAIT in memory the filter
+    cannot read) with ENOSYS, as on kernels built without it (`mincore` no longer reports
+    other files' pages, since Linux 5.1);
   * sockets of families no network namespace isolates (AF_VSOCK reaches the hypervisor and
     other guests' processes): `socket`/`socketpair` accept AF_UNIX, AF_INET, AF_INET6 and
     AF_NETLINK only, others fail with EAFNOSUPPORT.
@@ -78,8 +80,8 @@ DENIED = {
     "mount_setattr": 442, "quotactl_fd": 443, "memfd_secret": 447, "cachestat": 451,
 }
 NO_LOCKS = {"flock": 73}  # ENOLCK
-NOT_IMPLEMENTED = {"clone3": 435, "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455,
-                   "futex_requeue": 456}  # ENOSYS
+NOT_IMPLEMENTED = {"io_setup": 206, "clone3": 435, "futex_waitv": 449, "futex_wake": 454,
+                   "futex_wait": 455, "futex_requeue": 456}  # ENOSYS
 NR_CLONE, NR_CLONE3, NR_IOCTL, NR_FCNTL, NR_FUTEX, NR_PREADV2 = 56, 435, 16, 72, 202, 327
 NR_SOCKET, NR_SOCKETPAIR = 41, 53
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
