@@ -15,19 +15,31 @@ found. Defended (mode "namespaces", as root; sandbox.py says how each is obtaine
     its process; nothing survives it (IPC, /tmp, /dev/shm, processes) for a later sample;
   * reward hacking through the judge: forged, huge, deep or hash-colliding replies are bounded
     and become -1; comparisons use the judge's own builtins and modules on plain values;
-  * the host: no terminal, no launcher environment or keyring, no host /proc, no network, no
-    writable host path, no new namespaces/mounts/ptrace/bpf/io_uring (seccomp), bounded CPU
-    (cgroup, every process ever created), wall time (one budget per program), memory,
-    processes, files and output;
+  * programs judged at the same time (on different workers): each has its own PID, IPC, mount and
+    network namespaces (abstract sockets, System V/POSIX IPC, /tmp, /dev/shm), uid and cgroups, and
+    the kernel state attachable to the files they all share (interpreter, standard library,
+    /dev/null) is refused by seccomp: file locks (flock, fcntl record and OFD locks: ENOLCK, also
+    on a program's own files, so sqlite3 works in memory only), leases, dnotify and inotify
+    (EPERM), process-shared futexes (keyed by a mapped file's inode: waits return EAGAIN, wakes
+    wake nobody), page-cache probes (preadv2 RWF_NOWAIT, cachestat, Linux AIO), vsock sockets (not
+    per network namespace; only unix, inet, inet6 and netlink sockets can be made); /dev is bound
+    read-only, so no `utime` on the shared device nodes; read-only mounts update no access times
+    and take no xattrs;
+  * the host: no terminal, no launcher environment or keyring, no host /proc, no network (no
+    vsock either), no writable host path, no new namespaces/mounts/ptrace/bpf/io_uring
+    (seccomp), bounded CPU (cgroup, every process ever created), wall time (one budget per
+    program), memory, processes, files and output;
   * the harness: the judge survives any reply (a failure is that program's -1, never cached);
     a fork server or worker that dies is restarted and the program retried once.
 Not defended: kernel bugs reachable through the system calls the filter allows (it refuses
-dangerous interfaces; it is not an allow-list of calls); timing side channels and reading
-host-wide facts such as /proc/cpuinfo or the kernel version; signals a program sends itself
-with their default action (it is PID 1 of its namespace, and init ignores those; faults and the
-judge's kill still end it); HumanEval prompts that define helper functions the tests call (a
-program may redefine them: a weakness of the benchmark, not of the sandbox); anything in mode
-"basic" (not root: limits, seccomp and the minimal environment only, logged as a warning).
+dangerous interfaces; it is not an allow-list of calls); timing side channels and reading host-wide
+facts such as /proc/cpuinfo or the kernel version, including counters that one program moves by its
+own use and another reads through the host's noise (/proc/loadavg, /proc/meminfo,
+/proc/sys/fs/file-nr), and the page cache through read times; signals a program sends itself with
+their default action (it is PID 1 of its namespace, and init ignores those; faults and the judge's
+kill still end it); HumanEval prompts that define helper functions the tests call (a program may
+redefine them: a weakness of the benchmark, not of the sandbox); anything in mode "basic" (not
+root: limits, seccomp and the minimal environment only, logged as a warning).
 
 Outcome semantics, in short (details in checkers.py and runtime.py):
   * APPS programs get CodeRL's import prelude and comparison sequence (stripped text, lines,

@@ -11,7 +11,9 @@ The root holds, read-only, nosuid, nodev:
     into site-packages folders that are otherwise empty: every site-packages / dist-packages
     folder inside a bound folder is covered by an empty tmpfs, and one outside (a virtualenv,
     wherever it lives, /tmp included) exists in the root only as the path to the allowed packages;
-  * /dev with null, zero, full, random, urandom (no tty, no pts), /proc and /tmp as mount points
+  * /dev with null, zero, full, random, urandom (no tty, no pts; bound read-only, which leaves
+    the devices writable but their inodes, the host's, unchangeable: no `utime`, a signal
+    between programs otherwise), /proc and /tmp as mount points
     that every sandbox fills with its own proc (of its PID namespace) and its own scratch tmpfs;
     /var/tmp and /dev/shm are links to /tmp.
 
@@ -181,7 +183,7 @@ def enter(view: View, staging: str = SCRATCH) -> list[str]:
         for d in DEVICES:
             if f"/dev/{d}" in fds:
                 _bind(fds[f"/dev/{d}"], _target(root, f"/dev/{d}", False),
-                      sc.MS_NOSUID | sc.MS_NOEXEC)
+                      sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NOEXEC)  # devices still writable
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                              ("shm", SCRATCH)):
