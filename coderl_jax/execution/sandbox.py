@@ -58,6 +58,7 @@ machines only.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import random
@@ -171,6 +172,8 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         sc.set_name("coderl-sandbox")
+        gc.freeze()  # the fork server's objects are none of the program's collections' business
+        gc.enable()  # (the fork server runs without automatic collection)
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
             os.write(cg, b"0")
         if namespaces:
@@ -345,10 +348,18 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     os.setsid()
     cgroup_fds = [[os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs]
                   for procs in cgroup_procs] or [[]]
-    import gc
+    from coderl_jax.execution import runtime
 
+    try:  # an optimisation only: a failure must not keep the fork server from serving
+        runtime.warm_up()
+    except Exception:  # noqa: BLE001
+        pass
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
+    # Every page this process writes after a fork is copied (it shares them with the sandboxes):
+    # no automatic collections here (they walk the young objects); the loop collects itself
+    # every few hundred programs, and each sandbox turns collection back on.
+    gc.disable()
     base_vm = _vm_size()
     bare = len(os.listdir("/proc/self/task")) == 1  # single-threaded: fork without at-fork hooks
     if namespaces:
@@ -369,6 +380,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     worker = os.getppid()
     seq, slot = 0, 0
     limits: Limits | None = None
+    request, served = b"", 0  # the last spawn request (its limits), spawns served
     spare: _Spare | None = None
     live: dict[int, _Spare] = {}  # pidfd -> sandbox handed out (or discarded), not yet reaped
 
@@ -433,12 +445,16 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 for s in ([spare] if spare else []) + list(live.values()):
                     remove_tree(s.cwd)
             os._exit(0)
-        wanted = Limits(**json.loads(msg)["limits"])
-        if spare is not None and wanted != limits:
-            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
-            retire(spare)
-            spare = None
-        limits = wanted
+        if msg != request:  # new limits (parsed only when they change: fewer copied pages)
+            request, wanted = msg, Limits(**json.loads(msg)["limits"])
+            if spare is not None and wanted != limits:
+                signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+                retire(spare)
+                spare = None
+            limits = wanted
+        served += 1
+        if served % 256 == 0:
+            gc.collect()
         if spare is None:
             spare = fork_spare()
         try:
