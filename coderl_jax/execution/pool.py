@@ -136,6 +136,14 @@ class _Worker:
         self.phases = reply.get("phases") if isinstance(reply.get("phases"), dict) else {}
         return reply["result"]
 
+    def hang_up(self) -> None:
+        """Close the worker's input: it finishes and exits (`stop` waits for it)."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -288,6 +296,8 @@ class ExecutionPool:
             self._tasks.put(None)
         for t in self._threads:
             t.join()
+        for w in self._workers:  # all see their end at once and wind down side by side
+            w.hang_up()
         for w in self._workers:
             w.stop()
 

@@ -194,8 +194,11 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
         nproc = limits.nproc if uid is not None else _own_processes() + limits.nproc
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         try:  # if memory runs out anyway (many processes), the kernel kills sandboxes first
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")
+            adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(adj, b"1000")
+            finally:
+                os.close(adj)
         except OSError:
             pass
         if uid is not None:
@@ -516,6 +519,7 @@ class Zygote:
         self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
         self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
         self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
+        self._requests: dict[Limits, bytes] = {}  # spawn request by limits
 
     def _start(self, namespaces: bool, packages) -> None:
         procs = [g.procs_files() for g in self.groups]
@@ -570,7 +574,11 @@ class Zygote:
         """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
         (stdin_fd, stdout_fd) become the program's fds 0 and 1, sent with its first request
         (the caller keeps and closes its own copies); else both stay /dev/null."""
-        self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
+        request = self._requests.get(limits)
+        if request is None:  # (encoded once per Limits: the fork server compares the bytes)
+            request = self._requests[limits] = json.dumps(
+                {"limits": dataclasses.asdict(limits)}).encode()
+        self.sock.send(request)
         while True:
             kind, sid, pid, slot, fds = self._next()
             if kind == b"s":
