@@ -1,13 +1,16 @@
-"""The fork server's fast path keeps programs' semantics: its warm-up leaves nothing behind,
-programs get their own garbage collector, and spawn requests follow the limits asked for."""
+"""The fast path keeps programs' semantics: the fork server's warm-up leaves nothing behind,
+programs get their own garbage collector, spawn requests follow the limits asked for, and
+workers bound to a CPU run their programs there."""
 import builtins
 import os
 import sys
 import time
 
+import pytest
+
 from coderl_jax.data.records import Problem, Tests as Cases
 from coderl_jax.execution import runtime, sandbox
-from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.execution.pool import ExecutionPool, worker_cpus
 
 
 def test_warm_up_leaves_nothing_behind():
@@ -82,3 +85,28 @@ def test_close_ends_every_worker():
     pool.close()
     assert all(p.returncode is not None for p in procs)
     assert all(w.proc is None for w in pool._workers)
+
+
+def test_worker_cpus_bind_each_worker_to_one_allowed_cpu(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5, 3})
+    assert worker_cpus(2, None) == [3, 5]
+    assert worker_cpus(1, None) == [3]
+    assert worker_cpus(3, None) == [None] * 3  # more workers than CPUs: left to the kernel
+    assert worker_cpus(3, True) == [3, 5, 3]
+    assert worker_cpus(2, False) == [None, None]
+    with pytest.raises(ValueError, match="pin_cpus"):
+        ExecutionPool(workers=1, pin_cpus="yes")
+
+
+AFFINITY = Problem("a", "cpus", "assert", Cases(asserts=("assert cpus() == expected",)))
+
+
+@pytest.mark.parametrize("pin", [True, False])
+def test_a_bound_worker_runs_its_programs_on_its_cpu(pin):
+    allowed = sorted(os.sched_getaffinity(0))
+    expected = allowed[:1] if pin else allowed
+    code = ("import os\nexpected = %r\ndef cpus():\n    return sorted(os.sched_getaffinity(0))\n"
+            % expected)
+    with ExecutionPool(workers=1, timeout=2.0, cache_size=0, pin_cpus=pin) as pool:
+        r = pool.run({"a": AFFINITY}, [{"problem_id": "a", "code": code}])[0]
+    assert r["result"] == 1, r
