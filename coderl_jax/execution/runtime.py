@@ -105,7 +105,7 @@ _WARM_PROGRAM = (
 _WARM_CALLS = ([3], [2.5, 1], ["ab", 3], [(1, 2), [1]], [{1: 2}, {3}])
 
 
-def warm_up(rounds: int = 16) -> None:
+def warm_up(rounds: int = 6) -> None:
     """Serve `_WARM_PROGRAM` through the runtime's own request path (load, calls on handles,
     replies, an exception), in-process over a socket pair: called in the fork server before it
     forks any sandbox, so the interpreter's adaptive bytecode and type caches on that path are
