@@ -729,8 +729,12 @@ class Sandbox:
             ready, _, _ = select.select([self.sock], [], [], wait)
             self._bound += (time.monotonic() - now) * self.cpus
             if ready:
+                # 64 KiB unless a large reply is known to be coming: a 1 MiB buffer is mapped,
+                # shrunk and unmapped again for every small reply
+                size = 1 << 16 if need is None else min(max(4 + need - len(self.buf), 1 << 16),
+                                                        1 << 20)
                 try:
-                    chunk = self.sock.recv(1 << 20)
+                    chunk = self.sock.recv(size)
                 except OSError:
                     chunk = b""
                 if not chunk:
