@@ -167,3 +167,4 @@ def test_benchmark_execute_reports_pool_and_baseline(capsys):
     assert out["ratio"] == pytest.approx(out["programs_per_s"] / out["reference_programs_per_s"],
                                          rel=0.02)
     assert out["reference_agreement"] == 1.0
+    assert len(out["worker_cpus"]) == 2  # bound or not (null), per worker

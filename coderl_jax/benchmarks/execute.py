@@ -6,8 +6,9 @@ seconds by the pool: the per-program path, not a few compute-bound programs, dec
 which both sides run the light programs again. Also reported: where the workers' time went per
 program (spawn: taking a sandbox from the fork server; load: loading the program; replies:
 waiting for the program's answers; compile: compiling test code; end: killing the sandbox;
-judge: the rest of the judge's own work) and the CPU seconds per program of the whole pool
-(workers, fork servers and sandboxes, from the kernel's accounting of reaped children).
+judge: the rest of the judge's own work), the CPU seconds per program of the whole pool
+(workers, fork servers and sandboxes, from the kernel's accounting of reaped children), and
+the CPU the pool bound each worker to by default (`worker_cpus`; null: left unbound).
 
 The programs are the problems' reference solutions (MBPP `code`, HumanEval canonical solutions,
 APPS `solutions.json`; `--per-problem` caps how many per problem). The baseline runs the same
@@ -27,7 +28,7 @@ import time
 from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.execution.checkers import problem_spec
-from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.execution.pool import ExecutionPool, worker_cpus
 
 # Runs one program and its tests in a fresh interpreter; prints the per-test codes as JSON.
 _NAIVE_DRIVER = r"""
@@ -155,6 +156,7 @@ def run(args) -> dict:
         "programs": len(rows),
         "workers": args.workers,
         "isolation": "namespaces" if namespaces else "basic",
+        "worker_cpus": worker_cpus(args.workers, None),  # the CPU each worker is bound to
         "programs_per_s": round(pool_pps, 2),
         "tests_per_s": round(pool_tests / pool_s, 2),
         "seconds": round(pool_s, 3),

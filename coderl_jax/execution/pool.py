@@ -10,6 +10,8 @@ Each worker is a separate CPU-only interpreter (`coderl_jax.execution.worker`; J
 imported there) that judges programs one at a time, each in a fresh sandbox forked from a warm
 fork server. Workers are recycled after `max_jobs_per_worker` programs and restarted on any
 anomaly (a crash, a broken pipe); the job is then retried once on a fresh worker.
+With at least as many CPUs as workers, each worker is bound to a CPU of its own, with its
+fork server and sandboxes (`pin_cpus`; see `worker_cpus`).
 `harness` chooses how standard-input programs are judged: "real" (default: each test runs the
 program as a process with real stdin/stdout, exit status and signals count) or "coderl"
 (CodeRL's in-process harness and its quirks); see checkers.py and runtime.py.
@@ -62,6 +64,23 @@ def normalize_code(code: str) -> str:
 def _error_result(message: str) -> dict:
     return {"result": -1, "error_type": "sandboxerror", "tests": [], "seconds": 0.0,
             "error_message": message[:1000], "error_line": None}
+
+
+def worker_cpus(workers: int, pin: bool | None) -> list[int | None]:
+    """The CPU each worker (with its fork server and sandboxes) is bound to, or None for each
+    when they are not bound. `pin` None: bind when there are at least as many CPUs (those this
+    process may use) as workers. A worker's judge, fork server and program then hand off to
+    each other on one CPU: no cross-CPU wake-ups or TLB shoot-downs, a warm cache, and the
+    next sandbox forked and the last one torn down between the program's turns; measured on
+    a 2-CPU VM, a light MBPP program costs ~20% less CPU this way. Several pools on one host
+    each bind from the first CPU on: pass False there (or leave them fewer CPUs)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = []
+    if pin is False or not allowed or (pin is None and workers > len(allowed)):
+        return [None] * workers
+    return [allowed[i % len(allowed)] for i in range(workers)]
 
 
 class _WorkerDied(Exception):
@@ -136,6 +155,14 @@ class _Worker:
         self.phases = reply.get("phases") if isinstance(reply.get("phases"), dict) else {}
         return reply["result"]
 
+    def hang_up(self) -> None:
+        """Close the worker's input: it finishes and exits (`stop` waits for it)."""
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -171,9 +198,12 @@ class ExecutionPool:
     def __init__(self, workers: int = 2, timeout: float = 4.0, *, wall_timeout: float | None = None,
                  limits: Limits | None = None, max_jobs_per_worker: int = 2000,
                  cache_size: int = 100_000, isolation: str = "auto",
-                 packages: tuple[str, ...] | None = None, harness: str = "real"):
+                 packages: tuple[str, ...] | None = None, harness: str = "real",
+                 pin_cpus: bool | None = None):
         if workers < 1:
             raise ValueError("workers must be >= 1")
+        if pin_cpus not in (None, True, False):
+            raise ValueError(f"pin_cpus must be True, False or None, not {pin_cpus!r}")
         if isolation not in ("auto", "namespaces", "basic"):
             raise ValueError(f"isolation must be auto, namespaces or basic, not {isolation!r}")
         from coderl_jax.execution.checkers import check_harness
@@ -185,7 +215,9 @@ class ExecutionPool:
                        "harness": harness}
         self.timeout = timeout
         self._wall = wall_timeout or (5 * timeout + 1)
-        self._workers = [_Worker(self.config, max_jobs_per_worker) for _ in range(workers)]
+        cpus = worker_cpus(workers, pin_cpus)
+        self._workers = [_Worker(self.config if cpu is None else dict(self.config, cpu=cpu),
+                                 max_jobs_per_worker) for cpu in cpus]
         self._tasks: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[str, dict] = collections.OrderedDict()
@@ -288,6 +320,8 @@ class ExecutionPool:
             self._tasks.put(None)
         for t in self._threads:
             t.join()
+        for w in self._workers:  # all see their end at once and wind down side by side
+            w.hang_up()
         for w in self._workers:
             w.stop()
 

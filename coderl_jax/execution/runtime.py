@@ -94,6 +94,67 @@ def preload() -> None:
             pass
 
 
+# A program of ours that `warm_up` serves (never a judged program).
+_WARM_PROGRAM = (
+    "import math\nfrom collections import Counter\n"
+    "def f(x, y=2):\n"
+    "    return [x * y, (x, y), {x: y}, {x}, str(x), math.sqrt(abs(x)), Counter([x, x])]\n"
+    "def g(s):\n    return s.upper() if s else int('x')\n"
+    "class K:\n    def m(self, v):\n        return (v, self)\n"
+)
+_WARM_CALLS = ([3], [2.5, 1], ["ab", 3], [(1, 2), [1]], [{1: 2}, {3}])
+
+
+def warm_up(rounds: int = 6) -> None:
+    """Serve `_WARM_PROGRAM` through the runtime's own request path (load, calls on handles,
+    replies, an exception), in-process over a socket pair: called in the fork server before it
+    forks any sandbox, so the interpreter's adaptive bytecode and type caches on that path are
+    already settled in the memory every sandbox shares, and each sandbox copies fewer of those
+    pages (a copy-on-write fault costs microseconds). Leaves nothing behind: no module, fds or
+    patched streams."""
+    saved = sys.stdout, sys.stderr, sys.stdin, builtins.open
+    try:
+        for i in range(rounds):
+            ours, theirs = socket.socketpair()
+            try:
+                rt = Runtime(theirs.fileno())
+
+                def ask(req: dict) -> dict:
+                    data = json.dumps(req).encode()
+                    ours.sendall(struct.pack(">I", len(data)) + data)
+                    return rt.recv()
+
+                def answer(reply: dict) -> None:
+                    rt.send(reply)
+                    ours.recv(1 << 16)
+
+                if i % 2:
+                    answer(rt.load(ask({"kind": "call", "code": _WARM_PROGRAM, "fn_name": "f",
+                                        "harness": "real"})))
+                    for args in _WARM_CALLS:
+                        answer(rt.handle(ask({"op": "call", "args": codec.encode(args)})))
+                    continue
+                answer(rt.load(ask({"kind": "module", "code": _WARM_PROGRAM,
+                                    "names": ["K", "f", "g", "math"], "harness": "real"})))
+                refs = {getattr(v, "__name__", ""): k for k, v in rt.objects.items()}
+                for args in _WARM_CALLS:
+                    answer(rt.handle(ask({"op": "rcall", "ref": refs["f"],
+                                          "args": codec.encode(args), "kw": {"D": []}})))
+                answer(rt.handle(ask({"op": "rcall", "ref": refs["g"], "args": [""],
+                                      "kw": {"D": []}})))
+                obj = rt.handle(ask({"op": "rcall", "ref": refs["K"], "args": [],
+                                     "kw": {"D": []}}))
+                answer(obj)
+                answer(rt.handle(ask({"op": "getattr", "ref": obj["v"]["H"], "attr": "m"})))
+            finally:
+                ours.close()
+                theirs.close()
+    finally:
+        sys.stdout, sys.stderr, sys.stdin, builtins.open = saved
+        for name in ("solution", "tmp_sol"):
+            sys.modules.pop(name, None)
+
+
 def wrap_stdin_program(code: str) -> tuple[str, list[int | None]]:
     """CodeRL's transformation of a standard-input program into `def code():`.
 

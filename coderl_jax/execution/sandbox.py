@@ -58,6 +58,7 @@ machines only.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import random
@@ -171,6 +172,8 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
     try:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         sc.set_name("coderl-sandbox")
+        gc.freeze()  # the fork server's objects are none of the program's collections' business
+        gc.enable()  # (the fork server runs without automatic collection)
         for cg in cgroup_fds:  # CPU, memory and pids of the whole process tree
             os.write(cg, b"0")
         if namespaces:
@@ -191,8 +194,11 @@ def _sandbox_child(fd: int, uid: int | None, limits: Limits, namespaces: bool,
         nproc = limits.nproc if uid is not None else _own_processes() + limits.nproc
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         try:  # if memory runs out anyway (many processes), the kernel kills sandboxes first
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")
+            adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(adj, b"1000")
+            finally:
+                os.close(adj)
         except OSError:
             pass
         if uid is not None:
@@ -345,10 +351,18 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     os.setsid()
     cgroup_fds = [[os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in procs]
                   for procs in cgroup_procs] or [[]]
-    import gc
+    from coderl_jax.execution import runtime
 
+    try:  # an optimisation only: a failure must not keep the fork server from serving
+        runtime.warm_up()
+    except Exception:  # noqa: BLE001
+        pass
     gc.collect()
     gc.freeze()  # pre-imported objects: never traversed by a sandbox's GC (fewer copied pages)
+    # Every page this process writes after a fork is copied (it shares them with the sandboxes):
+    # no automatic collections here (they walk the young objects); the loop collects itself
+    # every few hundred programs, and each sandbox turns collection back on.
+    gc.disable()
     base_vm = _vm_size()
     bare = len(os.listdir("/proc/self/task")) == 1  # single-threaded: fork without at-fork hooks
     if namespaces:
@@ -369,6 +383,7 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
     worker = os.getppid()
     seq, slot = 0, 0
     limits: Limits | None = None
+    request, served = b"", 0  # the last spawn request (its limits), spawns served
     spare: _Spare | None = None
     live: dict[int, _Spare] = {}  # pidfd -> sandbox handed out (or discarded), not yet reaped
 
@@ -433,12 +448,16 @@ def zygote_main(sock: socket.socket, namespaces: bool, cgroup_procs: list[list[s
                 for s in ([spare] if spare else []) + list(live.values()):
                     remove_tree(s.cwd)
             os._exit(0)
-        wanted = Limits(**json.loads(msg)["limits"])
-        if spare is not None and wanted != limits:
-            signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
-            retire(spare)
-            spare = None
-        limits = wanted
+        if msg != request:  # new limits (parsed only when they change: fewer copied pages)
+            request, wanted = msg, Limits(**json.loads(msg)["limits"])
+            if spare is not None and wanted != limits:
+                signal.pidfd_send_signal(spare.pidfd, signal.SIGKILL)
+                retire(spare)
+                spare = None
+            limits = wanted
+        served += 1
+        if served % 256 == 0:
+            gc.collect()
         if spare is None:
             spare = fork_spare()
         try:
@@ -500,6 +519,7 @@ class Zygote:
         self.ending: int | None = None  # pidfd of the last sandbox killed, until it has ended
         self.exits: dict[int, int] = {}  # exit statuses reported and not yet asked for
         self.forget: set[int] = set()  # sandboxes whose exit status nobody will ask for
+        self._requests: dict[Limits, bytes] = {}  # spawn request by limits
 
     def _start(self, namespaces: bool, packages) -> None:
         procs = [g.procs_files() for g in self.groups]
@@ -554,7 +574,11 @@ class Zygote:
         """Take the fork server's waiting sandbox (it forks the next one meanwhile). `stdio`
         (stdin_fd, stdout_fd) become the program's fds 0 and 1, sent with its first request
         (the caller keeps and closes its own copies); else both stay /dev/null."""
-        self.sock.send(json.dumps({"limits": dataclasses.asdict(limits)}).encode())
+        request = self._requests.get(limits)
+        if request is None:  # (encoded once per Limits: the fork server compares the bytes)
+            request = self._requests[limits] = json.dumps(
+                {"limits": dataclasses.asdict(limits)}).encode()
+        self.sock.send(request)
         while True:
             kind, sid, pid, slot, fds = self._next()
             if kind == b"s":
@@ -705,8 +729,12 @@ class Sandbox:
             ready, _, _ = select.select([self.sock], [], [], wait)
             self._bound += (time.monotonic() - now) * self.cpus
             if ready:
+                # 64 KiB unless a large reply is known to be coming: a 1 MiB buffer is mapped,
+                # shrunk and unmapped again for every small reply
+                size = 1 << 16 if need is None else min(max(4 + need - len(self.buf), 1 << 16),
+                                                        1 << 20)
                 try:
-                    chunk = self.sock.recv(1 << 20)
+                    chunk = self.sock.recv(size)
                 except OSError:
                     chunk = b""
                 if not chunk:

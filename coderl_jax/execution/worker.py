@@ -67,6 +67,11 @@ def _cap_memory(extra_mb: int) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0]) if argv else {}
+    if config.get("cpu") is not None:  # (see pool.worker_cpus); inherited by all it forks
+        try:
+            os.sched_setaffinity(0, {int(config["cpu"])})
+        except (OSError, ValueError):
+            pass
     from coderl_jax.execution import cgroups, runtime, sandbox, seccomp
 
     sandbox.sc.prctl(sandbox.sc.PR_SET_PDEATHSIG, 9)
