@@ -33,7 +33,7 @@ is defended, and how (mode "namespaces", used when running as root):
     sandbox's IPC namespace and die with it; /dev/shm is its private tmpfs.
   * Network: the zygote's network namespace (made once per fork server) holds only a down
     loopback. Programs run one at a time, and none meets the next through that namespace
-    (abstract sockets) or anything else shared (a lock on a library file): the next program gets
+    (abstract sockets) or anything else shared: the next program gets
     its sandbox only once the previous one's PID 1 has been reported exited, which the kernel
     does after every other process of its PID namespace is gone and its own files are closed.
   * Privileges: setgroups/setresgid/setresuid to a uid of its own, no_new_privs, then a seccomp
