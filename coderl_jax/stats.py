@@ -32,7 +32,7 @@ METHOD = "percentile bootstrap over problems"
 def check_level(level: float) -> None:
     """0 (intervals off) or a level strictly between 0 and 1."""
     if not (level == 0 or 0 < level < 1):
-        raise UserError(f"--ci must be 0 (off) or a level between 0 and 1, got {level}")
+        raise UserError(f"--ci must be 0 (no intervals) or a level between 0 and 1, got {level}")
 
 
 def resample_indices(num_problems: int, resamples: int, seed: int) -> np.ndarray:

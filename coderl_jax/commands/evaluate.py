@@ -188,8 +188,9 @@ def _difficulties(src: str, problem_ids) -> dict[str, str]:
 
 
 def _check_stats_flags(args) -> None:
-    if not (args.ci == 0 or 0 < args.ci < 1):
-        raise UserError(f"--ci must be 0 (no intervals) or a level between 0 and 1, got {args.ci}")
+    from coderl_jax.stats import check_level
+
+    check_level(args.ci)
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     if args.seed < 0:

@@ -27,9 +27,6 @@ log = logging.getLogger(__name__)
 
 # The release CodeRL's README points to (about 1.3 GB unpacked: APPS/train, APPS/test).
 APPS_URL = "https://people.eecs.berkeley.edu/~hendrycks/APPS.tar.gz"
-DIFFICULTY_NAMES = {"introductory", "interview", "competition"}
-
-
 class BadProblem(UserError):
     """One APPS problem folder could not be read (the message names the file)."""
 

@@ -13,8 +13,6 @@ from coderl_jax import paths
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 
-KEYWORDS = ("humaneval", "demo")
-
 
 def demo_scale(src: str) -> int:
     """N of `demo:N` (N times the demo's training problems per family); 1 for `demo`."""

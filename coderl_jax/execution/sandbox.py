@@ -147,13 +147,6 @@ def minimal_environment() -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------
 # Zygote side (runs in the fork server process)
 # ------------------------------------------------------------------------------------------------
-def _recv_msg(sock: socket.socket) -> tuple[dict | None, list[int]]:
-    msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
-    if not msg:
-        return None, fds
-    return json.loads(msg), fds
-
-
 def _enter_program_namespaces(limits: Limits, under_scratch: list[str]) -> None:
     """In the sandbox (PID 1 of its PID namespace, still root): private IPC, cgroup and mount
     namespaces, its own /proc and scratch tmpfs (with any interpreter path under /tmp bound
