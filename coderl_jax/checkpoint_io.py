@@ -29,6 +29,7 @@ from coderl_jax.files import write_json
 from coderl_jax.models import t5
 from coderl_jax.models.critic import init_critic_params
 from coderl_jax.paths import PathLike
+from coderl_jax.tokenizer import load_tokenizer
 from coderl_jax.train import checkpoints
 
 PyTree = Any
@@ -140,8 +141,6 @@ def tokenizer_path(checkpoint: PathLike | None) -> epath.Path | None:
 def model_tokenizer(explicit: PathLike | None, checkpoint: PathLike | None):
     """The tokenizer a command uses: `explicit` when given, else the one `checkpoint` carries,
     else $CODERL_TOKENIZER or the packaged CodeT5 tokenizer."""
-    from coderl_jax.tokenizer import load_tokenizer
-
     return load_tokenizer(explicit or tokenizer_path(checkpoint))
 
 

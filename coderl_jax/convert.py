@@ -19,8 +19,11 @@ import numpy as np
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.checkpoint_io import copy_tokenizer, load_model, save_model, tokenizer_path
 from coderl_jax.config import CriticConfig, ModelConfig
 from coderl_jax.errors import UserError
+from coderl_jax.hf_config import hf_config_from_model_config, model_config_from_hf
+from coderl_jax.models.t5 import params_for_layout, unstack_layers
 from coderl_jax.paths import PathLike
 
 PyTree = Any
@@ -33,81 +36,6 @@ _IGNORED_KEYS = {
 }
 ERROR_HEAD_KEYS = ("error_head.0.weight", "error_head.0.bias", "error_head.2.weight",
                    "error_head.2.bias")
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def model_config_from_hf(hf: dict, **overrides: Any) -> ModelConfig:
-    """A ModelConfig from an HF `config.json` dict; UserError unless it is a T5 v1.0 (ReLU)
-    model."""
-    if hf.get("model_type") != "t5":
-        raise UserError(f"not a T5 config: model_type is {hf.get('model_type')!r}, expected 't5'")
-    ffn = hf.get("feed_forward_proj", "relu")
-    if ffn != "relu":
-        raise UserError(f"unsupported feed_forward_proj {ffn!r}: only T5 v1.0 / CodeT5 ('relu')")
-    try:
-        num_layers = int(hf["num_layers"])
-        values = dict(
-            vocab_size=int(hf["vocab_size"]),
-            d_model=int(hf["d_model"]),
-            d_ff=int(hf["d_ff"]),
-            num_encoder_layers=num_layers,
-            num_decoder_layers=int(hf.get("num_decoder_layers") or num_layers),
-            num_heads=int(hf["num_heads"]),
-            d_kv=int(hf["d_kv"]),
-        )
-    except KeyError as e:
-        raise UserError(f"T5 config lacks the field {e.args[0]!r}") from e
-    for name, default in (("relative_attention_num_buckets", 32),
-                          ("relative_attention_max_distance", 128), ("dropout_rate", 0.1),
-                          ("layer_norm_epsilon", 1e-6), ("pad_token_id", 0),
-                          ("bos_token_id", 1), ("eos_token_id", 2),
-                          ("decoder_start_token_id", 0)):
-        value = hf.get(name)
-        if value is None or isinstance(value, list):
-            value = default
-        values[name] = type(default)(value)
-    # transformers >= 5 always ties lm_head to the embedding and records the T5 v1.0 rescale as
-    # `scale_decoder_outputs`; older configs say `tie_word_embeddings: false` for "no rescale,
-    # own lm_head". Ours: tied <=> rescaled, so either flag being false means an untied head.
-    values["tie_word_embeddings"] = bool(hf.get("tie_word_embeddings", True)
-                                         and hf.get("scale_decoder_outputs", True))
-    values.update(overrides)
-    return ModelConfig(**values)
-
-
-def hf_config_from_model_config(config: ModelConfig, critic: CriticConfig | None = None) -> dict:
-    """The `config.json` dict `transformers.T5ForConditionalGeneration` loads."""
-    out = {
-        "architectures": ["T5ForConditionalGeneration"],
-        "model_type": "t5",
-        "vocab_size": config.vocab_size,
-        "d_model": config.d_model,
-        "d_ff": config.d_ff,
-        "d_kv": config.d_kv,
-        "num_layers": config.num_encoder_layers,
-        "num_decoder_layers": config.num_decoder_layers,
-        "num_heads": config.num_heads,
-        "relative_attention_num_buckets": config.relative_attention_num_buckets,
-        "relative_attention_max_distance": config.relative_attention_max_distance,
-        "dropout_rate": config.dropout_rate,
-        "layer_norm_epsilon": config.layer_norm_epsilon,
-        "initializer_factor": 1.0,
-        "feed_forward_proj": "relu",
-        "is_encoder_decoder": True,
-        "use_cache": True,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "pad_token_id": config.pad_token_id,
-        "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.eos_token_id,
-        "decoder_start_token_id": config.decoder_start_token_id,
-        "torch_dtype": "float32",
-    }
-    if critic is not None:
-        # Not read by transformers; records the head CodeRL's `error_head.*` keys hold.
-        out["coderl_critic"] = {"num_classes": critic.num_classes, "hidden": critic.hidden}
-    return out
 
 
 # ----------------------------------------------------------------------------- key mapping
@@ -197,8 +125,6 @@ def _get(tree: PyTree, path: tuple[str, ...]):
 def hf_state_to_params(state: dict[str, np.ndarray], config: ModelConfig,
                        critic: CriticConfig | None = None) -> PyTree:
     """HF state dict (numpy, float32) -> our parameter tree in the layout `config` asks for."""
-    from coderl_jax.models.t5 import params_for_layout
-
     state = dict(state)
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
@@ -239,8 +165,6 @@ def hf_state_to_params(state: dict[str, np.ndarray], config: ModelConfig,
 def params_to_hf_state(params: PyTree, config: ModelConfig,
                        critic: CriticConfig | None = None) -> dict[str, np.ndarray]:
     """Our parameter tree (either layout) -> HF state dict of float32 numpy arrays."""
-    from coderl_jax.models.t5 import unstack_layers
-
     if critic is not None:
         params = {**params, "t5": unstack_layers(params["t5"])}
     else:
@@ -357,8 +281,6 @@ def write_hf_dir(out: PathLike, params: PyTree, config: ModelConfig,
             json.dump(hf_config, f, indent=2)
             f.write("\n")
         if tokenizer is not None:
-            from coderl_jax.checkpoint_io import copy_tokenizer
-
             copy_tokenizer(tokenizer, tmp)
             with open(tmp / "tokenizer_config.json", "w", encoding="utf-8") as f:
                 json.dump({"tokenizer_class": "RobertaTokenizer"}, f)
@@ -382,8 +304,6 @@ def from_hf(hf_dir: str | Path, out: str | Path, critic: bool = False, *,
 
     `progress(stage)` is called as each of the three stages (read, convert, save) ends.
     """
-    from coderl_jax.checkpoint_io import save_model
-
     hf_config, state = read_hf_dir(hf_dir)
     progress("read")
     config = model_config_from_hf(hf_config, scan_layers=scan_layers)
@@ -415,8 +335,6 @@ def to_hf(checkpoint: str | Path, out: str | Path, *, progress: Callable[[str], 
 
     `progress(stage)` is called as each of the two stages (load, write) ends.
     """
-    from coderl_jax.checkpoint_io import load_model, tokenizer_path
-
     params, config, critic_config = load_model(checkpoint)
     progress("load")
     write_hf_dir(out, params, config, critic_config, tokenizer=tokenizer_path(checkpoint))

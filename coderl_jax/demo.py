@@ -22,10 +22,10 @@ from typing import Any, Callable, Sequence
 import ml_collections
 import numpy as np
 
-from coderl_jax import paths
+from coderl_jax import checkpoint_io, convert, paths
 from coderl_jax.config import configs_dir
 from coderl_jax.data.demo import load_demo
-from coderl_jax.data.pipeline import reindent_solution
+from coderl_jax.data.pipeline import PipelineConfig, make_batches, reindent_solution
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
@@ -33,6 +33,8 @@ from coderl_jax.evaluation import pass_at_k
 from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.files import write_json, write_jsonl
 from coderl_jax.inference import critical_sampling as cs
+from coderl_jax.inference.decoding import SamplingConfig
+from coderl_jax.models import t5
 from coderl_jax.paths import PathLike
 from coderl_jax.report import write_report
 from coderl_jax.rl.critic_train import read_eval
@@ -131,8 +133,6 @@ def pass_differences(per_problem: dict[str, dict[str, dict]], seed: int) -> dict
 def evaluate_actor(model_config, params, problems, tokenizer, ev, seed: int, pool,
                    progress: bool = True) -> tuple[dict, list[dict]]:
     """Sample `ev.num_samples` programs per problem, run the hidden tests, measure."""
-    from coderl_jax.inference.decoding import SamplingConfig
-
     t0 = time.perf_counter()
     rows = sample_rows(model_config, params, problems, tokenizer, num_samples=ev.num_samples,
                        sampling=SamplingConfig(temperature=ev.temperature, top_p=ev.top_p,
@@ -172,9 +172,6 @@ def torch_logit_diff(hf_dir: PathLike, model_config, params, problems, tokenizer
     except ImportError:
         return None
     import jax.numpy as jnp
-
-    from coderl_jax.data.pipeline import PipelineConfig, make_batches
-    from coderl_jax.models import t5
 
     cfg = PipelineConfig(batch_size=4, max_source_len=max_source_len,
                          max_target_len=max_target_len, shuffle=False, num_epochs=1)
@@ -225,8 +222,6 @@ def stage_config(cfg: ml_collections.ConfigDict, name: str, seed: int, tokenizer
 def run_demo(cfg: ml_collections.ConfigDict, workdir: PathLike, progress: bool = True
              ) -> dict:
     """Run every stage in `workdir` (its demo folders are replaced) and write the report."""
-    from coderl_jax import checkpoint_io, convert
-
     t_start = time.perf_counter()
     workdir = paths.absolute(workdir)
     if workdir.exists() and not workdir.is_dir():

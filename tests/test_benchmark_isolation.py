@@ -25,6 +25,23 @@ def test_runs_in_another_fresh_process():
     assert out["peak_host_memory_mb"] > 0
 
 
+def _modules_loaded_by(names):
+    import importlib
+    import sys
+
+    for name in names:
+        importlib.import_module(name)
+    return {"jax": "jax" in sys.modules, "torch": "torch" in sys.modules}
+
+
+def test_a_reference_process_loads_no_jax_from_the_benchmark_modules():
+    """The reference side's process imports its benchmark module (to unpickle its function):
+    that must not bring JAX in, or the reference would run beside JAX's threads and memory."""
+    out = isolation.run_in_fresh_process(
+        _modules_loaded_by, ["coderl_jax.benchmarks.sample", "coderl_jax.benchmarks.train"])
+    assert out["jax"] is False and out["torch"] is False
+
+
 def test_errors_reraise_here():
     with pytest.raises(ValueError, match="reference broke"):
         isolation.run_in_fresh_process(_fail)

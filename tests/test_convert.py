@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-from coderl_jax import checkpoint_io, cli, convert  # noqa: E402
+from coderl_jax import checkpoint_io, cli, convert, hf_config  # noqa: E402
 from coderl_jax.errors import UserError  # noqa: E402
 from coderl_jax.models import t5  # noqa: E402
 
@@ -64,7 +64,7 @@ def converted(hf_dir, tmp_path_factory):
     d, _ = hf_dir
     out = tmp_path_factory.mktemp("ckpt") / "model"
     assert cli.main(["convert", "from-hf", "--hf-dir", str(d), "--out", str(out)]) == 0
-    config = convert.model_config_from_hf(json.loads((d / "config.json").read_text()))
+    config = hf_config.model_config_from_hf(json.loads((d / "config.json").read_text()))
     return out, config, convert.hf_state_to_params(load_file(str(d / "model.safetensors")), config)
 
 

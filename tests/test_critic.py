@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file  # noqa: E402
 
-from coderl_jax import checkpoint_io, cli, convert  # noqa: E402
+from coderl_jax import checkpoint_io, cli, convert, hf_config  # noqa: E402
 from coderl_jax.config import CriticConfig  # noqa: E402
 from coderl_jax.models import critic as critic_lib  # noqa: E402
 
@@ -31,7 +31,7 @@ def backbone():
         for name, p in model.named_parameters():
             if "layer_norm" in name:
                 p.add_(0.2 * torch.randn_like(p))
-    config = convert.model_config_from_hf(model.config.to_dict())
+    config = hf_config.model_config_from_hf(model.config.to_dict())
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     return model, config, convert.hf_state_to_params(state, config)
 

@@ -203,7 +203,8 @@ def test_generate_reads_and_writes_the_bucket(gs_model, tokenizer_dir, capsys):
 def test_convert_to_hf_from_a_bucket_checkpoint(gs_model, tmp_path):
     from safetensors.numpy import load_file
 
-    from coderl_jax.convert import hf_state_to_params, model_config_from_hf
+    from coderl_jax.convert import hf_state_to_params
+    from coderl_jax.hf_config import model_config_from_hf
 
     path, params = gs_model
     for out in (tmp_path / "hf", f"gs://{BUCKET}/hf"):

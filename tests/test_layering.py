@@ -122,6 +122,51 @@ def test_package_has_no_import_cycle():
     assert not found, "import cycles:\n" + "\n".join(detail)
 
 
+# Library modules whose functions import the package's own modules, and why that buys something.
+# Everywhere else such imports go at the top (`cli.py` and `commands/` import lazily so that
+# `coderl --help` starts without JAX).
+LAZY_IMPORTS_ALLOWED = {
+    # a benchmark's reference side runs in a process of its own that must not load JAX
+    "coderl_jax.benchmarks.sample": "JAX-side modules, in the function that times our side",
+    "coderl_jax.benchmarks.train": "JAX-side modules, in the function that times our side",
+    # TensorFlow Datasets is optional and heavy; reading a prepared dataset does not need it
+    "coderl_jax.data.tfds.read": "the TFDS builders, when preparing",
+    # the sandbox's own processes import the package; its __init__ must not start the pool's
+    "coderl_jax.execution": "the pool, on first use",
+    # the untrusted program's runtime is loaded in the fork server only, not in the host's pool
+    "coderl_jax.execution.sandbox": "the program runtime, in the fork server",
+    # the worker binds itself to its CPU before it loads the sandbox's modules
+    "coderl_jax.execution.worker": "the sandbox's modules, after CPU binding",
+}
+
+
+def function_local_imports(root: Path = PACKAGE) -> dict[str, list[int]]:
+    """module -> lines where a function imports a module of the package."""
+    known, out = modules(root), {}
+    for mod, path in known.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top = {node.lineno for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and node.lineno not in top:
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""])
+                own = (isinstance(node, ast.ImportFrom) and node.level) or any(
+                    n == "coderl_jax" or n.startswith("coderl_jax.") for n in names)
+                if own:
+                    out.setdefault(mod, []).append(node.lineno)
+    return out
+
+
+def test_function_local_imports_only_where_they_buy_something():
+    found = function_local_imports()
+    bad = [f"{mod} lines {lines}" for mod, lines in found.items()
+           if mod != "coderl_jax.cli" and not _in_commands(mod) and mod not in LAZY_IMPORTS_ALLOWED]
+    assert not bad, ("function-local imports of the package outside cli/commands (import at the "
+                     "top, or add the module to LAZY_IMPORTS_ALLOWED with why):\n" + "\n".join(bad))
+    stale = sorted(set(LAZY_IMPORTS_ALLOWED) - set(found))
+    assert not stale, f"LAZY_IMPORTS_ALLOWED lists modules that import nothing lazily: {stale}"
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     pkg = root / "coderl_jax"
     for name, text in files.items():
@@ -146,3 +191,4 @@ def test_the_checks_see_function_local_and_relative_imports(tmp_path):
     assert graph["coderl_jax.lib"] == {"coderl_jax.commands.gen": 2}
     assert cycles(graph) == [["coderl_jax.a", "coderl_jax.b"]]
     assert cycles({"x": {"y": 1}, "y": {"z": 1}, "z": {}}) == []
+    assert function_local_imports(pkg) == {"coderl_jax.a": [2], "coderl_jax.lib": [2]}

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from coderl_jax import convert
+from coderl_jax import convert, hf_config
 from coderl_jax.models import t5
 from coderl_jax.rl import modes
 from coderl_jax.train import steps
@@ -21,15 +21,15 @@ M = 4  # CodeRL's --grad-acc-steps in scripts/train_actor_rl.sh
 
 @pytest.fixture(scope="module")
 def models():
-    hf_config = transformers.T5Config(
+    hf_t5 = transformers.T5Config(
         vocab_size=128, d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=4,
         d_kv=8, relative_attention_num_buckets=8, relative_attention_max_distance=16,
         feed_forward_proj="relu", tie_word_embeddings=True, dropout_rate=0.0,
         decoder_start_token_id=0, eos_token_id=2, bos_token_id=1, pad_token_id=0)
     torch.manual_seed(0)
-    model = transformers.T5ForConditionalGeneration(hf_config).eval()
+    model = transformers.T5ForConditionalGeneration(hf_t5).eval()
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    config = convert.model_config_from_hf(model.config.to_dict(), matmul_precision="highest")
+    config = hf_config.model_config_from_hf(model.config.to_dict(), matmul_precision="highest")
     return model, config, convert.hf_state_to_params(state, config)
 
 

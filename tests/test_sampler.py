@@ -92,17 +92,17 @@ def test_greedy_equals_uncached_argmax_decoding(config, params, requests):
 def test_greedy_equals_hf_generate(requests):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from coderl_jax import convert
+    from coderl_jax import convert, hf_config
 
-    hf_config = transformers.T5Config(
+    hf_t5 = transformers.T5Config(
         vocab_size=128, d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
         d_kv=16, feed_forward_proj="relu", tie_word_embeddings=True, dropout_rate=0.0,
         decoder_start_token_id=0, eos_token_id=EOS, bos_token_id=1, pad_token_id=0,
         initializer_factor=5.0)  # HF's default init greedily repeats one token; this varies
     torch.manual_seed(0)
-    model = transformers.T5ForConditionalGeneration(hf_config).eval()
+    model = transformers.T5ForConditionalGeneration(hf_t5).eval()
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    config = convert.model_config_from_hf(model.config.to_dict())
+    config = hf_config.model_config_from_hf(model.config.to_dict())
     params = convert.hf_state_to_params(state, config)
 
     prompts = [list(r.prompt_ids) for r in requests[:4]]  # different lengths: padded batch

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from coderl_jax import convert  # noqa: E402
+from coderl_jax import convert, hf_config  # noqa: E402
 from coderl_jax.models import t5  # noqa: E402
 
 TOL = 1e-5  # float32 Flax vs PyTorch, absolute, on logits
@@ -39,7 +39,7 @@ def hf_model(seed=0, **shape):
 
 def to_flax(model):
     state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    config = convert.model_config_from_hf(model.config.to_dict())
+    config = hf_config.model_config_from_hf(model.config.to_dict())
     return config, convert.hf_state_to_params(state, config)
 
 
@@ -385,7 +385,7 @@ def test_bfloat16_gradients_at_256_tokens():
     """A bfloat16 training gradient compiles and runs on XLA CPU at 256+256 tokens (some bf16 x
     bf16 -> f32 attention-backward layouts have no CPU kernel there) and tracks float32's."""
     config = dataclasses.replace(
-        convert.model_config_from_hf(hf_model(d_model=64, d_ff=128, num_heads=8,
+        hf_config.model_config_from_hf(hf_model(d_model=64, d_ff=128, num_heads=8,
                                               d_kv=64).config.to_dict()))
     params = t5.init_params(config, jax.random.key(0))
     rng = np.random.default_rng(0)

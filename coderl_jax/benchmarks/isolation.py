@@ -14,6 +14,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
+from coderl_jax.errors import UserError
+
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory, in MiB: Linux's VmHWM (ru_maxrss survives exec, so
@@ -64,7 +66,6 @@ def check_torch_device(device: str) -> dict:
     it in a fresh process before our side, so a bad flag fails at once)."""
     import torch
     if device == "cuda" and not torch.cuda.is_available():
-        from coderl_jax.errors import UserError
         raise UserError("--reference-device cuda: this torch build sees no CUDA device")
     return {}
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from coderl_jax.benchmarks import isolation
 from coderl_jax.config import model_preset
-from coderl_jax.convert import hf_config_from_model_config
 from coderl_jax.errors import UserError
+from coderl_jax.hf_config import hf_config_from_model_config
 
 # jax.monitoring duration events that make up compile time (tracing, lowering, XLA compile)
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
@@ -273,6 +273,6 @@ def run(args) -> dict:
             result["reference_torch_threads"] = ref["torch_threads"]
             result["reference_device"] = ref["device"]
             result["reference_peak_host_memory_mb"] = ref["peak_host_memory_mb"]
-            result["referencepeak_device_memory_mb"] = ref["peak_device_memory_mb"]
+            result["reference_peak_device_memory_mb"] = ref["peak_device_memory_mb"]
             result["ratio"] = ours["tokens_per_s"] / ref["tokens_per_s"]
     return result

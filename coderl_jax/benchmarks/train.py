@@ -20,8 +20,8 @@ import numpy as np
 
 from coderl_jax.benchmarks import isolation
 from coderl_jax.config import MeshConfig, OptimizerConfig, model_preset
-from coderl_jax.convert import hf_config_from_model_config
 from coderl_jax.errors import UserError
+from coderl_jax.hf_config import hf_config_from_model_config
 
 
 def add_arguments(p) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 
+from coderl_jax.commands import arguments
 from coderl_jax.errors import UserError
 
 
@@ -21,13 +22,9 @@ def register(sub) -> None:
                                            "them (critic / RL training data)",
                        description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="the warmed-up actor (model folder/workdir)")
-    p.add_argument("--problems", required=True,
-                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
-    p.add_argument("--split", default=None, help="split of SRC where it has several (demo: train)")
+    arguments.add_problems(p, split_help="split of SRC where it has several (demo: train)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tokenizer", default=None,
-                   help="tokenizer folder (default: the checkpoint's own, else "
-                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
+    arguments.add_tokenizer(p)
     p.add_argument("--num-samples", type=int, default=20, help="sampled programs per problem "
                                                                 "(CodeRL: 20)")
     p.add_argument("--no-greedy", action="store_true", help="skip the greedy baseline programs")

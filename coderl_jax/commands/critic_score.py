@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
+from coderl_jax.commands import arguments
 from coderl_jax.errors import UserError
 
 
@@ -23,15 +24,11 @@ def register(sub) -> None:
     p = sub.add_parser("critic-score", help="critic outcome probabilities per program and token",
                        description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="critic checkpoint (model folder/workdir)")
-    p.add_argument("--problems", required=True,
-                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
-    p.add_argument("--split", default=None, help="split of SRC where it has several")
+    arguments.add_problems(p)
     p.add_argument("--programs", required=True,
                    help="program rows (.jsonl) or a critic-data folder")
     p.add_argument("--out", required=True, help="output JSON lines file")
-    p.add_argument("--tokenizer", default=None,
-                   help="tokenizer folder (default: the checkpoint's own, else "
-                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
+    arguments.add_tokenizer(p)
     p.add_argument("--mode", choices=("fixed", "paper_faithful"), default="fixed",
                    help="paper_faithful: CodeRL's RL data (EOS-padded unmasked generate.py "
                         "prompts, re-tokenised programs), pooling over padding")

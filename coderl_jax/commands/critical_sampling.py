@@ -28,6 +28,7 @@ import sys
 import time
 
 from coderl_jax import paths as storage  # (`paths` names the run's input paths below)
+from coderl_jax.commands import arguments
 from coderl_jax.errors import UserError
 
 PATH_KEYS = ("checkpoint", "critic", "tokenizer", "problems", "split", "repair_checkpoint",
@@ -40,17 +41,10 @@ def register(sub) -> None:
     d = CriticalSamplingConfig()
     p = sub.add_parser("critical-sampling", help="CodeRL inference with refine/repair rounds",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None,
-                   help="configs/critical_sampling_*.py: the settings (default: "
-                        "CriticalSamplingConfig's); change one with --config.FIELD=VALUE")
     p.add_argument("--checkpoint", default=None, help="actor checkpoint (orbax model folder)")
     p.add_argument("--critic", default=None, help="critic checkpoint (binary or 4-class)")
-    p.add_argument("--tokenizer", default=None,
-                   help="tokenizer folder (default: the checkpoint's own, else "
-                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
-    p.add_argument("--problems", default=None,
-                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
-    p.add_argument("--split", default=None, help="split of SRC where it has several")
+    arguments.add_tokenizer(p)
+    arguments.add_problems(p, required=False)
     p.add_argument("--out", default=None, help="output JSON lines file")
     p.add_argument("--repair-checkpoint", default=None,
                    help="repair model (default: the actor repairs)")
@@ -62,9 +56,11 @@ def register(sub) -> None:
                    help="instead: plain sampling vs critical sampling with the same budget "
                         "(N*(rounds+1) per problem); OUT gets the JSON numbers, OUT.plain.jsonl "
                         "and OUT.critical.jsonl the rows")
-    p.epilog = ("Settings: " + ", ".join(f.name for f in dataclasses.fields(d)) + "; e.g. "
-                "--config.num_samples=8 --config.rounds=2 --config.top_k=0.")
-    p.set_defaults(func=run, takes_overrides=True)
+    arguments.add_config(p, run, required=False,
+                         help="configs/critical_sampling_*.py: the settings (default: "
+                              "CriticalSamplingConfig's: "
+                              + ", ".join(f.name for f in dataclasses.fields(d)) + ")",
+                         example="--config.num_samples=8 --config.rounds=2 --config.top_k=0")
 
     sp = p.add_subparsers(dest="action", metavar="ACTION")
     m = sp.add_parser("mine-repair", help="mine (failing program, error) -> fix pairs as an "

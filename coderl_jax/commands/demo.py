@@ -7,18 +7,18 @@ replaced when the demo runs again) and prints report.md.
 """
 from __future__ import annotations
 
+from coderl_jax.commands import arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the whole CodeRL loop on the bundled problem set",
                        description=__doc__.splitlines()[0])
     p.add_argument("--workdir", default="demo_workdir",
                    help="stage folders, report.json, report.md and plots go here")
-    p.add_argument("--config", default=None,
-                   help="the demo's settings (default: the shipped configs/demo.py)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.epilog = ("Override any setting with --config.SECTION.FIELD=VALUE, e.g. "
-                "--config.warmup.train.num_steps=100 --config.eval.limit=20.")
-    p.set_defaults(func=run, takes_overrides=True)
+    arguments.add_no_progress(p)
+    arguments.add_config(p, run, required=False,
+                         help="the demo's settings (default: the shipped configs/demo.py)",
+                         example="--config.warmup.train.num_steps=100 --config.eval.limit=20")
 
 
 def run(args) -> int:

@@ -15,6 +15,7 @@ import sys
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.commands import arguments
 from coderl_jax.errors import UserError
 from coderl_jax.files import atomic_write
 
@@ -23,12 +24,8 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="sample or greedily decode programs for problems",
                        description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="actor checkpoint (orbax folder)")
-    p.add_argument("--tokenizer", default=None,
-                   help="tokenizer folder (default: the checkpoint's own, else "
-                        "$CODERL_TOKENIZER or the packaged CodeT5 one)")
-    p.add_argument("--problems", required=True,
-                   help="SRC: APPS split or problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
-    p.add_argument("--split", default=None, help="split of SRC where it has several (demo, MBPP)")
+    arguments.add_tokenizer(p)
+    arguments.add_problems(p, split_help="split of SRC where it has several (demo, MBPP)")
     p.add_argument("--out", required=True, help="output JSON lines file")
     p.add_argument("--num-samples", type=int, default=None,
                    help="programs per problem (default 1)")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sys
 
+from coderl_jax.commands import arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("run-tests", help="execute programs against unit tests in the sandbox",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--problems", required=True,
-                   help="SRC: APPS split/problem folder, MBPP .jsonl, 'humaneval' or 'demo'")
-    p.add_argument("--split", default=None, help="part of SRC where it has several")
+    arguments.add_problems(p)
     p.add_argument("--programs", required=True, help="input rows (JSON lines)")
     p.add_argument("--out", required=True, help="output rows (JSON lines, written atomically)")
     p.add_argument("--workers", type=int, default=2, help="sandbox workers (default 2)")

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 
+from coderl_jax.commands import arguments
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a stage (warm-up, critic, offline or online RL) "
                                      "from a config",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     p.add_argument("--workdir", required=True,
                    help="checkpoints, metrics.jsonl, tensorboard/ and the final model/ go here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.epilog = ("Override any config field with --config.SECTION.FIELD=VALUE, e.g. "
-                "--config.train.num_steps=10 --config.mesh.ici_parallelism='(2,2,2)'.")
-    p.set_defaults(func=run, takes_overrides=True)
+    arguments.add_no_progress(p)
+    arguments.add_config(p, run, required=True, help="a configs/*.py file with get_config()",
+                         example="--config.train.num_steps=10 "
+                                 "--config.mesh.ici_parallelism='(2,2,2)'")
 
 
 def run(args) -> int:

@@ -51,6 +51,7 @@ import numpy as np
 from coderl_jax.config import DataConfig, TrainConfig
 from coderl_jax.data.prompts import build_prompt, truncate_prompt
 from coderl_jax.data.records import Problem
+from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.rl.rewards import outcome_class
 
@@ -401,8 +402,6 @@ def make_batches(stage: str, tokenizer, config: PipelineConfig, *,
     elif stage == "sampling":
         examples = sampling_examples(problems, config.prompt_style)
     else:
-        from coderl_jax.data.sources import problems_by_id
-
         table = problems_by_id(list(problems))
         if stage == "critic":
             examples = critic_examples(table, rows, config.num_classes, config.prompt_style)

@@ -10,7 +10,12 @@ source has several (MBPP: train/test/validation/prompt; demo: train/heldout; TFD
 from __future__ import annotations
 
 from coderl_jax import paths
+from coderl_jax.data.apps import is_problem_dir, load_apps
+from coderl_jax.data.demo import load_demo
+from coderl_jax.data.humaneval import load_humaneval
+from coderl_jax.data.mbpp import load_mbpp
 from coderl_jax.data.records import Problem
+from coderl_jax.data.tfds.read import load_prepared
 from coderl_jax.errors import UserError
 
 
@@ -28,14 +33,10 @@ def load_problems(src: str, split: str | None = None) -> list[Problem]:
     """Problems of SRC (see module docstring); a UserError says what SRC may be."""
     src = str(src)
     if src == "humaneval":
-        from coderl_jax.data.humaneval import load_humaneval
-
         if split not in (None, "test"):
             raise UserError(f"HumanEval has only a 'test' split, not {split!r}")
         return load_humaneval()
     if src == "demo" or src.startswith("demo:"):
-        from coderl_jax.data.demo import load_demo  # written beside this module
-
         return load_demo(split=split, train_scale=demo_scale(src))
     path = paths.as_path(src)
     if paths.is_remote(path):  # the readers below read local files: copy it down first
@@ -47,19 +48,13 @@ def load_problems(src: str, split: str | None = None) -> list[Problem]:
     if path.is_file():
         if path.name.endswith((".jsonl", ".jsonl.gz")):
             if "humaneval" in path.name.lower():
-                from coderl_jax.data.humaneval import load_humaneval
-
                 return load_humaneval(path)
-            from coderl_jax.data.mbpp import load_mbpp
 
             return load_mbpp(path, split=split)
         raise UserError(f"{path}: a problems file must be an MBPP .jsonl file")
     if path.is_dir():
         if (path / "dataset_info.json").is_file():
-            from coderl_jax.data.tfds.read import load_prepared
-
             return load_prepared(path, split=split)
-        from coderl_jax.data.apps import is_problem_dir, load_apps
 
         if split is None or is_problem_dir(path) or path.name == split:
             return load_apps(path)

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-from coderl_jax.execution.checkers import problem_spec
+from coderl_jax.execution.checkers import check_harness, problem_spec
 from coderl_jax.execution.sandbox import Limits, minimal_environment
 
 _warned_basic = False
@@ -206,7 +206,6 @@ class ExecutionPool:
             raise ValueError(f"pin_cpus must be True, False or None, not {pin_cpus!r}")
         if isolation not in ("auto", "namespaces", "basic"):
             raise ValueError(f"isolation must be auto, namespaces or basic, not {isolation!r}")
-        from coderl_jax.execution.checkers import check_harness
 
         self.harness = check_harness(harness)
         self.config = {"timeout": timeout, "wall_timeout": wall_timeout or 0,

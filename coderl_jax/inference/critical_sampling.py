@@ -39,15 +39,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import numpy as np
 
+from coderl_jax import checkpoint_io
 from coderl_jax.config import CriticConfig, ModelConfig
 from coderl_jax.data.prompts import program_code, truncate_prompt
 from coderl_jax.data.records import Problem
 from coderl_jax.errors import UserError
 from coderl_jax.evaluation import ProblemSamples, summarize
 from coderl_jax.execution.pool import ExecutionPool
+from coderl_jax.inference.decoding import SamplingConfig
 from coderl_jax.inference.repair import Failure, RepairFormat, repair_prompt
-from coderl_jax.inference.sampler import SampleRequest
+from coderl_jax.inference.sampler import SOURCE_BUCKETS, Sampler, SampleRequest, bucket
 from coderl_jax.rl import reward, rollout
+from coderl_jax.rl.scoring import CriticScorer as BatchScorer
 from coderl_jax.train.distributed import gather_objects
 
 ORIGINS = ("sample", "refine", "repair")
@@ -209,8 +212,6 @@ class ProgramScorer:
     def __init__(self, config: ModelConfig, critic_config: CriticConfig, params: Any, *,
                  batch_size: int = 16, max_source_len: int = 600, max_target_len: int = 512,
                  pool_padding: bool = False, mesh=None):
-        from coderl_jax.rl.scoring import CriticScorer as BatchScorer
-
         self.config, self.critic_config = config, critic_config
         self.max_source_len, self.max_target_len = int(max_source_len), int(max_target_len)
         self.forward = BatchScorer(config, critic_config, params, mesh=mesh,
@@ -221,8 +222,6 @@ class ProgramScorer:
     def score(self, prompt_ids: Sequence[Sequence[int]],
               program_ids: Sequence[Sequence[int]]) -> list[CriticScore]:
         """One CriticScore per (prompt, program) pair, in order."""
-        from coderl_jax.inference.sampler import SOURCE_BUCKETS, bucket
-
         if len(prompt_ids) != len(program_ids):
             raise ValueError("prompt_ids and program_ids differ in length")
         eos = self.config.eos_token_id
@@ -274,8 +273,6 @@ class Models:
 
 def load_models(actor: str, critic: str, repair: str | None = None, mesh=None) -> Models:
     """Actor, critic and optional repair model from checkpoints (model folders or workdirs)."""
-    from coderl_jax import checkpoint_io
-
     actor_cfg, actor_params = checkpoint_io.load_actor(actor, mesh)
     critic_params, critic_cfg, head = checkpoint_io.load_model(critic)
     if head is None:
@@ -305,9 +302,6 @@ class CriticalSampler:
 
     def __init__(self, models: Models, tokenizer, cfg: CriticalSamplingConfig, *, mesh=None,
                  pool=None):
-        from coderl_jax.inference.decoding import SamplingConfig
-        from coderl_jax.inference.sampler import Sampler
-
         self.cfg, self.tokenizer, self.models = cfg, tokenizer, models
         sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
         kw = dict(mesh=mesh, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,

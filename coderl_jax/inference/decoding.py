@@ -321,8 +321,3 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
         first_eos = jnp.argmax(is_eos, axis=-1).astype(jnp.int32)  # [b]
         lengths = jnp.where(jnp.any(is_eos, axis=-1), first_eos + 1, final.step)
     return DecodeResult(final.tokens, final.logprobs, final.sample_logprobs, lengths, final.step)
-
-
-def trim(tokens: np.ndarray, length: int) -> list[int]:
-    """Host helper: one row's emitted ids up to `length` (EOS included) as a list."""
-    return [int(t) for t in np.asarray(tokens)[:length]]

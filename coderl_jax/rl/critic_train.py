@@ -23,6 +23,8 @@ import numpy as np
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data import pipeline
+from coderl_jax.data.pipeline import reindent_solution
 from coderl_jax.data.sources import load_problems, problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import write_json
@@ -30,6 +32,9 @@ from coderl_jax.paths import PathLike
 from coderl_jax.rl.modes import ModeSource
 from coderl_jax.rl.programs import load_program_rows, stage_inputs
 from coderl_jax.rl.rewards import CLASS_NAMES, outcome_class
+from coderl_jax.rl.scoring import CriticScorer, score_rows
+from coderl_jax.stats import auroc, brier
+from coderl_jax.train.metrics import summary_writer
 from coderl_jax.train.stage_context import StageContext
 
 EVAL_FILE = "critic_eval.json"
@@ -68,8 +73,6 @@ def classification_report(labels: Sequence[int], preds: Sequence[int], num_class
               "per_class_accuracy": per_class, "support": support,
               "predicted": {names[c]: int((preds == c).sum()) for c in range(num_classes)}}
     if p_passed is not None:
-        from coderl_jax.stats import auroc, brier
-
         passed = labels == num_classes - 1  # the last class is "passed" (4-class and binary)
         rate = float(passed.mean())
         report.update(auroc=auroc(p_passed, passed), brier=brier(p_passed, passed),
@@ -103,8 +106,6 @@ def heldout_problem_ids(problem_ids: Sequence[str], fraction: float, seed: int =
 
 def ground_truth_rows(problems: Sequence, problem_ids: set[str]) -> list[dict]:
     """Each reference solution of the given problems as a passed program (reindented)."""
-    from coderl_jax.data.pipeline import reindent_solution
-
     rows = []
     for p in problems:
         if p.problem_id not in problem_ids:
@@ -158,8 +159,6 @@ class CriticEvaluation:
         self.last: dict | None = None
 
     def __call__(self, params: Any, step: int) -> dict:
-        from coderl_jax.rl.scoring import CriticScorer, score_rows
-
         if self._scorer is None:
             self._scorer = CriticScorer(self.model_config, self.critic_config, params,
                                         mesh=self.mesh, rules=self.rules,
@@ -201,8 +200,6 @@ class CriticEvaluation:
 def log_metrics(workdir: PathLike, step: int, metrics: dict) -> None:
     """One row in <workdir>/metrics.jsonl and TensorBoard scalars under tensorboard/ (the tag
     is the key), beside the training loop's own rows."""
-    from coderl_jax.train.metrics import summary_writer
-
     workdir = paths.make_dirs(workdir)
     with paths.open_append(workdir / "metrics.jsonl") as f:
         f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in metrics.items()}})
@@ -246,8 +243,6 @@ class EvaluatedSource:
 def make_batch_source(ctx: StageContext) -> Any:
     """The critic stage's source (see module docstring); `ctx` from train/sources.py."""
     import jax
-
-    from coderl_jax.data import pipeline
 
     num_classes = int(ctx.num_classes)
     data, train, run, rl, tokenizer, problems, rows = stage_inputs(

@@ -20,6 +20,7 @@ from typing import Any
 
 from coderl_jax import paths
 from coderl_jax.config import RLConfig
+from coderl_jax.data import pipeline
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.files import read_jsonl, write_jsonl
@@ -33,6 +34,7 @@ from coderl_jax.rl.programs import (
     load_greedy_results,
     stage_inputs,
 )
+from coderl_jax.rl.rewards import normalize_result, sequence_returns
 from coderl_jax.rl.scoring import load_scorer
 from coderl_jax.train.stage_context import StageContext
 
@@ -81,8 +83,6 @@ def make_batch_source(ctx: StageContext) -> Any:
     import jax
     import numpy as np
 
-    from coderl_jax.data import pipeline
-
     data, train, run, rl, tokenizer, problems, rows = stage_inputs(
         ctx, "the offline_rl stage needs data.programs (executed sampled programs: "
                  "a `coderl critic-data` folder, critic-score output or a CodeRL layout)")
@@ -95,8 +95,6 @@ def make_batch_source(ctx: StageContext) -> Any:
     greedy = greedy_results_for(rl, data.programs)
     rows = reward.returns(rows, rl.baseline, greedy)
     if jax.process_index() == 0:
-        from coderl_jax.rl.rewards import normalize_result, sequence_returns
-
         seq = sequence_returns([str(r["problem_id"]) for r in rows],
                                [normalize_result(r["result"]) for r in rows], rl.baseline, greedy)
         dist = sorted(collections.Counter(np.round(seq, 2).tolist()).items())

@@ -2,12 +2,12 @@
 
 The online loop has three phases per batch: sample programs (device), execute them in the
 sandbox (host processes), learn from the outcomes (device). Run serially, the device idles while
-the sandbox works. `run_overlapped` keeps up to `depth` executions in flight: while the sandbox
+the sandbox works. `ExecutionQueue` keeps up to `depth` executions in flight: while the sandbox
 runs batch k, the device learns from batch k-1 and samples batch k+1. Batches are therefore
 sampled from parameters at most `depth` updates old (documented, and `depth=0` is the serial
 loop for comparison).
 
-The loop measures where the host thread waited: `wait_s` is time blocked on execution results
+The queue measures where the host thread waited: `wait_s` is time blocked on execution results
 with no device work issued, so `idle_fraction = wait_s / total_s` bounds the device's idle time.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import collections
 import dataclasses
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 
 @dataclasses.dataclass
@@ -25,8 +25,7 @@ class OverlapStats:
     total_s: float = 0.0
     wait_s: float = 0.0  # host blocked on the sandbox, device given nothing to do
     sample_s: float = 0.0
-    learn_s: float = 0.0
-    execute_s: float = 0.0  # wall time from submitting each batch to its results (ExecutionQueue)
+    execute_s: float = 0.0  # wall time from submitting each batch to its results
 
     @property
     def idle_fraction(self) -> float:
@@ -38,51 +37,8 @@ class OverlapStats:
         return d
 
 
-def run_overlapped(state: Any, num_batches: int,
-                   sample: Callable[[Any, int], Any],
-                   execute: Callable[[Any], Future],
-                   learn: Callable[[Any, Any, Any], tuple[Any, dict]],
-                   depth: int = 1,
-                    on_metrics: Callable[[int, dict], None] | None = None
-                    ) -> tuple[Any, OverlapStats]:
-    """Run `num_batches` sample → execute → learn iterations with `depth` executions in flight.
-
-    sample(state, k) -> batch (device work; should return once the programs are on the host),
-    execute(batch) -> Future of results (host pool, asynchronous),
-    learn(state, batch, results) -> (state, metrics) (device work).
-    """
-    stats = OverlapStats()
-    pending: collections.deque[tuple[int, Any, Future]] = collections.deque()
-    start = time.perf_counter()
-
-    def finish_oldest(st):
-        k, batch, fut = pending.popleft()
-        t0 = time.perf_counter()
-        results = fut.result()
-        stats.wait_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        st, metrics = learn(st, batch, results)
-        stats.learn_s += time.perf_counter() - t0
-        stats.batches += 1
-        if on_metrics is not None:
-            on_metrics(k, metrics)
-        return st
-
-    for k in range(num_batches):
-        t0 = time.perf_counter()
-        batch = sample(state, k)
-        stats.sample_s += time.perf_counter() - t0
-        pending.append((k, batch, execute(batch)))
-        while len(pending) > depth:
-            state = finish_oldest(state)
-    while pending:
-        state = finish_oldest(state)
-    stats.total_s = time.perf_counter() - start
-    return state, stats
-
-
 class ExecutionQueue:
-    """The pull-style form of `run_overlapped`, for a batch source the training loop drives.
+    """Executions in flight for a batch source the training loop drives (pulls batches from).
 
     The source `launch`es (sampled batch, Future of its execution) pairs and `pop`s the oldest
     when the loop wants a batch; it keeps `depth` executions in flight beyond the one it is

@@ -34,10 +34,12 @@ import numpy as np
 from etils import epath
 
 from coderl_jax import paths
+from coderl_jax.checkpoint_io import load_actor
 from coderl_jax.data.sources import problems_by_id
 from coderl_jax.errors import UserError
 from coderl_jax.execution.pool import ExecutionPool
 from coderl_jax.files import write_json, write_jsonl
+from coderl_jax.inference.decoding import SamplingConfig
 from coderl_jax.paths import PathLike
 from coderl_jax.rl import reward
 from coderl_jax.rl.coderl_layout import write_layout
@@ -45,6 +47,7 @@ from coderl_jax.rl.programs import GREEDY_FILE, SAMPLES_FILE, TFDS_DIR
 from coderl_jax.rl.programs_tfds import write_tfds
 from coderl_jax.rl.rewards import CLASS_NAMES
 from coderl_jax.rl.rollout import Rollout, RolloutConfig, host_share
+from coderl_jax.tokenizer import load_tokenizer
 from coderl_jax.train.distributed import gather_objects
 
 # ------------------------------------------------------------------------------- sampling
@@ -94,19 +97,13 @@ def generate_critic_data(actor: str | tuple, problems: Sequence, out: PathLike, 
 
     `actor`: a checkpoint path, or `(model_config, params)`. Returns the summary dict.
     """
-    from coderl_jax.inference.decoding import SamplingConfig
-
     if num_samples < 1:
         raise UserError(f"num_samples must be >= 1, got {num_samples}")
     if not problems:
         raise UserError("no problems to make critic data for")
     if tokenizer is None:
-        from coderl_jax.tokenizer import load_tokenizer
-
         tokenizer = load_tokenizer()
     if isinstance(actor, (str, Path, epath.Path)):
-        from coderl_jax.checkpoint_io import load_actor
-
         config, params = load_actor(str(actor), mesh)
     else:
         config, params = actor

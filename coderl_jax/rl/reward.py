@@ -26,6 +26,7 @@ from coderl_jax.data.pipeline import Collate, PipelineConfig, rl_examples
 from coderl_jax.rl.modes import apply_to_batch
 from coderl_jax.rl.returns import with_token_returns
 from coderl_jax.rl.rewards import CLASS_NAMES, reward
+from coderl_jax.rl.scoring import score_rows
 
 RESULT_FIELDS = ("result", "error_type", "tests", "seconds")
 
@@ -54,8 +55,6 @@ def critic_token_probs(scorer, rows: Sequence[dict], problems_by_id: Mapping, to
                        mode: str, prompt_style: str = "train") -> list[dict]:
     """Rows with the critic's `token_probs` (and `program_ids`, `prompt_ids`, `probs`), each
     program scored after its problem's prompt in `prompt_style`."""
-    from coderl_jax.rl.scoring import score_rows
-
     return list(score_rows(scorer, rows, problems_by_id, tokenizer, batch_size=batch_size,
                            max_source_len=max_source_len, max_target_len=max_target_len,
                            mode=mode, prompt_style=prompt_style))

@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coderl_jax import partitioning
+from coderl_jax import checkpoint_io, partitioning
 from coderl_jax.config import CriticConfig, ModelConfig
+from coderl_jax.data.pipeline import Collate, PipelineConfig, problem_of
 from coderl_jax.data.prompts import build_prompt
 from coderl_jax.errors import UserError
 from coderl_jax.models.critic import T5Critic, critic_logical_axes
@@ -130,13 +131,8 @@ class CriticScorer:
 
 def load_scorer(path: str, *, mesh=None, rules=None, pool_padding: bool = False) -> CriticScorer:
     """A CriticScorer for the critic checkpoint at `path` (a model folder or a training workdir)."""
-    from coderl_jax import checkpoint_io
-
     shardings = None
     if mesh is not None and checkpoint_io.is_model_dir(path):
-        from coderl_jax import partitioning
-        from coderl_jax.models.critic import critic_logical_axes
-
         model_cfg, critic_cfg = checkpoint_io.read_model_config(path)
         if critic_cfg is None:
             raise UserError(f"{path} is an actor checkpoint; a critic is needed here")
@@ -154,8 +150,6 @@ def program_examples(rows: Sequence[Mapping], problems_by_id: Mapping[str, Any],
                      prompt_style: str = "train") -> list[dict]:
     """Pipeline examples (critic stage, label 0) of program rows: the problem's prompt and the
     row's `output_ids` (kept exactly) or `code`."""
-    from coderl_jax.data.pipeline import problem_of
-
     prompts: dict[str, str] = {}
     out = []
     for n, row in enumerate(rows):
@@ -184,8 +178,6 @@ def score_rows(scorer: CriticScorer, rows: Sequence[Mapping], problems_by_id: Ma
     """Yield each row with `prompt_ids`, `program_ids`, `probs` and `token_probs` (SPEC §3),
     in row order. `mode="paper_faithful"` feeds EOS-padded, unmasked sources as CodeRL does;
     `prompt_style` is `prompts.build_prompt`'s."""
-    from coderl_jax.data.pipeline import Collate, PipelineConfig
-
     examples = program_examples(rows, problems_by_id, prompt_style)
     b = -(-max(int(batch_size), 1) // scorer.row_divisor) * scorer.row_divisor
     cfg = PipelineConfig(batch_size=b, max_source_len=max_source_len,

@@ -32,6 +32,7 @@ from coderl_jax.config import (
 )
 from coderl_jax.errors import UserError
 from coderl_jax.models import t5
+from coderl_jax.models.critic import T5Critic, critic_logical_axes, init_critic_params
 from coderl_jax.paths import PathLike
 from coderl_jax.train import state as state_lib, steps as steps_lib
 from coderl_jax.train.checkpoints import Checkpointer
@@ -58,8 +59,6 @@ def stage_model(stage: str, model_config: ModelConfig,
     if stage not in STAGES:
         raise UserError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     if stage == "critic":
-        from coderl_jax.models.critic import T5Critic, critic_logical_axes, init_critic_params
-
         critic_config = critic_config or CriticConfig()
         return StageModel(T5Critic(model_config, critic_config), model_config, critic_config,
                           lambda rng: init_critic_params(model_config, critic_config, rng),

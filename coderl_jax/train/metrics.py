@@ -11,6 +11,7 @@ import jax
 from coderl_jax import paths
 from coderl_jax.files import atomic_write
 from coderl_jax.paths import PathLike
+from coderl_jax.train.tensorboard import use_epath_for_buckets
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -85,8 +86,6 @@ def summary_writer(folder: PathLike, remote_every_s: float = 30.0):
     from tensorboardX import SummaryWriter
 
     if paths.is_remote(folder):
-        from coderl_jax.train.tensorboard import use_epath_for_buckets
-
         use_epath_for_buckets(remote_every_s)
     return SummaryWriter(os.fspath(folder))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import ml_collections
 
-from coderl_jax import paths
+from coderl_jax import checkpoint_io, partitioning, paths
 from coderl_jax.config import (
     STAGES,
     CheckpointConfig,
@@ -22,7 +23,14 @@ from coderl_jax.config import (
     model_preset,
 )
 from coderl_jax.errors import UserError
+from coderl_jax.models import t5
+from coderl_jax.models.critic import critic_params_from_actor
 from coderl_jax.paths import PathLike
+from coderl_jax.rl.modes import apply_mode
+from coderl_jax.train import distributed
+from coderl_jax.train.checkpoints import Checkpointer, has_checkpoint
+from coderl_jax.train.loop import Trainer, stage_model
+from coderl_jax.train.sources import make_source
 
 FINAL_MODEL_DIR = "model"
 # model fields that are run-time choices, taken from the run's config even when the
@@ -81,26 +89,17 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
         raise UserError(f"unknown stage {run.train.stage!r}; choose one of {', '.join(STAGES)}")
     if run.train.num_steps < 1 or run.train.batch_size < 1 or run.train.num_microbatches < 1:
         raise UserError("train.num_steps, train.batch_size and train.num_microbatches must be >= 1")
-    from coderl_jax.rl.modes import apply_mode  # rl.mode -> the train fields it implies
-
     return apply_mode(run)  # every stage: paper_faithful warm-up batches are CodeRL's too
 
 
 def initial_params(run: RunConfig) -> tuple[Any, ModelConfig]:
     """Params from `train.init_checkpoint` (a model checkpoint or a training workdir) fitted to
     the stage (a critic starts from an actor's T5 plus a fresh head), and the model config."""
-    import jax
-
-    from coderl_jax import checkpoint_io
-    from coderl_jax.models import t5
-
     params, model_cfg, critic_cfg = checkpoint_io.load_model(run.train.init_checkpoint)
     model_cfg = dataclasses.replace(
         model_cfg, **{f: getattr(run.model, f) for f in RUNTIME_MODEL_FIELDS})
     if run.train.stage == "critic":
         if critic_cfg is None:
-            from coderl_jax.models.critic import critic_params_from_actor
-
             params = critic_params_from_actor(t5.params_for_layout(params, model_cfg), model_cfg,
                                               run.critic, jax.random.key(run.train.seed))
         else:
@@ -119,8 +118,6 @@ def initial_params(run: RunConfig) -> tuple[Any, ModelConfig]:
 def with_carried_tokenizer(run: RunConfig) -> RunConfig:
     """`data.tokenizer` unset and `train.init_checkpoint` carrying a tokenizer: use that one,
     so a stage reads its programs as the model it starts from was trained to."""
-    from coderl_jax import checkpoint_io
-
     carried = None if run.data.tokenizer else checkpoint_io.tokenizer_path(
         run.train.init_checkpoint)
     if carried is None:
@@ -132,10 +129,6 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
                 save_final: bool = True, devices=None):
     """Train `run.train.stage` in `workdir` (resuming from its latest checkpoint) and save the
     final params to `<workdir>/model`. Returns the loop's TrainResult."""
-    from coderl_jax import partitioning
-    from coderl_jax.train import distributed
-    from coderl_jax.train.loop import Trainer, stage_model
-
     distributed.initialize(run.train.multihost)
     run = with_carried_tokenizer(run)
     mesh = partitioning.make_mesh(run.mesh, devices)
@@ -144,13 +137,9 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
     params = None
     model_cfg = run.model
     if run.train.init_checkpoint:
-        from coderl_jax.train.checkpoints import has_checkpoint
-
         if not has_checkpoint(workdir):  # a resumed run reads its own checkpoint instead
             params, model_cfg = initial_params(run)
         else:
-            from coderl_jax.train.checkpoints import Checkpointer
-
             with Checkpointer(workdir, read_only=True) as ckpt:
                 model_cfg = from_config_dict(ModelConfig, ckpt.meta()["model"])
     net = stage_model(run.train.stage, model_cfg, run.critic)
@@ -158,15 +147,11 @@ def train_stage(run: RunConfig, workdir: PathLike, source: Any = None, progress:
                       run.checkpoint, rules=run.mesh.logical_axis_rules,
                       initial_params=params, progress=progress)
     if source is None:
-        from coderl_jax.train.sources import make_source
-
         source = make_source(run.train.stage, run.data, run.train,
                              num_classes=run.critic.num_classes, run=run, mesh=mesh,
                              model_config=model_cfg, workdir=workdir)
     result = trainer.fit(source)
     if save_final:
-        from coderl_jax import checkpoint_io
-
         checkpoint_io.save_model(workdir / FINAL_MODEL_DIR, result.state.params, net.model_config,
                                  net.critic_config, tokenizer=run.data.tokenizer or None)
     return result
