@@ -11,7 +11,6 @@ CODERL_PROCESS_ID).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -23,14 +22,11 @@ from coderl_jax.train import distributed  # noqa: E402
 
 
 def online_run(steps: int, ici, critic: str | None = None):
-    """configs/tiny_online_rl.py, shortened: 2 problems x 4 samples (+ greedy) per step."""
+    """configs/tiny.py:stage=online_rl, shortened: 2 problems x 4 samples (+ greedy) per step."""
+    from coderl_jax.config import load_config
     from coderl_jax.train.run import run_config
 
-    spec = importlib.util.spec_from_file_location("tiny_online_rl",
-                                                  REPO / "configs" / "tiny_online_rl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config()
+    cfg = load_config(f"{REPO / 'configs' / 'tiny.py'}:stage=online_rl")
     cfg.train.num_steps = steps
     cfg.train.log_every = 1
     cfg.checkpoint.every_steps = 0

@@ -164,7 +164,8 @@ def test_bad_rl_settings_are_user_errors():
 
 
 @pytest.mark.parametrize("name, stage", [
-    ("tiny_critic", "critic"), ("tiny_offline_rl", "offline_rl"), ("tiny_online_rl", "online_rl"),
+    ("tiny:stage=critic", "critic"), ("tiny:stage=offline_rl", "offline_rl"),
+    ("tiny:stage=online_rl", "online_rl"),
     ("codet5:stage=critic", "critic"), ("codet5:size=base,stage=critic", "critic"),
     ("codet5:stage=offline_rl", "offline_rl"), ("codet5:stage=online_rl", "online_rl")])
 def test_rl_configs_load(name, stage):
