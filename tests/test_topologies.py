@@ -64,6 +64,8 @@ def test_unknown_topology_and_argless_config_are_one_line_errors():
     with pytest.raises(UserError, match="unknown topology 'v9-9'; choose one of v4-32"):
         load_config(REPO / "configs" / "codet5.py:topology=v9-9")
     with pytest.raises(UserError, match="takes no argument"):
+        load_config(REPO / "configs" / "demo.py:v4-32")
+    with pytest.raises(UserError, match="tiny.py takes stage= one of warmup, critic"):
         load_config(REPO / "configs" / "tiny.py:v4-32")
     with pytest.raises(UserError, match="config file not found"):
         load_config(REPO / "configs" / "nope.py:v4-32")
