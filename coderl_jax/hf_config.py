@@ -1,6 +1,6 @@
 """HF T5 `config.json` dicts <-> ModelConfig. Imports neither JAX nor torch, so a benchmark's
 HF reference process (see `benchmarks.isolation`) builds its model from the same mapping that
-`coderl export` writes."""
+`coderl convert to-hf` writes."""
 from __future__ import annotations
 
 from typing import Any

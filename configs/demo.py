@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     # rl.timeout 1 s per test, not 4: the demo's programs finish in milliseconds, so only
     # programs that never finish reach either limit, and the rewards (and params: seeds 0-2 gave
     # identical final params) are the same; at 4 s each such program held the sandbox so long
-    # that the device sat idle 14-20% of seed 2's stage (1-2% at 1 s; see README)
+    # that the device sat idle 13-20% of seed 2's stage (1-2% at 1 s; see README)
     cfg.online_rl = _stage("online_rl", train__num_steps=40, train__batch_size=16,
                            optimizer__learning_rate=1e-3, rl__top_p=1.0, rl__top_k=0,
                            rl__num_samples=4, rl__timeout=1.0)

@@ -93,7 +93,7 @@ def _reference(args, config, batch, dtype: str, device: str) -> dict:
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(args.seed)
-    hf = T5Config.from_dict(hf_config_from_model_config(config))  # as `coderl export` writes
+    hf = T5Config.from_dict(hf_config_from_model_config(config))  # as `coderl convert to-hf` writes
     model = T5ForConditionalGeneration(hf).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
