@@ -326,3 +326,61 @@ def test_sampling_without_keys_is_an_error(table):
     with pytest.raises(ValueError):
         decoding.decode(_stub(table), jnp.zeros((), jnp.int32), batch_size=2, max_new_tokens=3,
                         sampling=SamplingConfig(temperature=1.0))
+
+
+def _history_stub(table, widths):
+    """A stub whose next logits depend on every token so far, kept in a cache of `slots` that
+    the loop grows: a step past the cache would overwrite the last slot and change the chain.
+    `widths` records the cache size each traced step sees."""
+    table = jnp.asarray(table, jnp.float32)
+
+    def tokens_to_logits(token_ids, cache):  # [b] -> [b, V]
+        widths.append(cache["slots"].shape[1])
+        slots = jax.lax.dynamic_update_slice(cache["slots"], token_ids[:, None],
+                                             (0, cache["index"]))
+        state = jnp.sum(slots * (1 + jnp.arange(slots.shape[1])), axis=1) % V  # [b]
+        logits = table[state] + 5.0 * jax.nn.one_hot((7 * state + 3) % V, V)  # moves on
+        return logits, {"index": cache["index"] + 1, "slots": slots}
+
+    return tokens_to_logits
+
+
+def _grow(cache, length):
+    pad = length - cache["slots"].shape[1]
+    return {**cache, "slots": jnp.pad(cache["slots"], ((0, 0), (0, pad)))}
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(greedy=True), SamplingConfig(temperature=1.0)])
+def test_a_cache_grown_in_windows_decodes_like_one_full_cache(table, sampling):
+    b, n = 3, 11
+    keys = jax.random.split(jax.random.PRNGKey(5), b)
+    outs = {}
+    for windows in [(), (3, 4, 8, 11)]:
+        widths = []
+        cache = {"index": jnp.zeros((), jnp.int32),
+                 "slots": jnp.zeros((b, windows[0] if windows else n), jnp.int32)}
+        res = jax.jit(lambda keys, cache, w=windows, s=widths: decoding.decode(
+            _history_stub(table, s), cache, batch_size=b, max_new_tokens=n, sampling=sampling,
+            row_keys=keys, eos_id=None, windows=w, grow_cache=_grow))(keys, cache)
+        outs[windows] = jax.tree.map(np.asarray, res)
+        assert widths == list(windows or (n,))  # one traced step per window, at its size
+    one, grown = outs[()], outs[(3, 4, 8, 11)]
+    assert len(set(one.tokens[0].tolist())) > 3  # the chain moves
+    np.testing.assert_array_equal(grown.tokens, one.tokens)
+    np.testing.assert_array_equal(grown.logprobs, one.logprobs)
+    assert int(grown.steps) == n
+
+
+def test_cache_windows_choice_and_checks(table):
+    assert decoding.cache_windows(12) == (12,)  # short decodes keep one loop
+    assert decoding.cache_windows(128) == (32, 64, 96, 128)
+    w = decoding.cache_windows(600)
+    assert len(w) == 8 and w[-1] == 600 and all(x % 8 == 0 for x in w[:-1])
+    for bad in [(4, 3, 8), (3, 6), (8, 8), (0, 8)]:
+        with pytest.raises(ValueError, match="cache windows"):
+            decoding.decode(_stub(table), jnp.zeros((), jnp.int32), batch_size=2,
+                            max_new_tokens=8, sampling=SamplingConfig(greedy=True),
+                            windows=bad, grow_cache=_grow)
+    with pytest.raises(ValueError, match="grow_cache"):
+        decoding.decode(_stub(table), jnp.zeros((), jnp.int32), batch_size=2, max_new_tokens=8,
+                        sampling=SamplingConfig(greedy=True), windows=(4, 8))

@@ -79,9 +79,10 @@ def _reference_greedy(config, params, prompt, n):
     return ids
 
 
-def test_greedy_equals_uncached_argmax_decoding(config, params, requests):
+@pytest.mark.parametrize("windows", [None, (5, 12)])
+def test_greedy_equals_uncached_argmax_decoding(config, params, requests, windows):
     s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW,
-                sampling=SamplingConfig(greedy=True))
+                sampling=SamplingConfig(greedy=True), cache_windows=windows)
     reqs = [SampleRequest(r.key, r.prompt_ids, (0,)) for r in requests[:3]]
     got = {x.request_index: x for x in s.sample(reqs)}
     for i, r in enumerate(reqs):
@@ -116,12 +117,13 @@ def test_greedy_equals_hf_generate(requests):
     for row in out[:, 1:].tolist():  # drop the decoder start token
         want.append(row[: row.index(EOS) + 1] if EOS in row else row)
 
-    s = Sampler(config, params, mesh=_mesh(8), batch_size=8, max_new_tokens=MAX_NEW,
-                sampling=SamplingConfig(greedy=True))
-    got = {x.request_index: x.output_ids
-           for x in s.sample([SampleRequest(f"p{i}", p, (0,)) for i, p in enumerate(prompts)])}
     assert len({tuple(w) for w in want}) == len(want) and len(set(want[0])) > 2
-    assert [got[i] for i in range(len(prompts))] == want
+    for windows in [None, (4, 8, 12)]:  # one cache of MAX_NEW slots; one grown in windows
+        s = Sampler(config, params, mesh=_mesh(8), batch_size=8, max_new_tokens=MAX_NEW,
+                    sampling=SamplingConfig(greedy=True), cache_windows=windows)
+        got = {x.request_index: x.output_ids for x in
+               s.sample([SampleRequest(f"p{i}", p, (0,)) for i, p in enumerate(prompts)])}
+        assert [got[i] for i in range(len(prompts))] == want, windows
 
 
 def test_logprobs_are_model_logprobs_of_the_sampled_tokens(config, params, requests):
@@ -262,9 +264,9 @@ PIN_SAMPLING = {"greedy": SamplingConfig(greedy=True), "t1": SamplingConfig(temp
 def test_shared_cross_attention_layout_keeps_the_samples(config, params, requests, name,
                                                          monkeypatch):
     """Rows of a problem reading one cross-attention K/V copy (the layout `sample` chooses: 4 rows
-    per copy here; on 8 devices 4 or 2 rows per copy, pieces sharded with their rows) give the
-    tokens the per-row layout gave before it existed (pinned) and that it gives now, on 1 and 8
-    devices."""
+    per copy here; on 8 devices 4 or 2 rows per copy, pieces sharded with their rows), and a
+    self-attention cache grown in windows, give the tokens the per-row layout gave before either
+    existed (pinned) and that it gives now, on 1 and 8 devices."""
     sharper = jax.tree.map(lambda x: x * 2.0, params)  # greedy varies (the default init repeats)
     copies = []
     sampler_lib._decode_fn.cache_clear()  # trace afresh: the spy below sees every layout
@@ -273,13 +275,17 @@ def test_shared_cross_attention_layout_keeps_the_samples(config, params, request
         copies.append((enc.shape[0], k.get("rows_per_problem", 1))),
         real_init_cache(c, p, enc, *a, **k))[1])
     runs = {}
-    for layout, mesh, b, r in [("auto", None, 8, None), ("per_row", None, 8, 1),
-                               ("8dev", _mesh(8), 32, None), ("8dev_r2", _mesh(8), 16, 2)]:
+    # "*_windows": the self-attention cache grown in windows of 4 slots (`cache_windows`)
+    for layout, mesh, b, r, w in [("auto", None, 8, None, None), ("per_row", None, 8, 1, None),
+                                  ("8dev", _mesh(8), 32, None, None),
+                                  ("8dev_r2", _mesh(8), 16, 2, None),
+                                  ("windows", None, 8, None, (4, 8, 12)),
+                                  ("8dev_windows", _mesh(8), 32, None, (4, 8, 12))]:
         s = Sampler(config, sharper, mesh=mesh, batch_size=b, max_new_tokens=MAX_NEW,
-                    sampling=PIN_SAMPLING[name], rows_per_problem=r)
+                    sampling=PIN_SAMPLING[name], rows_per_problem=r, cache_windows=w)
         runs[layout] = _by_pair(s.sample(requests, seed=11))
     # traced once per layout: (K/V copies, rows per copy)
-    assert copies == [(2, 4), (8, 1), (8, 4), (8, 2)]
+    assert copies == [(2, 4), (8, 1), (8, 4), (8, 2), (2, 4), (8, 4)]
     want = runs["per_row"]
     assert len(want) == 15
     for pair, out_ids in PINNED[name].items():
@@ -304,6 +310,10 @@ def test_rows_per_problem_choice_and_checks(config, params):
         Sampler(config, params, batch_size=8, rows_per_problem=3)
     with pytest.raises(ValueError, match=r"decodes per call \(1\)"):
         Sampler(config, params, mesh=_mesh(8), batch_size=8, rows_per_problem=2)
+    with pytest.raises(ValueError, match="cache windows"):
+        Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, cache_windows=(4, 8))
+    s = Sampler(config, params, batch_size=4, max_new_tokens=128)
+    assert s.cache_windows == (32, 64, 96, 128)  # the default: `decoding.cache_windows`
     s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW)
     with pytest.raises(ValueError, match="adjacent rows must share a slot"):
         s.decode_rows(None, None, np.array([0, 1, 1, 1]), np.zeros(4), np.zeros(4), 0, None,
@@ -356,13 +366,16 @@ def test_bytes_per_step_counts_one_kv_copy_per_problem():
     from coderl_jax.config import model_preset
 
     small = model_preset("small")  # codet5-small, float32
-    per_row = bytes_per_step(small, 64, 64, 256, 128)
-    shared = bytes_per_step(small, 64, 4, 256, 128)
+    per_row = bytes_per_step(small, 64, 64, 256, (128,))
+    shared = bytes_per_step(small, 64, 4, 256, (128,))
     assert per_row["weights"] == shared["weights"] == (6 * (8 * 512 * 512 + 2 * 512 * 2048)
                                                        + 32100 * 512) * 4  # ~166 MB
     assert per_row["cross_attention_kv"] == 64 * 256 * 6 * 2 * 512 * 4  # ~403 MB, > weights
     assert shared["cross_attention_kv"] * 16 == per_row["cross_attention_kv"]
     assert shared["self_attention_cache"] == 64 * 128 * 6 * 2 * 512 * 4
+    # a cache grown in windows of 32: steps read 32, 64, 96, 128 slots, 32 steps each
+    grown = bytes_per_step(small, 64, 4, 256, (32, 64, 96, 128))
+    assert grown["self_attention_cache"] == 64 * 80 * 6 * 2 * 512 * 4
 
 
 def test_top_k_draws_only_among_the_k_likeliest_tokens(config, params, requests):

@@ -13,9 +13,9 @@ also warms up. `--top-p` / `--top-k` also time our sampler with that filtering (
 with top-p 0.95 and top-k 50) and report its step time over the plain one.
 
 Also reported: peak memory of each side (device memory where the backend reports it, else the
-process's peak RSS) and the bytes one decode step reads (`bytes_per_step`: the decoder and LM
-head weights, the self-attention cache, the cross-attention K/V), with the fraction of the
-chip's memory bandwidth that makes on a known accelerator.
+process's peak RSS) and the bytes one decode step reads on average (`bytes_per_step`: the
+decoder and LM head weights, the self-attention cache windows, the cross-attention K/V), with
+the fraction of the chip's memory bandwidth that makes on a known accelerator.
 """
 from __future__ import annotations
 
@@ -99,18 +99,22 @@ def _prompts(args, vocab: int) -> np.ndarray:
     return ids
 
 
-def bytes_per_step(config, rows: int, kv_copies: int, src_len: int, max_len: int) -> dict:
-    """Bytes one cached decoder step reads, by kind: the decoder and LM-head weights (matmul
-    weights in the compute dtype), the self-attention K/V cache (every slot of `max_len`: the
-    step attends over the whole masked buffer) and the cross-attention K/V (`kv_copies` copies of
-    `src_len` positions: one per row, or one per problem in the shared layout)."""
+def bytes_per_step(config, rows: int, kv_copies: int, src_len: int,
+                   windows: tuple[int, ...]) -> dict:
+    """Bytes one cached decoder step reads on average, by kind: the decoder and LM-head weights
+    (matmul weights in the compute dtype), the self-attention K/V cache (a step attends over every
+    slot of its cache window, `decoding.cache_windows`: filled or not) and the cross-attention K/V
+    (`kv_copies` copies of `src_len` positions: one per row, or one per problem in the shared
+    layout)."""
     c = config
     item = np.dtype(c.dtype).itemsize
     d, inner = c.d_model, c.num_heads * c.d_kv
     layer = 4 * d * inner + 4 * d * inner + 2 * d * c.d_ff  # self q,k,v,o + cross q,k,v,o + mlp
     weights = (c.num_decoder_layers * layer + c.vocab_size * d) * item
     kv = c.num_decoder_layers * 2 * inner * item  # K and V of one position, every layer
-    return {"weights": weights, "self_attention_cache": rows * max_len * kv,
+    # the window of step t is the first one > t: windows[i] slots for windows[i] - windows[i-1]
+    slot_steps = sum(w * (w - prev) for prev, w in zip((0,) + windows, windows))
+    return {"weights": weights, "self_attention_cache": rows * slot_steps * kv // windows[-1],
             "cross_attention_kv": kv_copies * src_len * kv}
 
 
@@ -170,7 +174,7 @@ def _ours(args, config, prompts: np.ndarray) -> dict:
            "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
            "rows_per_kv_copy": r,
            "bytes_per_step": bytes_per_step(config, rows, rows // r, args.src_len,
-                                            args.new_tokens)}
+                                            plain.cache_windows)}
     if args.top_p < 1.0 or args.top_k:
         filtered, _, _ = timed(sampler(SamplingConfig(temperature=1.0, top_p=args.top_p,
                                                       top_k=args.top_k)))

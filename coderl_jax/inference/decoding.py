@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import flax
 import jax
@@ -251,19 +251,47 @@ def choose_tokens(logits: jax.Array, cfg: SamplingConfig, row_keys: jax.Array,
     return tokens, _token_logprob(x, tokens)
 
 
+def cache_windows(max_new_tokens: int, segment: int = 32, max_segments: int = 8) -> tuple[int, ...]:
+    """Cache sizes for `decode`'s segments: up to `max_segments` segments of at least `segment`
+    slots (a multiple of 8), the last window `max_new_tokens`. Each segment is another copy of
+    the step in the compiled loop, so short decodes keep one."""
+    count = min(max_segments, max(1, max_new_tokens // segment))
+    seg = -(-max_new_tokens // count)
+    seg = -(-seg // 8) * 8
+    return tuple(range(seg, max_new_tokens, seg)) + (max_new_tokens,)
+
+
+def check_windows(windows: Sequence[int], max_new_tokens: int) -> tuple[int, ...]:
+    """`windows` as a tuple, () meaning (max_new_tokens,); a one-line error unless they are
+    positive, increasing and end at `max_new_tokens`."""
+    w = tuple(int(x) for x in windows) or (max_new_tokens,)
+    if w[0] < 1 or w[-1] != max_new_tokens or any(a >= c for a, c in zip(w, w[1:])):
+        raise ValueError(f"cache windows {w} must be positive and increase to max_new_tokens "
+                         f"{max_new_tokens}")
+    return w
+
+
 def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max_new_tokens: int,
            sampling: SamplingConfig, row_keys: jax.Array | None = None, start_id: int = 0,
            eos_id: int | None = 2, pad_id: int = 0, prefix: jax.Array | None = None,
-           prefix_len: jax.Array | None = None) -> DecodeResult:
+           prefix_len: jax.Array | None = None, windows: tuple[int, ...] = (),
+           grow_cache: Callable[[Any, int], Any] | None = None) -> DecodeResult:
     """Decode up to `max_new_tokens` tokens for `batch_size` rows (see the module docstring).
 
     tokens_to_logits: (token_ids [b] int32, cache) -> (logits [b, V], cache).
     row_keys: [b, 2] uint32 PRNG keys, one per row (unused for greedy).
     eos_id: None never stops (always emits exactly max_new_tokens; benchmarks).
     prefix: [b, P] int32 forced tokens, prefix_len: [b] int32 how many of them each row forces.
+    windows: increasing cache sizes ending at `max_new_tokens` (`cache_windows`): `cache` holds
+      `windows[0]` slots, steps run while they fit, then `grow_cache(cache, windows[i])` makes
+      room for the next segment, so a step reads the slots filled so far, not all of them.
+      Empty: one loop over a cache of `max_new_tokens` slots.
     Jittable; `sampling`, sizes and ids are static.
     """
     b, n = batch_size, max_new_tokens
+    windows = check_windows(windows, n)
+    if len(windows) > 1 and grow_cache is None:
+        raise ValueError(f"cache windows {windows} need grow_cache to enlarge the cache")
     if row_keys is None:
         if not sampling.is_greedy:
             raise ValueError("sampling needs row_keys")
@@ -284,8 +312,6 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
         cache=cache,
     )
 
-    def cond(s: DecodeState) -> jax.Array:
-        return (s.step < n) & ~jnp.all(s.done)
 
     def body(s: DecodeState) -> DecodeState:
         logits, cache = tokens_to_logits(s.cur_token, s.cache)  # [b, V]
@@ -313,7 +339,12 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
             cache=cache,
         )
 
-    final = jax.lax.while_loop(cond, body, state)
+    final = state
+    for i, window in enumerate(windows):
+        if i:
+            final = final.replace(cache=grow_cache(final.cache, window))
+        final = jax.lax.while_loop(lambda s, w=window: (s.step < w) & ~jnp.all(s.done), body,
+                                   final)
     if eos_id is None:
         lengths = jnp.full((b,), final.step, jnp.int32)
     else:

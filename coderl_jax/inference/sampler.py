@@ -10,7 +10,9 @@ Per call (`Sampler.sample`):
   can be); each group's prompts are encoded once (`T5.encode`, one jit per (G, source bucket));
 - a chunk gathers the encoder states and mask of its pieces' problems on device (`jnp.take` over
   the group, no re-encoding), builds the KV cache (cross-attention K/V once per piece) and runs
-  the `decoding.decode` while-loop, all in one jit per (G, source bucket, batch, r, prefix bucket);
+  the `decoding.decode` while-loops, all in one jit per (G, source bucket, batch, r, prefix
+  bucket); the self-attention cache grows in windows (`decoding.cache_windows`: 32, 64, 96, 128
+  slots for 128 new tokens), so a step reads the slots filled so far, not all of them;
 - rows are split over the mesh's data axes (`data_sharding`), pieces with them (r divides the
   rows of a device, so a piece's rows and its K/V sit on one device), params placed with the
   training rules; source lengths are bucketed (64, 128, 256, 512, max) to bound recompiles.
@@ -140,7 +142,8 @@ def _encode_fn(config: ModelConfig, mesh: jax.sharding.Mesh | None, rules: tuple
 
 @functools.lru_cache(maxsize=None)
 def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: int,
-               eos_id: int | None, row_sharding: jax.sharding.Sharding | None, rules: tuple):
+               windows: tuple[int, ...], eos_id: int | None,
+               row_sharding: jax.sharding.Sharding | None, rules: tuple):
     """Jitted (gather the pieces' encoder states, build the cache, decode loop), shared by
     Samplers of equal settings; one compile per (group, source bucket, pieces, batch, prefix
     bucket) shape. Rows p*r .. p*r + r - 1 sample the problem of piece p (r = rows / pieces)."""
@@ -166,8 +169,7 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
 
         row_keys = jax.vmap(row_key)(row_hash, row_sample)  # [B, 2]
         params = t5.matmul_weights_in_compute_dtype(config, params)  # cast once, not per token
-        cache = t5.init_cache(config, params, enc, mask, max_new_tokens,
-                              rows_per_problem=b // pieces)
+        cache = t5.init_cache(config, params, enc, mask, windows[0], rows_per_problem=b // pieces)
 
         def tokens_to_logits(token_ids, cache):  # [B] -> [B, V]
             return t5.decode_step(config, params, cache, token_ids, mask)
@@ -177,7 +179,8 @@ def _decode_fn(config: ModelConfig, sampling: SamplingConfig, max_new_tokens: in
             sampling=sampling, row_keys=row_keys, start_id=config.decoder_start_token_id,
             eos_id=eos_id, pad_id=config.pad_token_id,
             prefix=prefix if prefix_len_max else None,
-            prefix_len=prefix_len if prefix_len_max else None)
+            prefix_len=prefix_len if prefix_len_max else None, windows=windows,
+            grow_cache=t5.grow_cache)
         return res.tokens, res.logprobs, res.lengths
 
     return jax.jit(decode, static_argnames=("prefix_len_max",))
@@ -191,10 +194,13 @@ class Sampler:
                  max_new_tokens: int = 512, max_source_len: int = 600,
                  sampling: SamplingConfig = SamplingConfig(), stop_at_eos: bool = True,
                  source_buckets: Sequence[int] = SOURCE_BUCKETS,
-                 rows_per_problem: int | None = None):
+                 rows_per_problem: int | None = None,
+                 cache_windows: Sequence[int] | None = None):
         """`rows_per_problem`: rows per cross-attention K/V copy (the shared layout; a divisor of
         the rows per device, batch_size / row shards; 1 = a copy per row); None chooses it per
-        `sample` call from the requests' sample counts (`choose_rows_per_problem`)."""
+        `sample` call from the requests' sample counts (`choose_rows_per_problem`).
+        `cache_windows`: the self-attention cache sizes the decode loop grows through
+        (`decoding.decode`); None: `decoding.cache_windows(max_new_tokens)`."""
         self.config = config
         self.mesh = mesh
         self.max_new_tokens = int(max_new_tokens)
@@ -227,8 +233,10 @@ class Sampler:
             sampling = SamplingConfig(greedy=True)
         self.sampling = sampling
         self._encode = _encode_fn(config, mesh, self.rules)
-        self._decode = _decode_fn(config, sampling, self.max_new_tokens, self.eos_id,
-                                  self.row_sharding, self.rules)
+        self.cache_windows = decoding.check_windows(
+            cache_windows or decoding.cache_windows(self.max_new_tokens), self.max_new_tokens)
+        self._decode = _decode_fn(config, sampling, self.max_new_tokens, self.cache_windows,
+                                  self.eos_id, self.row_sharding, self.rules)
 
     # ---- device functions -------------------------------------------------------------------
 
