@@ -150,16 +150,24 @@ def test_order_key_preserves_float_order():
     assert np.all(np.diff(keys) >= 0) and np.all(np.diff(keys)[np.diff(x) > 0] > 0)
 
 
-@pytest.mark.parametrize("block", [4, 7, 256])
+@pytest.mark.parametrize("block", [4, 7, 256, None])
 def test_inverse_cdf_sampling_matches_numpy(block):
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(64, 30)).astype(np.float32) * 2
     logits[::3, ::2] = decoding.NEG_INF  # filtered tokens
     u = rng.uniform(size=64).astype(np.float32)
-    got = np.asarray(decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), block))
+    got, lse = decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), block)
     probs = np.exp(_log_softmax(logits.astype(np.float64)))
     want = [int(np.searchsorted(np.cumsum(p), uu, side="right")) for p, uu in zip(probs, u)]
-    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_allclose(lse, np.asarray(jax.nn.logsumexp(logits, axis=-1)), rtol=1e-6)
+
+
+def test_sampling_blocks_divide_the_vocabulary_when_they_can():
+    assert decoding.sampling_block(32100) == 214  # CodeT5: 150 blocks, no padded copy
+    assert decoding.sampling_block(32000) == 256
+    assert decoding.sampling_block(131) == 131 and decoding.sampling_block(127) == 256
+    assert decoding.sampling_block(1021) == 256  # prime: padded
 
 
 def test_inverse_cdf_never_picks_a_filtered_token():
@@ -167,7 +175,7 @@ def test_inverse_cdf_never_picks_a_filtered_token():
     logits[:, [3, 4, 11]] = [1.0, -2.0, 0.5]
     u = np.array([0.0, 1e-9, 0.5, 0.9999999, np.nextafter(1, 0, dtype=np.float32), 0.3],
                  np.float32)
-    got = np.asarray(decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), 4))
+    got = np.asarray(decoding.sample_categorical(jnp.asarray(logits), jnp.asarray(u), 4)[0])
     assert set(got.tolist()) <= {3, 4, 11}
     assert got[0] == 3 and got[4] == 11
 
@@ -244,21 +252,22 @@ def test_low_temperature_equals_greedy(table):
     assert SamplingConfig(temperature=0.0).is_greedy
 
 
-def test_samples_follow_the_model_distribution():
+@pytest.mark.parametrize("temperature", [0.8, 1.0])  # 1.0: the normaliser comes from sampling
+def test_samples_follow_the_model_distribution(temperature):
     # one step from a fixed distribution: empirical frequencies match softmax(logits / T)
     logits = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 1.5], np.float32)
     t = np.tile(logits, (6, 1))
     n_rows = 4000
     keys = jax.random.split(jax.random.PRNGKey(0), n_rows)
-    res = _run(t, n_rows, 1, SamplingConfig(temperature=0.8), keys=keys, eos_id=None)
+    res = _run(t, n_rows, 1, SamplingConfig(temperature=temperature), keys=keys, eos_id=None)
     freq = np.bincount(res.tokens[:, 0], minlength=6) / n_rows
-    want = np.exp(_log_softmax(logits / 0.8))
+    want = np.exp(_log_softmax(logits / temperature))
     np.testing.assert_allclose(freq, want, atol=0.03)
-    # model log-probs are at temperature 1; sampling log-probs at temperature 0.8
+    # model log-probs are at temperature 1; sampling log-probs at the sampling temperature
     np.testing.assert_allclose(res.logprobs[:, 0], _log_softmax(logits)[res.tokens[:, 0]],
                                rtol=1e-5)
     np.testing.assert_allclose(res.sample_logprobs[:, 0],
-                               _log_softmax(logits / 0.8)[res.tokens[:, 0]], rtol=1e-5)
+                               _log_softmax(logits / temperature)[res.tokens[:, 0]], rtol=1e-5)
 
 
 def test_top_p_and_top_k_samples_stay_inside_the_kept_set():
@@ -373,7 +382,8 @@ def test_a_cache_grown_in_windows_decodes_like_one_full_cache(table, sampling):
 
 def test_cache_windows_choice_and_checks(table):
     assert decoding.cache_windows(12) == (12,)  # short decodes keep one loop
-    assert decoding.cache_windows(128) == (32, 64, 96, 128)
+    assert decoding.cache_windows(128) == tuple(range(16, 129, 16))
+    assert decoding.cache_windows(96) == (16, 32, 48, 64, 80, 96)
     w = decoding.cache_windows(600)
     assert len(w) == 8 and w[-1] == 600 and all(x % 8 == 0 for x in w[:-1])
     for bad in [(4, 3, 8), (3, 6), (8, 8), (0, 8)]:

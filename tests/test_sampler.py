@@ -313,7 +313,7 @@ def test_rows_per_problem_choice_and_checks(config, params):
     with pytest.raises(ValueError, match="cache windows"):
         Sampler(config, params, batch_size=8, max_new_tokens=MAX_NEW, cache_windows=(4, 8))
     s = Sampler(config, params, batch_size=4, max_new_tokens=128)
-    assert s.cache_windows == (32, 64, 96, 128)  # the default: `decoding.cache_windows`
+    assert s.cache_windows == tuple(range(16, 129, 16))  # the default: `decoding.cache_windows`
     s = Sampler(config, params, batch_size=4, max_new_tokens=MAX_NEW)
     with pytest.raises(ValueError, match="adjacent rows must share a slot"):
         s.decode_rows(None, None, np.array([0, 1, 1, 1]), np.zeros(4), np.zeros(4), 0, None,

@@ -56,6 +56,12 @@ class SamplingConfig:
     def is_greedy(self) -> bool:
         return self.greedy or self.temperature == 0.0
 
+    @property
+    def is_unfiltered(self) -> bool:
+        """Samples from the model distribution itself (temperature 1, no top-k or top-p)."""
+        return not self.is_greedy and self.temperature == 1.0 and self.top_k == 0 \
+            and self.top_p >= 1.0
+
 
 @flax.struct.dataclass
 class DecodeState:
@@ -192,16 +198,29 @@ def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
     return jnp.where(keys < threshold[:, None], NEG_INF, logits)
 
 
-def sample_categorical(logits: jax.Array, u: jax.Array, block: int = 256) -> jax.Array:
+def sampling_block(v: int) -> int:
+    """Tokens per block of `sample_categorical`: the divisor of v in [128, 512] nearest 256, so
+    the row needs no padded copy (CodeT5's 32100: 214), else 256."""
+    divisors = [d for d in range(128, 513) if v % d == 0]
+    return min(divisors, key=lambda d: (abs(d - 256), d)) if divisors else 256
+
+
+def sample_categorical(logits: jax.Array, u: jax.Array,
+                       block: int | None = None) -> tuple[jax.Array, jax.Array]:
     """Inverse-CDF sampling from softmax(logits) with one uniform u in [0, 1) per row.
 
     Two levels (a block of `block` tokens, then a token inside it) keep the cumulative sums short;
-    tokens of zero probability (filtered) are never chosen. logits [b, V], u [b] -> [b] int32.
+    tokens of zero probability (filtered) are never chosen. Also returns logsumexp(logits) from
+    the same pass. logits [b, V], u [b] -> (tokens [b] int32, logsumexp [b]).
     """
     b, v = logits.shape
+    block = block or sampling_block(v)
     nb = -(-v // block)
-    w = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # [b, V], unnormalised
-    w = jnp.pad(w, ((0, 0), (0, nb * block - v))).reshape(b, nb, block)  # [b, nb, block]
+    top = jnp.max(logits, axis=-1)  # [b]
+    w = jnp.exp(logits - top[:, None])  # [b, V], unnormalised
+    if nb * block != v:
+        w = jnp.pad(w, ((0, 0), (0, nb * block - v)))
+    w = w.reshape(b, nb, block)  # [b, nb, block]
     block_mass = jnp.sum(w, axis=-1)  # [b, nb]
     cum = jnp.cumsum(block_mass, axis=-1)  # [b, nb]
     target = u * cum[:, -1]  # [b]
@@ -214,7 +233,7 @@ def sample_categorical(logits: jax.Array, u: jax.Array, block: int = 256) -> jax
     # rounding can push j past the block's last token of positive weight: take that token
     last = block - 1 - jnp.argmax((inner > 0)[:, ::-1], axis=-1)  # [b]
     j = jnp.minimum(j, last)
-    return (bi * block + j).astype(jnp.int32)
+    return (bi * block + j).astype(jnp.int32), top + jnp.log(cum[:, -1])
 
 
 def sampling_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
@@ -229,29 +248,24 @@ def sampling_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     return x
 
 
-def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    """log softmax(logits)[token] per row. [b, V], [b] -> [b]."""
-    lse = jax.nn.logsumexp(logits, axis=-1)  # [b]
-    return jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - lse
-
-
 def choose_tokens(logits: jax.Array, cfg: SamplingConfig, row_keys: jax.Array,
-                  step: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Next token per row and its log-prob under the sampling distribution.
+                  step: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Next token per row, its log-prob under the sampling distribution, and that distribution's
+    logsumexp (None for greedy).
 
-    logits [b, V] float32, row_keys [b, 2] uint32 -> (tokens [b] int32, sample_logprob [b]).
-    Row r uses one uniform from `fold_in(row_keys[r], step)`.
+    logits [b, V] float32, row_keys [b, 2] uint32 -> (tokens [b] int32, sample_logprob [b],
+    logsumexp [b]). Row r uses one uniform from `fold_in(row_keys[r], step)`.
     """
     if cfg.is_greedy:
         tokens = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # [b]
-        return tokens, jnp.zeros(tokens.shape, jnp.float32)
+        return tokens, jnp.zeros(tokens.shape, jnp.float32), None
     x = sampling_logits(logits, cfg)  # [b, V]
     u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, step), ()))(row_keys)  # [b]
-    tokens = sample_categorical(x, u)  # [b]
-    return tokens, _token_logprob(x, tokens)
+    tokens, lse = sample_categorical(x, u)  # [b], [b]
+    return tokens, jnp.take_along_axis(x, tokens[:, None], axis=-1)[:, 0] - lse, lse
 
 
-def cache_windows(max_new_tokens: int, segment: int = 32, max_segments: int = 8) -> tuple[int, ...]:
+def cache_windows(max_new_tokens: int, segment: int = 16, max_segments: int = 8) -> tuple[int, ...]:
     """Cache sizes for `decode`'s segments: up to `max_segments` segments of at least `segment`
     slots (a multiple of 8), the last window `max_new_tokens`. Each segment is another copy of
     the step in the compiled loop, so short decodes keep one."""
@@ -316,13 +330,15 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
     def body(s: DecodeState) -> DecodeState:
         logits, cache = tokens_to_logits(s.cur_token, s.cache)  # [b, V]
         logits = logits.astype(jnp.float32)
-        token, sample_logp = choose_tokens(logits, sampling, row_keys, s.step)  # [b], [b]
+        token, sample_logp, sampled_lse = choose_tokens(logits, sampling, row_keys, s.step)
         if prefix is not None:
             forced = s.step < prefix_len  # [b]
             col = jnp.minimum(s.step, prefix.shape[1] - 1)
             token = jnp.where(forced, prefix[:, col], token)
             sample_logp = jnp.where(forced, 0.0, sample_logp)
-        model_logp = _token_logprob(logits, token)  # [b]
+        # the model distribution's normaliser: the sampled one's when they are the same
+        lse = sampled_lse if sampling.is_unfiltered else jax.nn.logsumexp(logits, axis=-1)  # [b]
+        model_logp = jnp.take_along_axis(logits, token[:, None], axis=-1)[:, 0] - lse  # [b]
         # rows already finished emit pad with log-prob 0
         token = jnp.where(s.done, pad_id, token)
         model_logp = jnp.where(s.done, 0.0, model_logp)

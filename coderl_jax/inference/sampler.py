@@ -11,7 +11,7 @@ Per call (`Sampler.sample`):
 - a chunk gathers the encoder states and mask of its pieces' problems on device (`jnp.take` over
   the group, no re-encoding), builds the KV cache (cross-attention K/V once per piece) and runs
   the `decoding.decode` while-loops, all in one jit per (G, source bucket, batch, r, prefix
-  bucket); the self-attention cache grows in windows (`decoding.cache_windows`: 32, 64, 96, 128
+  bucket); the self-attention cache grows in windows (`decoding.cache_windows`: 16, 32, ..., 128
   slots for 128 new tokens), so a step reads the slots filled so far, not all of them;
 - rows are split over the mesh's data axes (`data_sharding`), pieces with them (r divides the
   rows of a device, so a piece's rows and its K/V sit on one device), params placed with the
