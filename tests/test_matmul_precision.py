@@ -56,11 +56,11 @@ def lowered_train_step(config: ModelConfig):
 
 
 def lowered_sampling(config: ModelConfig):
-    """The sampler's jitted decode loop (cache fill, cached decoder steps) lowered."""
+    """The sampler's jitted decode loops (cache fill, cached decoder steps) lowered."""
     from coderl_jax.inference.decoding import SamplingConfig
     from coderl_jax.inference.sampler import _decode_fn
 
-    fn = _decode_fn(config, SamplingConfig(temperature=0.8), 4, 2, None, ())
+    fn = _decode_fn(config, SamplingConfig(temperature=0.8), 4, (2, 4), 2, None, ())  # 2 windows
     params = jax.eval_shape(lambda: t5.init_params(config, jax.random.key(0)))
     encoded = jax.ShapeDtypeStruct((B, S, config.d_model), jnp.float32)
     rows = jax.ShapeDtypeStruct((B,), jnp.int32)

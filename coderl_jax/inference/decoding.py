@@ -1,6 +1,7 @@
 """Autoregressive decoding: greedy, temperature, top-k and top-p (nucleus) sampling.
 
-One `lax.while_loop` over a small `DecodeState`; the model enters only through a callback
+A `lax.while_loop` over a small `DecodeState` (one per cache window: the cache can grow between
+them, `decode`'s `windows`); the model enters only through a callback
 `tokens_to_logits(token_ids [b], cache) -> (logits [b, vocab], cache)` (one cached decoder step),
 so the loop is testable with a stub and reusable by the sampler, RL and critical sampling.
 
@@ -325,7 +326,6 @@ def decode(tokens_to_logits: TokensToLogits, cache: Any, *, batch_size: int, max
         done=jnp.zeros((b,), bool),
         cache=cache,
     )
-
 
     def body(s: DecodeState) -> DecodeState:
         logits, cache = tokens_to_logits(s.cur_token, s.cache)  # [b, V]
