@@ -326,7 +326,7 @@ class MultiHeadAttention(nn.Module):
 
     def attend_encoded(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
         """Cross-attention of one step, q [b,1,h,kv], over cached encoder keys [p,h,kv,s]
-        (transposed: XLA CPU's dot against [p,h,s,kv] ran ~2x slower) and values [p,h,s,kv]
+        (transposed: XLA CPU's dot against [p,h,s,kv] ran 1.5-2x slower) and values [p,h,s,kv]
         (`mask` [p,1,1,s]) of p = b / r problems whose r rows each are adjacent
         (shared layout, `init_cache`): each problem's r rows are r queries against one copy of
         its K/V, so the step reads p copies, not b. r = 1 is one copy per row."""
@@ -660,7 +660,7 @@ def init_cache(config: ModelConfig, params: PyTree, encoded: Array, encoder_mask
 def grow_cache(cache: PyTree, length: int) -> PyTree:
     """`cache` with its self-attention K/V zero-padded to `length` slots (filled slots and index
     kept): a decode loop whose cache covers only the slots filled so far reads less per step
-    (`decoding.decode`'s `cache_windows`)."""
+    (`decoding.decode`'s `windows`, `decoding.cache_windows`)."""
     def pad(x):  # [..., h, T, kv] -> [..., h, length, kv]
         widths = [(0, 0)] * x.ndim
         widths[-2] = (0, length - x.shape[-2])
